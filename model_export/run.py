@@ -1,0 +1,174 @@
+"""One training run, end to end: data -> teacher ensemble -> distilled student -> reports -> ONNX export.
+
+    python -m model_export.run --dataset ferplus --data ../shared/datasets/ferplus.zip --out runs/ferplus
+    python -m model_export.run --dataset fer2013-zip --data ../shared/datasets/fer2013.zip --out runs/fer2013
+    python -m model_export.run --dataset fer2013-csv --data fer2013.csv --out runs/fer2013csv
+    python -m model_export.run --dataset folder --data my_faces/ --classes happy,peace,sad --out runs/mine
+
+Every stage checkpoints into --out and is skipped when its output exists, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import DatasetError, FaceDataset, load_dataset, stratified_split
+from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
+from .train import ArraySplit, TrainConfig, Trainer, load_best, predict_logits
+
+STAGES = ("teacher", "student", "report", "export")
+
+
+def softmax(logits: np.ndarray, t: float = 1.0) -> np.ndarray:
+    z = logits / t
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def make_splits(ds: FaceDataset, val_fraction: float, seed: int) -> dict[str, ArraySplit]:
+    """Stratified train/val split of the official training data; official test sets stay intact."""
+    train_all = ds.split("train")
+    tr, va = stratified_split(train_all.labels, val_fraction, seed)
+    splits = {
+        "train": ArraySplit(train_all.images[tr], train_all.labels[tr], None if train_all.soft is None else train_all.soft[tr]),
+        "val": ArraySplit(train_all.images[va], train_all.labels[va], None if train_all.soft is None else train_all.soft[va]),
+    }
+    for name in ("public_test", "test"):
+        part = ds.split(name)
+        if len(part.images):
+            splits[name] = ArraySplit(part.images, part.labels, part.soft)
+    return splits
+
+
+def ensemble_probs(model_dirs: list[Path], images: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
+    """Teacher ensemble: mean of tempered softmax over models x views (original, mirrored)."""
+    probs = []
+    for d in model_dirs:
+        ck = torch.load(d / "best.pt", map_location="cpu", weights_only=False)
+        model = build_model(ck["spec"]["name"], num_classes, pretrained=False)
+        model.load_state_dict(ck["model"])
+        model = model.to(memory_format=torch.channels_last).eval()
+        for flip in (False, True):
+            probs.append(softmax(predict_logits(model, images, flip=flip), temperature))
+    return np.mean(probs, axis=0).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", required=True, choices=("fer2013-zip", "fer2013-csv", "ferplus", "folder"))
+    ap.add_argument("--data", required=True, help="path of the zip / csv / folder")
+    ap.add_argument("--classes", help="comma-separated class order for --dataset folder (e.g. happy,peace,sad)")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--teachers", type=int, default=1, help="teacher models in the ensemble (each also seen mirrored)")
+    ap.add_argument("--teacher-epochs", type=int, default=12)
+    ap.add_argument("--student-epochs", type=int, default=12)
+    ap.add_argument("--warmup-epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--val-fraction", type=float, default=0.125)
+    ap.add_argument("--target", choices=("soft", "majority"), default="soft", help="FER+: vote distribution or majority label")
+    ap.add_argument("--no-distill", action="store_true", help="train the student on labels only")
+    ap.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (smoke runs)")
+    ap.add_argument("--limit", type=int, default=None, help="use only this many training images (smoke runs)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-pretrained", action="store_true")
+    ap.add_argument("--ship", type=Path, default=None, help="copy the exported model here (e.g. web/models/emotion)")
+    args = ap.parse_args(argv)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        ap.error(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+
+    try:
+        ds = load_dataset(args.dataset, args.data, classes=args.classes.split(",") if args.classes else None)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.target == "majority":
+        ds.soft = None
+    splits = make_splits(ds, args.val_fraction, args.seed)
+    if args.limit:
+        tr = splits["train"]
+        keep = np.random.default_rng(args.seed).permutation(len(tr.labels))[: args.limit]
+        splits["train"] = ArraySplit(tr.images[keep], tr.labels[keep], None if tr.soft is None else tr.soft[keep])
+    num_classes = len(ds.classes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_file = open(args.out / "train.log", "a")
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    log(f"command: python -m model_export.run {' '.join(argv if argv is not None else sys.argv[1:])}")
+    log(f"dataset {ds.name} from {ds.source}: classes {ds.classes}; " + ", ".join(f"{k} {len(v.labels)}" for k, v in splits.items()) + "; " + "; ".join(ds.notes))
+    base_cfg = TrainConfig(warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, max_steps_per_epoch=args.max_steps,
+                           threads=args.threads, seed=args.seed)
+    run_meta = {"dataset": ds.name, "source": ds.source, "classes": list(ds.classes), "target": args.target if ds.soft is not None else "majority",
+                "split": {k: int(len(v.labels)) for k, v in splits.items()}, "val_fraction": args.val_fraction, "seed": args.seed,
+                "notes": ds.notes, "config": asdict(base_cfg), "teachers": args.teachers,
+                "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill}
+    (args.out / "run.json").write_text(json.dumps(run_meta, indent=1, default=str))
+
+    teacher_dirs = [args.out / f"teacher{i}" for i in range(args.teachers)]
+    if "teacher" in stages:
+        for i, d in enumerate(teacher_dirs):
+            if (d / "done").exists():
+                continue
+            cfg = replace(base_cfg, epochs=args.teacher_epochs, seed=args.seed + i)
+            torch.manual_seed(cfg.seed)
+            model = build_model(TEACHER, num_classes, pretrained=not args.no_pretrained)
+            log(f"teacher {i}: {TEACHER.name}, {count_parameters(model) / 1e6:.2f} M params")
+            Trainer(model, splits["train"], splits["val"], num_classes, cfg, d, log=log).fit()
+            (d / "done").write_text("ok")
+
+    student_dir = args.out / "student"
+    if "student" in stages and not (student_dir / "done").exists():
+        teacher_probs = None
+        if not args.no_distill:
+            missing = [str(d) for d in teacher_dirs if not (d / "best.pt").exists()]
+            if missing:
+                log(f"error: distillation needs trained teachers, missing {missing} (run the teacher stage first)")
+                return 2
+            cache = student_dir / "teacher_probs.npy"
+            if cache.exists():
+                teacher_probs = np.load(cache)
+            else:
+                t0 = time.time()
+                teacher_probs = ensemble_probs(teacher_dirs, splits["train"].images, num_classes, base_cfg.distill_temperature)
+                student_dir.mkdir(parents=True, exist_ok=True)
+                np.save(cache, teacher_probs)
+                log(f"teacher ensemble soft targets for {len(teacher_probs)} images in {time.time() - t0:.0f} s")
+        cfg = replace(base_cfg, epochs=args.student_epochs)
+        torch.manual_seed(cfg.seed)
+        model = build_model(STUDENT, num_classes, pretrained=not args.no_pretrained)
+        log(f"student: {STUDENT.name}, {count_parameters(model) / 1e6:.2f} M params, distillation {'on' if teacher_probs is not None else 'off'}")
+        Trainer(model, splits["train"], splits["val"], num_classes, cfg, student_dir, teacher_probs=teacher_probs, log=log).fit()
+        (student_dir / "done").write_text("ok")
+
+    if "report" in stages or "export" in stages:
+        from .report import write_reports  # matplotlib only needed from here on
+
+        student = load_best(build_model(STUDENT, num_classes, pretrained=False), student_dir)
+        teachers = [load_best(build_model(TEACHER, num_classes, pretrained=False), d) for d in teacher_dirs if (d / "best.pt").exists()]
+        metrics = write_reports(args.out, student, teachers, splits, ds.classes, run_meta, log=log)
+        if "export" in stages:
+            from .export import export_model
+
+            export_model(student, splits, ds.classes, metrics, args.out, ship=args.ship, log=log)
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
