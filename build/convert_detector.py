@@ -1,0 +1,158 @@
+"""Convert MediaPipe's BlazeFace short-range TFLite model to ONNX for onnxruntime-web.
+
+Input : node_modules/@mediapipe/face_detection/face_detection_short_range.tflite
+Output: web/models/face_detector.onnx
+
+Steps:
+1. check the TFLite file's sha256 (the conversion is only verified for that exact file),
+2. tflite2onnx converts it (the TFLite fp16 weights + DEQUANTIZE become float32 initialisers;
+   tflite2onnx makes the graph NCHW internally),
+3. a Transpose is put in front so the ONNX input stays NHWC `input` float32 [1,128,128,3], the layout
+   `emotion_runtime.preprocess.detector_input` produces (one tiny Transpose, supported by every ort-web EP),
+4. onnxsim simplifies it, then the op set is checked against a small allow-list that runs on
+   onnxruntime-web WebGPU, WebGL and WASM,
+5. optionally (when `ai_edge_litert` is importable) the ONNX outputs are compared with the TFLite
+   interpreter's on seeded random inputs.
+
+Usage (repo root, project venv with `pip install tflite2onnx==0.4.1 onnxsim onnxruntime`):
+    python build/convert_detector.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+ROOT = Path(__file__).resolve().parents[1]
+TFLITE = ROOT / "node_modules/@mediapipe/face_detection/face_detection_short_range.tflite"
+OUT = ROOT / "web/models/face_detector.onnx"
+TFLITE_SHA256 = "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"
+ALLOWED_OPS = {"Conv", "Relu", "Add", "Pad", "MaxPool", "Transpose", "Reshape", "Concat"}
+OPSET = 11  # what tflite2onnx emits; every op above is supported at this opset on all three ort-web EPs
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def add_nhwc_input(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Make the graph input NHWC [1,128,128,3] named `input`, feeding the NCHW graph through a Transpose."""
+    graph = model.graph
+    assert len(graph.input) == 1, "expected one graph input"
+    old_name = graph.input[0].name
+    nchw_name = "input_nchw"
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old_name:
+                node.input[i] = nchw_name
+    transpose = helper.make_node("Transpose", ["input"], [nchw_name], perm=[0, 3, 1, 2], name="nhwc_to_nchw")
+    graph.node.insert(0, transpose)
+    del graph.input[:]
+    # tflite2onnx also lists the old NCHW input in value_info; drop it or shape inference trusts it.
+    stale = [v for v in graph.value_info if v.name == old_name]
+    for v in stale:
+        graph.value_info.remove(v)
+    graph.input.append(helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 128, 128, 3]))
+    return model
+
+
+def sort_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """tflite2onnx emits initialisers in set order, and onnxsim's de-duplication keeps whichever comes first:
+    sort by name (before and after onnxsim) so the output file is byte-reproducible."""
+    inits = sorted(model.graph.initializer, key=lambda t: t.name)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
+    return model
+
+
+def check_ops(model: onnx.ModelProto) -> list[str]:
+    ops = sorted({n.op_type for n in model.graph.node})
+    extra = set(ops) - ALLOWED_OPS
+    if extra:
+        raise SystemExit(f"unexpected ops for ort-web: {sorted(extra)}")
+    return ops
+
+
+def compare_with_tflite(onnx_path: Path, tflite_path: Path, n: int = 4) -> float | None:
+    """Max abs difference ONNX vs TFLite on seeded random inputs; None when LiteRT is not installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore
+    except ImportError:
+        return None
+    import onnxruntime as ort
+
+    interp = Interpreter(model_path=str(tflite_path))
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]["index"]
+    outs = {o["name"]: o["index"] for o in interp.get_output_details()}
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(n):
+        x = rng.uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+        interp.set_tensor(inp, x)
+        interp.invoke()
+        reg, cls = sess.run(["regressors", "classificators"], {"input": x})
+        worst = max(worst, float(np.abs(reg - interp.get_tensor(outs["regressors"])).max()))
+        worst = max(worst, float(np.abs(cls - interp.get_tensor(outs["classificators"])).max()))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tflite", type=Path, default=TFLITE)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+
+    import onnxsim
+    import tflite2onnx
+
+    # It warns once per fp16 weight ("float16 not supported/tested yet"); those weights only feed
+    # DEQUANTIZE, which it folds to float32. The TFLite comparison below is the real check.
+    logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
+
+    digest = sha256(args.tflite)
+    if digest != TFLITE_SHA256:
+        raise SystemExit(f"{args.tflite}: sha256 {digest} != expected {TFLITE_SHA256}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        tflite2onnx.convert(str(args.tflite), str(raw))
+        model = sort_initializers(add_nhwc_input(onnx.load(str(raw))))
+
+    model, ok = onnxsim.simplify(model)
+    if not ok:
+        raise SystemExit("onnxsim could not validate the simplified model")
+    sort_initializers(model)
+    model.producer_name = "build/convert_detector.py"
+    model.producer_version = f"tflite2onnx {tflite2onnx.__version__}, onnxsim {onnxsim.__version__}"
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == OPSET, model.opset_import
+    ops = check_ops(model)
+    outs = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    assert outs == {"regressors": [1, 896, 16], "classificators": [1, 896, 1]}, outs
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(args.out))
+    print(f"input  {args.tflite.relative_to(ROOT) if args.tflite.is_relative_to(ROOT) else args.tflite}"
+          f"  sha256 {digest}")
+    print(f"output {args.out}  sha256 {sha256(args.out)}  {args.out.stat().st_size} bytes")
+    print(f"ops    {ops}  opset {OPSET}")
+    diff = compare_with_tflite(args.out, args.tflite)
+    print("tflite check: skipped (ai_edge_litert not installed)" if diff is None
+          else f"tflite check: max |onnx - tflite| = {diff:.2e}")
+    if diff is not None and diff > 1e-2:
+        raise SystemExit("ONNX output differs from TFLite")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Per-frame glue called from JavaScript (Pyodide), in this order for every frame:
+
+    x = pipe.detector_input(rgba, width, height)   # -> float32 (1, 128, 128, 3); run the face detector
+    n = pipe.decode_faces(regressors, scores)      # -> number of faces kept
+    f = pipe.emotion_input()                       # -> float32 (n, 1, 48, 48); run the emotion model if n
+    r = pipe.update(logits)  /  pipe.update_json(logits)   # -> per face results (list of dicts / JSON)
+
+Buffers may cross the bridge as bytes / bytearray / memoryview (e.g. `Uint8ClampedArray.to_py()`,
+`Float32Array.to_py()`) or numpy arrays; nothing here loops over pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from . import detector as det
+from .labels import LabelMap, as_label_map
+from .postprocess import FaceTracker, make_smoother, softmax
+from .preprocess import CROP_SCALE, EMOTION_INPUT_SIZE, Letterbox, detector_input, face_batch
+
+
+def _as_array(buf: Any, dtype: type) -> np.ndarray:
+    """numpy view of an ndarray / bytes-like buffer, no copy when possible."""
+    if isinstance(buf, np.ndarray):
+        return buf if buf.dtype == dtype else buf.astype(dtype)
+    if isinstance(buf, (bytes, bytearray, memoryview)):
+        return np.frombuffer(buf, dtype=dtype)
+    return np.asarray(buf, dtype=dtype)
+
+
+class FramePipeline:
+    """Stateful frame processor: keeps the current frame and faces between the calls of one frame, and the
+    face tracks (ids + smoothers) across frames."""
+
+    def __init__(self, labels: LabelMap | Sequence[str] | Mapping[str, Any] | str,
+                 crop_scale: float = CROP_SCALE,
+                 smoothing: Literal["ema", "mean", "median", "none"] = "ema",
+                 alpha: float = 0.3, window: int = 15,
+                 min_score: float = det.MIN_SCORE, max_faces: int | None = 8,
+                 nms: Literal["weighted", "plain"] = "weighted", nms_iou: float = det.NMS_IOU,
+                 track_iou: float = 0.3, max_missing: int = 5):
+        if isinstance(labels, str):
+            labels = json.loads(labels)  # a sidecar or a list, as JSON text from JS
+        self.labels = as_label_map(labels)
+        self.crop_scale = float(crop_scale)
+        self.min_score = float(min_score)
+        self.max_faces = max_faces
+        self.nms = nms
+        self.nms_iou = float(nms_iou)
+        self.tracker = FaceTracker(make_smoother(smoothing, alpha, window), track_iou, max_missing)
+        self.frame: np.ndarray | None = None
+        self.letterbox: Letterbox | None = None
+        self.faces: list[det.Face] = []
+        self.results: list[dict[str, Any]] = []
+
+    # ---- step 1
+    def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
+        """RGBA (or RGB) pixels of a width x height frame -> detector input float32 (1, 128, 128, 3)."""
+        width, height = int(width), int(height)
+        a = _as_array(rgba, np.uint8)
+        if a.ndim == 1:
+            channels = a.size // max(width * height, 1)
+            if channels not in (3, 4) or channels * width * height != a.size:
+                raise ValueError(f"{a.size} bytes is not a {width}x{height} RGBA/RGB frame")
+            a = a.reshape(height, width, channels)
+        elif a.shape[:2] != (height, width):
+            raise ValueError(f"frame shape {a.shape} does not match {width}x{height}")
+        self.frame = a
+        self.faces = []
+        x, self.letterbox = detector_input(a)
+        return x
+
+    # ---- step 2
+    def decode_faces(self, regressors: Any, scores: Any) -> int:
+        """Detector outputs (1, 896, 16) and (1, 896, 1) (arrays or float32 buffers) -> number of faces."""
+        if self.letterbox is None:
+            raise RuntimeError("call detector_input() first")
+        reg = _as_array(regressors, np.float32).reshape(1, det.NUM_ANCHORS, det.NUM_COORDS)
+        sc = _as_array(scores, np.float32).reshape(1, det.NUM_ANCHORS, 1)
+        self.faces = det.detect(reg, sc, self.letterbox, self.min_score, self.nms_iou, self.nms, self.max_faces)
+        return len(self.faces)
+
+    # ---- step 3
+    def emotion_input(self) -> np.ndarray:
+        """Crops of the current faces -> float32 (N, 1, 48, 48), normalised; N may be 0."""
+        if self.frame is None:
+            return np.zeros((0, 1, EMOTION_INPUT_SIZE, EMOTION_INPUT_SIZE), np.float32)
+        return face_batch(self.frame, [f.box for f in self.faces], self.crop_scale)
+
+    # ---- step 4
+    def update(self, logits: Any = None) -> list[dict[str, Any]]:
+        """Emotion logits (N, C) (array or float32 buffer; None/empty when N = 0) -> one dict per face:
+        {"id", "box": [x, y, w, h], "score", "label", "display", "emoji", "colour", "probs", "raw_probs"}.
+        Tracks advance even when no face is seen, so ids expire after `max_missing` empty frames."""
+        n, c = len(self.faces), len(self.labels)
+        if n == 0:
+            probs = np.zeros((0, c))
+        else:
+            lg = _as_array(logits, np.float32)
+            if lg.size != n * c:
+                raise ValueError(f"expected {n}x{c} logits, got {lg.size} values")
+            probs = softmax(lg.reshape(n, c))
+        tracks = self.tracker.update([f.box for f in self.faces])
+        results = []
+        for face, track, p in zip(self.faces, tracks, probs):
+            smoothed = track.smoother.update(p)
+            track.probs = smoothed
+            k = int(np.argmax(smoothed))
+            results.append({
+                "id": track.id,
+                "box": [round(v, 1) for v in face.box],
+                "score": round(face.score, 4),
+                "label": self.labels.labels[k],
+                "display": self.labels.display[k],
+                "emoji": self.labels.emoji[k],
+                "colour": self.labels.colours[k],
+                "probs": [round(float(v), 4) for v in smoothed],
+                "raw_probs": [round(float(v), 4) for v in p],
+            })
+        self.results = results
+        return results
+
+    def update_json(self, logits: Any = None) -> str:
+        """`update` as one JSON string (cheaper across the Pyodide bridge than nested proxies)."""
+        return json.dumps(self.update(logits), ensure_ascii=False, separators=(",", ":"))
+
+    def faces_json(self) -> str:
+        """Current detections (before classification) as JSON: [{"box", "score", "keypoints"}]."""
+        return json.dumps([{"box": [round(v, 1) for v in f.box], "score": round(f.score, 4),
+                            "keypoints": np.round(f.keypoints, 1).tolist()} for f in self.faces],
+                          separators=(",", ":"))
+
+    def labels_json(self) -> str:
+        return json.dumps(self.labels.to_dict(), ensure_ascii=False)
+
+    def reset(self) -> None:
+        """Forget tracks (e.g. when the source changes from webcam to an uploaded photo)."""
+        self.tracker.reset()
+        self.frame, self.letterbox, self.faces, self.results = None, None, [], []
