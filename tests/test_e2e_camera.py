@@ -1,0 +1,139 @@
+"""End to end in headless Chromium: the live camera flow on a fake webcam showing one smiling face.
+
+One browser and page for the module (Pyodide's cold start dominates): load -> ready -> start camera ->
+faces found on the face -> (real model only) labelled happy -> no network after load -> stop.
+Run: pytest -m browser tests/test_e2e_camera.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from fixtures import videos
+from fixtures.e2e import (
+    app_server,  # noqa: F401 - fixture
+    box_contains,
+    is_local,
+    launch_app_browser,
+    need_real_model,
+    open_app,
+    status,
+    wait_for,
+    wait_frames,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SCREENSHOT = Path(os.environ.get("E2E_SCREENSHOT_DIR", videos.CACHE)) / "e2e-camera.png"
+
+
+@pytest.fixture(scope="module")
+def happy_video() -> Path:
+    problem = videos.tools_problem()
+    if problem:
+        pytest.skip(problem)
+    return videos.y4m(videos.HAPPY)
+
+
+@pytest.fixture(scope="module")
+def cam(playwright_driver, app_server, happy_video):  # noqa: F811
+    """A page that has loaded the app with the happy-face webcam; requests recorded from the start."""
+    browser = launch_app_browser(playwright_driver, fake_video=happy_video)
+    page = browser.new_page()
+    load_status = open_app(page, app_server.url)
+    yield {"browser": browser, "page": page, "load": load_status, "app": app_server,
+           "ready_request_count": len(browser.requests)}
+    browser.close()
+
+
+def test_loads_and_reports_ready(cam):
+    s, page = cam["load"], cam["page"]
+    assert s["state"] == "ready", f"error: {s['error']}; console: {cam['browser'].console[-5:]}"
+    assert s["ep"]["detector"] in ("webgpu", "webgl", "wasm")
+    # The page says so too.
+    assert "Ready" in page.inner_text("#load-status")
+    for step in ("python", "numpy", "models", "verify"):
+        assert page.get_attribute(f'#load-steps li[data-step="{step}"]', "data-state") == "done"
+    assert page.inner_text("#ro-ep") in ("WebGPU", "WebGL", "WASM") or "(detector)" in page.inner_text("#ro-ep")
+    assert page.is_enabled("#start-camera") and page.is_enabled("#upload")
+    assert not page.is_visible("#error")
+
+
+def test_load_fetches_only_from_own_origin(cam):
+    base = cam["app"].url
+    foreign = [u for u in cam["browser"].requests if not is_local(u, base)]
+    assert foreign == [], f"requests to other origins while loading: {foreign}"
+
+
+def test_camera_finds_the_face(cam):
+    page = cam["page"]
+    page.click("#start-camera")
+    s = wait_frames(page, 15)
+    assert s["error"] is None, s["error"]
+    assert s["state"] == "running"
+    assert s["faceCount"] == 1, s["lastResults"]
+    face = s["lastResults"][0]
+    (centre,) = videos.face_centres_px(videos.HAPPY)
+    assert box_contains(face["box"], centre), (face["box"], centre)
+    # A face box, not the whole frame or a speck: between 10% and 80% of the frame width.
+    assert 0.1 * videos.WIDTH < face["box"][2] < 0.8 * videos.WIDTH
+    assert len(face["probs"]) == len(s["labels"])
+    assert abs(sum(face["probs"]) - 1) < 1e-2
+    # Same face, same tracker id across frames.
+    ids = {f["id"] for f in s["lastResults"]}
+    wait_frames(page, s["frames"] + 5)
+    assert {f["id"] for f in status(page)["lastResults"]} == ids
+
+    # What the user sees: one card with a bar per class, the count, live readouts, no notices.
+    assert page.inner_text("#face-count") == "1"
+    cards = page.locator("#face-list li.face-card")
+    assert cards.count() == 1
+    card_text = cards.first.inner_text()
+    assert f"Face #{face['id']}" in card_text
+    assert cards.first.locator("progress").count() == len(s["labels"])
+    for name in ("#ro-fps", "#ro-detect", "#ro-pre", "#ro-classify", "#ro-post"):
+        assert re.search(r"\d", page.inner_text(name)), f"{name} shows no number"
+    assert not page.is_visible("#notice")
+    assert page.is_enabled("#stop-camera") and not page.is_enabled("#start-camera")
+    page.screenshot(path=str(SCREENSHOT))
+
+
+def ensure_camera(page) -> None:
+    if status(page)["state"] != "running":
+        page.click("#start-camera")
+    wait_frames(page, 1)
+
+
+def test_happy_face_is_labelled_happy(cam):
+    need_real_model(cam["app"])
+    page = cam["page"]
+    ensure_camera(page)
+    s = wait_frames(page, 20)
+    face = s["lastResults"][0]
+    assert face["label"] == "happy", (face["label"], dict(zip(s["labels"], face["probs"])))
+    assert "happy" in page.inner_text("#face-list .face-top").lower()
+
+
+def test_no_requests_after_ready(cam):
+    """From the ready state through the camera run, nothing at all was fetched."""
+    page, browser = cam["page"], cam["browser"]
+    ensure_camera(page)
+    wait_frames(page, status(page)["frames"] + 10)
+    after = browser.requests[cam["ready_request_count"]:]
+    assert after == [], f"requests after load: {after}"
+
+
+def test_stop_camera(cam):
+    page = cam["page"]
+    page.click("#stop-camera")
+    wait_for(page, "() => window.__emotionApp.state === 'ready'")
+    frames = status(page)["frames"]
+    page.wait_for_timeout(500)
+    assert status(page)["frames"] == frames, "frames still processed after Stop"
+    assert page.evaluate("() => document.getElementById('video').srcObject") is None
+    assert page.inner_text("#face-count") == "0"
+    assert page.is_enabled("#start-camera")

@@ -1,0 +1,340 @@
+// Emotion Lens: page controller. Loads the runtime and models, runs the camera / photo through the frame
+// engine, and keeps the DOM and window.__emotionApp in step. Errors become messages; the UI is never wiped.
+
+import * as status from './js/app-status.js';
+import { FrameEngine, MAX_FACES } from './js/app-engine.js';
+import {
+  browserSupportProblem, cameraSupportProblem, describeCameraError, onVideoFrames, startCamera, stopCamera,
+} from './js/camera.js';
+import { clearResults, drawOverlay, renderFacePanel } from './js/render.js';
+import * as ui from './js/ui.js';
+import { loadEverything } from './js/app-boot.js';
+
+const T0 = performance.now();
+const params = new URLSearchParams(location.search);
+const els = ui.els;
+
+let engine = null;
+let camera = null; // {stream, cancelFrames}
+let busy = false; // one frame in flight at most
+let lastStill = null; // {bitmap, result} for re-rendering the photo on resize
+let noFaceFrames = 0;
+let fpsEma = null;
+let lastFrameAt = null;
+
+status.expose();
+
+// ---------------------------------------------------------------- messages
+
+function fail(code, message, { retry = false } = {}) {
+  status.update({ error: { code, message } });
+  ui.showError(message, { retry });
+}
+
+function clearFailure() {
+  status.update({ error: null });
+  ui.clearError();
+}
+
+function notify(code, message) {
+  const current = status.get('notice');
+  if (current && current.code === code && current.message === message) return;
+  status.update({ notice: code ? { code, message } : null });
+  ui.setNotice(message);
+}
+
+function epName(ep) {
+  const names = { webgpu: 'WebGPU', webgl: 'WebGL', wasm: 'WASM', cpu: 'WASM' };
+  return names[String(ep).toLowerCase()] || String(ep);
+}
+
+function epText(ep) {
+  if (!ep) return '–';
+  const d = epName(ep.detector);
+  const e = epName(ep.emotion);
+  return d === e ? d : `${d} (detector) · ${e} (emotion)`;
+}
+
+// ---------------------------------------------------------------- loading
+
+async function boot() {
+  clearFailure();
+  ui.resetLoading();
+  status.update({ state: 'loading' });
+  ui.setControls({ ready: false, cameraOn: false });
+  const unsupported = browserSupportProblem();
+  if (unsupported) {
+    ui.setStep('python', 'failed', 'This browser cannot run the app.');
+    status.update({ state: 'error' });
+    fail('unsupported', unsupported);
+    return;
+  }
+  try {
+    const loaded = await loadEverything({
+      onStep: (step, state, text, fraction) => ui.setStep(step, state, text, fraction),
+      ep: params.get('ep') || undefined,
+      timeoutMs: params.has('loadTimeout') ? Number(params.get('loadTimeout')) : undefined,
+    });
+    engine = new FrameEngine({ ...loaded, maxFaces: MAX_FACES });
+    // One blank frame compiles kernels / warms caches so the first real frame is not the slow one.
+    const warm = document.createElement('canvas');
+    warm.width = 64;
+    warm.height = 48;
+    await engine.process(warm, 64, 48);
+    engine.reset();
+    const ep = { detector: loaded.detector.ep, emotion: loaded.emotion.ep };
+    status.update({
+      state: 'ready',
+      ep,
+      epAttempts: { detector: loaded.detector.attempts, emotion: loaded.emotion.attempts },
+      labels: engine.labels,
+      loadMs: Math.round(performance.now() - T0),
+    });
+    ui.setReadouts({ ep: epText(ep) });
+    ui.setLoadDone(`Ready. Models run with ${epText(ep)}; nothing is uploaded.`);
+    ui.setControls({ ready: true, cameraOn: false });
+    if (!cameraSupportProblem()) els.start.focus({ preventScroll: true });
+  } catch (err) {
+    console.error(err);
+    const code = (err && err.code) || 'load';
+    status.update({ state: 'error' });
+    ui.setLoadText('Loading failed.');
+    fail(code, loadErrorMessage(err), { retry: true });
+  }
+}
+
+function loadErrorMessage(err) {
+  let text = (err && err.message) || String(err);
+  // A Python traceback is noise to a user: keep its last line ("TypeError: ...").
+  if (text.includes('Traceback (most recent call last)')) {
+    const lines = text.trim().split('\n').filter((l) => l.trim());
+    text = `internal error in the Python runtime (${lines[lines.length - 1].trim()})`;
+  }
+  return `Loading failed: ${text}`;
+}
+
+// ---------------------------------------------------------------- camera
+
+async function onStartCamera() {
+  clearFailure();
+  notify(null, '');
+  const problem = cameraSupportProblem();
+  if (problem) {
+    fail('NotFoundError', problem);
+    return;
+  }
+  ui.setControls({ ready: true, cameraOn: false, cameraBusy: true });
+  status.update({ state: 'camera-starting' });
+  ui.setLoadText('Starting the camera…');
+  try {
+    const stream = await startCamera(els.video);
+    lastStill = null;
+    engine.reset();
+    resetFrameStats();
+    ui.setViewportMode('camera');
+    status.update({ state: 'running', source: 'camera', frames: 0, dropped: 0 });
+    ui.setControls({ ready: true, cameraOn: true });
+    ui.setLoadText('Camera on. Frames are processed on this device only.');
+    camera = { stream, cancelFrames: onVideoFrames(els.video, onVideoFrame) };
+  } catch (err) {
+    const { code, message } = describeCameraError(err);
+    status.update({ state: 'ready' });
+    ui.setControls({ ready: true, cameraOn: false });
+    ui.setLoadText('Camera not started.');
+    fail(code, message);
+  }
+}
+
+async function onStopCamera() {
+  if (!camera) return;
+  camera.cancelFrames();
+  stopCamera(els.video, camera.stream);
+  camera = null;
+  await waitIdle();
+  clearResults(els.faceList, els.overlay);
+  ui.setFaceCount(0);
+  notify(null, '');
+  ui.setViewportMode('idle');
+  ui.setControls({ ready: true, cameraOn: false });
+  ui.setLoadText('Camera off.');
+  status.update({ state: 'ready', source: null, lastResults: [], faceCount: 0 });
+  els.start.focus({ preventScroll: true });
+}
+
+function resetFrameStats() {
+  noFaceFrames = 0;
+  fpsEma = null;
+  lastFrameAt = null;
+}
+
+function onVideoFrame() {
+  if (busy) {
+    status.update({ dropped: status.get('dropped') + 1 });
+    return;
+  }
+  const video = els.video;
+  if (!video.videoWidth || !camera) return;
+  busy = true;
+  processVideoFrame(video)
+    .catch((err) => {
+      console.error(err);
+      fail('frame', `Processing a frame failed: ${err.message || err}. Stop and start the camera to retry.`);
+    })
+    .finally(() => { busy = false; });
+}
+
+async function processVideoFrame(video) {
+  const result = await engine.process(video, video.videoWidth, video.videoHeight, { maxSide: 640 });
+  if (!camera) return; // stopped while this frame was in flight
+  const t = performance.now();
+  if (lastFrameAt !== null) {
+    const inst = 1000 / Math.max(1, t - lastFrameAt);
+    fpsEma = fpsEma === null ? inst : 0.9 * fpsEma + 0.1 * inst;
+  }
+  lastFrameAt = t;
+  const frames = status.get('frames') + 1;
+  status.update({ frames, fps: fpsEma });
+  if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(t - T0) });
+  showResult(result, { mirror: true, live: true });
+}
+
+function waitIdle() {
+  return new Promise((resolve) => {
+    const check = () => (busy ? setTimeout(check, 10) : resolve());
+    check();
+  });
+}
+
+// ---------------------------------------------------------------- results
+
+function showResult(result, { mirror, live }) {
+  const { faces, detected, width, height, timings } = result;
+  status.pushTimings({ ...timings, faces: faces.length });
+  status.update({ lastResults: faces, faceCount: faces.length, timings });
+  drawOverlay(els.overlay, faces, engine.display, { srcW: width, srcH: height, mirror });
+  renderFacePanel(els.faceList, faces, engine.display);
+  ui.setFaceCount(faces.length);
+  ui.setReadouts({ fps: status.get('fps'), timings });
+
+  if (detected > MAX_FACES) {
+    notify('too-many-faces', `Too many faces: ${detected} found, showing the ${MAX_FACES} clearest. ` +
+      `Up to ${MAX_FACES} faces are analysed at once.`);
+  } else if (detected === 0) {
+    noFaceFrames += 1;
+    // Live video: wait a few frames so a single missed frame does not flash a message.
+    if (!live || noFaceFrames >= 5) {
+      notify('no-face', live
+        ? 'No face in view. Face the camera in good light, about an arm’s length away.'
+        : 'No face found in this photo. Try a photo where faces are larger, frontal and well lit.');
+    }
+  } else {
+    noFaceFrames = 0;
+    notify(null, '');
+  }
+}
+
+// ---------------------------------------------------------------- photos
+
+async function analyseFile(file) {
+  if (!file || !engine) return;
+  clearFailure();
+  notify(null, '');
+  if (camera) await onStopCamera();
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch (err) {
+    fail('decode', `“${file.name}” could not be read as an image (it may be damaged or in an unsupported ` +
+      'format). Try a JPEG, PNG or WebP photo.');
+    return;
+  }
+  await waitIdle();
+  busy = true;
+  try {
+    engine.reset();
+    const maxSide = 1280;
+    const result = await engine.process(bitmap, bitmap.width, bitmap.height, { maxSide });
+    // Show the photo at the resolution it was analysed at.
+    els.still.width = result.width;
+    els.still.height = result.height;
+    els.still.getContext('2d').drawImage(bitmap, 0, 0, result.width, result.height);
+    ui.setViewportMode('still');
+    lastStill = result;
+    resetFrameStats();
+    status.update({ state: 'still', source: 'image', fps: null, frames: 1 });
+    if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(performance.now() - T0) });
+    showResult(result, { mirror: false, live: false });
+    ui.setLoadText(`Analysed “${file.name}”: ${result.faces.length} face(s).`);
+  } catch (err) {
+    console.error(err);
+    fail('frame', `Analysing the photo failed: ${err.message || err}`);
+  } finally {
+    bitmap.close();
+    busy = false;
+  }
+}
+
+function onUploadChange() {
+  const file = els.upload.files && els.upload.files[0];
+  analyseFile(file).finally(() => { els.upload.value = ''; });
+}
+
+function setUpDragAndDrop() {
+  const vp = els.viewport;
+  // Stop the browser from navigating to a file dropped anywhere on the page.
+  for (const type of ['dragover', 'drop']) {
+    document.addEventListener(type, (e) => e.preventDefault());
+  }
+  vp.addEventListener('dragenter', () => { vp.dataset.drop = 'over'; });
+  vp.addEventListener('dragover', (e) => {
+    e.dataTransfer.dropEffect = engine ? 'copy' : 'none';
+    vp.dataset.drop = 'over';
+  });
+  vp.addEventListener('dragleave', () => { delete vp.dataset.drop; });
+  vp.addEventListener('drop', (e) => {
+    delete vp.dataset.drop;
+    const file = e.dataTransfer.files && e.dataTransfer.files[0];
+    if (!engine) {
+      fail('not-ready', 'The app is still loading; drop the photo again once it is ready.');
+      return;
+    }
+    analyseFile(file);
+  });
+}
+
+// ---------------------------------------------------------------- settings
+
+function onSettingsSubmit(e) {
+  e.preventDefault();
+  if (!engine) return;
+  const mode = els.smoothingMode.value;
+  const k = Number(els.smoothingK.value);
+  engine.setSmoothing({ mode, k });
+  const s = engine.smoothing;
+  const names = { ema: 'exponential moving average', mean: 'window mean', median: 'window median' };
+  els.settingsStatus.textContent = s.mode === 'none'
+    ? 'Smoothing off: raw per-frame probabilities.'
+    : `Smoothing: ${names[s.mode]} over ${s.k} frame(s).`;
+}
+
+// ---------------------------------------------------------------- wiring
+
+function onResize() {
+  if (lastStill && els.viewport.dataset.mode === 'still') {
+    drawOverlay(els.overlay, lastStill.faces, engine.display,
+      { srcW: lastStill.width, srcH: lastStill.height, mirror: false });
+  }
+}
+
+els.start.addEventListener('click', onStartCamera);
+els.stop.addEventListener('click', onStopCamera);
+els.upload.addEventListener('change', onUploadChange);
+els.retry.addEventListener('click', () => { if (status.get('state') === 'error') boot(); });
+els.settingsForm.addEventListener('submit', onSettingsSubmit);
+window.addEventListener('resize', onResize);
+setUpDragAndDrop();
+
+const camProblem = cameraSupportProblem();
+if (camProblem) els.start.title = camProblem;
+
+boot();

@@ -1,0 +1,119 @@
+// Loading sequence for the page: Python runtime (Pyodide + numpy + emotion_runtime) and the two models
+// (downloaded, sha256-checked against manifest.json, sessions created with the EP fallback chain) in parallel,
+// reported as the four steps the page shows: python, numpy, models, verify.
+import { createSession, EXECUTION_PROVIDERS } from './inference.js';
+import { fetchVerified, loadManifest } from './manifest.js';
+import { loadPython } from './runtime.js';
+
+/** Error with a machine-readable `code` for window.__emotionApp (integrity | timeout | csp | load). */
+function classify(err) {
+  const message = (err && err.message) || String(err);
+  let code = 'load';
+  if (/integrity check/i.test(message)) code = 'integrity';
+  else if (/did not start within/i.test(message)) code = 'timeout';
+  else if (/Content-Security-Policy/i.test(message)) code = 'csp';
+  const out = new Error(message);
+  out.code = code;
+  out.cause = err;
+  return out;
+}
+
+/** Execution providers to try: ?ep=wasm (or webgl / webgpu) forces one, otherwise the full chain. */
+export function preferredEps(ep) {
+  if (!ep) return [...EXECUTION_PROVIDERS];
+  const wanted = String(ep).toLowerCase();
+  if (!EXECUTION_PROVIDERS.includes(wanted)) {
+    throw Object.assign(new Error(`Unknown execution provider "${ep}" in the address (use webgpu, webgl or wasm).`),
+      { code: 'load' });
+  }
+  return [wanted];
+}
+
+async function loadPythonStep(onStep, timeoutMs) {
+  onStep('python', 'active', 'Loading the Python runtime…', 0.02);
+  const py = await loadPython({
+    timeoutMs,
+    onProgress: ({ stage, message }) => {
+      if (stage === 'numpy') {
+        onStep('python', 'done', `${message}…`, 0.3);
+        onStep('numpy', 'active');
+      } else if (stage === 'runtime') {
+        onStep('numpy', 'active', `${message}…`, 0.45);
+      }
+    },
+  });
+  onStep('python', 'done');
+  onStep('numpy', 'done', 'Python runtime ready.', 0.5);
+  return py;
+}
+
+async function loadModelsStep(onStep, ep) {
+  const preferred = preferredEps(ep);
+  const manifest = await loadManifest();
+  const paths = manifest.models || {};
+  if (!paths.face_detector || !paths.emotion || !paths.emotion_meta) {
+    throw Object.assign(new Error('This build of the site has no emotion model (models/emotion.onnx); ' +
+      'it cannot classify faces.'), { code: 'load' });
+  }
+  onStep('models', 'active');
+  const sizes = [paths.face_detector, paths.emotion, paths.emotion_meta].map((p) => manifest.files[p]?.bytes || 0);
+  const total = sizes.reduce((a, b) => a + b, 0) || 1;
+  const loaded = {};
+  const onProgress = ({ path, loaded: n }) => {
+    loaded[path] = n;
+    const done = Object.values(loaded).reduce((a, b) => a + b, 0);
+    onStep('models', 'active', `Downloading models… ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`);
+  };
+  // fetchVerified checks each file's size and sha256 against manifest.json before returning it.
+  const [detBytes, emoBytes, metaBytes] = await Promise.all(
+    [paths.face_detector, paths.emotion, paths.emotion_meta].map((p) => fetchVerified(p, { onProgress })));
+  onStep('models', 'done');
+  onStep('verify', 'active', 'Models verified (sha256). Starting inference…', 0.7);
+  const sidecar = JSON.parse(new TextDecoder().decode(metaBytes));
+  if (!Array.isArray(sidecar.labels) || sidecar.labels.length === 0) {
+    throw Object.assign(new Error(`${paths.emotion_meta} has no labels list.`), { code: 'load' });
+  }
+  // Warm-up shapes given explicitly: the WebGL backend cannot report model input metadata.
+  const detector = await createSession(detBytes, { preferred, name: 'face detector', warmupDims: [1, 128, 128, 3] });
+  onStep('verify', 'active', `Face detector running on ${detector.ep}. Starting the emotion model…`, 0.8);
+  const emotion = await createSession(emoBytes, { preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48] });
+  return { detector, emotion, sidecar };
+}
+
+/**
+ * Load everything the frame engine needs.
+ * @param {{onStep: (step: string, state: string, text?: string, fraction?: number) => void, ep?: string,
+ *          timeoutMs?: number}} o
+ * @returns {Promise<{pyodide: object, detector: {session, ep}, emotion: {session, ep}, sidecar: object}>}
+ * @throws {Error} with `code` (integrity | timeout | csp | load) and a message fit for the user
+ */
+export async function loadEverything({ onStep, ep, timeoutMs }) {
+  // The two branches run side by side (one is mostly CPU, the other mostly network); each remembers its
+  // current step so a failure is shown on the right one.
+  const branch = () => {
+    const b = { current: null };
+    b.step = (name, state, text, fraction) => {
+      if (state === 'active') b.current = name;
+      onStep(name, state, text, fraction);
+    };
+    b.tag = (err) => {
+      err.step = /integrity check/i.test(err.message || '') ? 'verify' : b.current;
+      throw err;
+    };
+    return b;
+  };
+  const pyBranch = branch();
+  const modelBranch = branch();
+  try {
+    const [py, models] = await Promise.all([
+      loadPythonStep(pyBranch.step, timeoutMs).catch(pyBranch.tag),
+      loadModelsStep(modelBranch.step, ep).catch(modelBranch.tag),
+    ]);
+    onStep('verify', 'done', 'Ready.', 1);
+    return { pyodide: py.pyodide, ...models };
+  } catch (err) {
+    const e = classify(err);
+    onStep(err.step || 'python', 'failed', e.message);
+    throw e;
+  }
+}

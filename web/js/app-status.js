@@ -1,0 +1,51 @@
+// The read-only status object the page exposes as window.__emotionApp, so tests and the benchmark can read
+// what the page shows without scraping pixels. The app writes through `update`; readers get copies.
+
+const state = {
+  state: 'loading', // loading | ready | camera-starting | running | still | error
+  ep: null, // {detector, emotion} execution providers in use
+  epAttempts: null, // {detector, emotion}: [{ep, ok, reason, ms}] from the fallback chain
+  error: null, // {code, message} of the message on screen, or null
+  notice: null, // {code, message}: no-face / too-many-faces, or null
+  labels: [],
+  lastResults: [], // faces of the last processed frame
+  faceCount: 0,
+  fps: null,
+  timings: null, // last frame: {capture, detect, pre, classify, post, total} in ms
+  frames: 0, // frames processed since the camera started
+  dropped: 0, // frames skipped because one was still in flight
+  loadMs: null, // page start -> ready
+  firstResultMs: null, // page start -> first processed frame
+  source: null, // camera | image
+  history: [], // per-frame timings of the last 300 frames (for the benchmark)
+};
+
+const HISTORY = 300;
+
+export function update(patch) {
+  Object.assign(state, patch);
+}
+
+export function pushTimings(t) {
+  state.history.push(t);
+  if (state.history.length > HISTORY) state.history.shift();
+}
+
+export function get(key) {
+  return state[key];
+}
+
+function snapshot() {
+  return structuredClone(state);
+}
+
+/** Install window.__emotionApp: every property read returns a fresh copy, so callers cannot change the app. */
+export function expose() {
+  const api = {};
+  for (const key of Object.keys(state)) {
+    Object.defineProperty(api, key, { enumerable: true, get: () => structuredClone(state[key]) });
+  }
+  Object.defineProperty(api, 'snapshot', { value: snapshot });
+  Object.freeze(api);
+  Object.defineProperty(window, '__emotionApp', { value: api, writable: false, configurable: false });
+}
