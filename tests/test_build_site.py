@@ -1,0 +1,200 @@
+"""build/build_site.py: the assembled site, its manifest, the vendored numpy wheel and the failure messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from browser_fixtures import ROOT, load_build_site, site_problem
+
+BUILD = ROOT / "build" / "build_site.py"
+OFFICIAL_LOCK = ROOT / "node_modules" / "pyodide" / "pyodide-lock.json"
+
+pytestmark = pytest.mark.skipif(site_problem() is not None, reason=site_problem() or "")
+
+bs = load_build_site()
+HAS_EMOTION = (ROOT / "web" / "models" / "emotion.onnx").is_file()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BUILD), *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def repo_inputs(web: Path | None = None, node_modules: Path | None = None):
+    return bs.Inputs(web=web or ROOT / "web", node_modules=node_modules or ROOT / "node_modules",
+                     py_src=ROOT / "py_src", pyproject=ROOT / "pyproject.toml", vendor=bs.VENDOR_DIR)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("build") / "site"
+    args = ["--out", str(out)] + ([] if HAS_EMOTION else ["--allow-missing-emotion-model"])
+    result = run_build(*args)
+    assert result.returncode == 0, result.stderr
+    assert "gzip" in result.stdout  # the size summary
+    return out
+
+
+@pytest.fixture
+def web_copy(tmp_path) -> Path:
+    """A scratch copy of web/ to break in one way per test."""
+    web = tmp_path / "web"
+    shutil.copytree(ROOT / "web", web)
+    return web
+
+
+def test_manifest_lists_every_file_with_its_hash_and_size(site):
+    manifest = json.loads((site / "manifest.json").read_text())
+    on_disk = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    for path, entry in manifest["files"].items():
+        assert entry == {"sha256": sha256(site / path), "bytes": (site / path).stat().st_size}, path
+    totals = manifest["totals"]
+    assert totals["files"] == len(on_disk)
+    assert totals["bytes"] == sum(e["bytes"] for e in manifest["files"].values())
+    assert totals["bytes"] == sum(g["bytes"] for g in manifest["groups"].values())
+    assert 0 < totals["gzip_bytes"] < totals["bytes"]
+
+
+def test_site_has_the_page_runtime_and_models(site):
+    manifest = json.loads((site / "manifest.json").read_text())
+    for path in ["index.html", ".nojekyll", "coi-serviceworker.min.js", "js/runtime.js", "js/inference.js",
+                 "js/manifest.js", "models/face_detector.onnx", "vendor/pyodide/pyodide.mjs",
+                 "vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip", manifest["runtime_wheel"],
+                 *(f"vendor/ort/{name}" for name in bs.ORT_FILES)]:
+        assert (site / path).is_file(), path
+    # Web sources are copied byte for byte.
+    for src in (ROOT / "web").rglob("*"):
+        rel = src.relative_to(ROOT / "web")
+        if src.is_file() and rel.parts[0] != "models":
+            assert (site / rel).read_bytes() == src.read_bytes(), rel
+    if HAS_EMOTION:
+        assert manifest["models"] == {"face_detector": "models/face_detector.onnx", "emotion": "models/emotion.onnx",
+                                      "emotion_meta": "models/emotion.json"}
+    # Nothing from node_modules that the page does not load (source maps, other ort builds, console.html).
+    assert not list(site.rglob("*.map")) and not (site / "vendor/pyodide/console.html").exists()
+
+
+def test_numpy_wheel_is_the_official_pyodide_build(site):
+    official = json.loads(OFFICIAL_LOCK.read_text())
+    reduced = json.loads((site / "vendor/pyodide/pyodide-lock.json").read_text())
+    assert reduced["info"] == official["info"]
+    assert set(reduced["packages"]) == {"numpy"}, "the lock lists only what is vendored"
+    numpy = official["packages"]["numpy"]
+    assert reduced["packages"]["numpy"] == numpy
+    assert sha256(site / "vendor/pyodide" / numpy["file_name"]) == numpy["sha256"]
+    assert sha256(ROOT / "build/vendor" / numpy["file_name"]) == numpy["sha256"]
+
+
+def test_runtime_wheel_holds_py_src_and_installs(site, tmp_path):
+    manifest = json.loads((site / "manifest.json").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wheel = site / manifest["runtime_wheel"]
+    assert wheel.name == f"emotion_runtime-{project['version']}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        for src in (ROOT / "py_src" / "emotion_runtime").rglob("*.py"):
+            rel = src.relative_to(ROOT / "py_src").as_posix()
+            assert zf.read(rel) == src.read_bytes(), rel
+        record = zf.read(f"emotion_runtime-{project['version']}.dist-info/RECORD").decode().splitlines()
+        assert {line.split(",")[0] for line in record} == names
+        for line in record:
+            name, digest, size = line.split(",")
+            if digest:
+                data = zf.read(name)
+                assert int(size) == len(data)
+                assert digest == bs._record_hash(data), name
+        zf.extractall(tmp_path / "site-packages")
+    # Importable from the wheel alone (not from py_src).
+    out = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                          "import emotion_runtime as e; print(e.__version__, e.__file__)", str(tmp_path / "site-packages")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    version, path = out.stdout.split()
+    assert version == project["version"] and path.startswith(str(tmp_path))
+
+
+def test_build_is_deterministic(site, tmp_path):
+    again = tmp_path / "again"
+    bs.build(again, repo_inputs(), allow_missing_emotion_model=not HAS_EMOTION)
+    assert (again / "manifest.json").read_bytes() == (site / "manifest.json").read_bytes()
+    # Rebuilding into the same folder replaces it (no stale files left behind).
+    (again / "stale.txt").write_text("left over")
+    bs.build(again, repo_inputs(), allow_missing_emotion_model=not HAS_EMOTION)
+    assert not (again / "stale.txt").exists()
+
+
+def test_missing_face_detector_fails_clearly(web_copy, tmp_path):
+    (web_copy / "models" / "face_detector.onnx").unlink()
+    result = run_build("--web", str(web_copy), "--out", str(tmp_path / "out"), "--allow-missing-emotion-model")
+    assert result.returncode == 1
+    assert "face_detector.onnx is missing" in result.stderr
+    assert not (tmp_path / "out").exists(), "nothing is written when an input is missing"
+
+
+def test_missing_emotion_model_fails_unless_allowed(web_copy, tmp_path):
+    for name in ("emotion.onnx", "emotion.json"):
+        (web_copy / "models" / name).unlink(missing_ok=True)
+    result = run_build("--web", str(web_copy), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "emotion.onnx is missing" in result.stderr and "--allow-missing-emotion-model" in result.stderr
+    allowed = run_build("--web", str(web_copy), "--out", str(tmp_path / "out"), "--allow-missing-emotion-model")
+    assert allowed.returncode == 0, allowed.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert "emotion" not in manifest["models"] and "models/emotion.onnx" not in manifest["files"]
+
+
+def test_stale_emotion_sidecar_is_rejected(web_copy):
+    models = web_copy / "models"
+    (models / "emotion.onnx").write_bytes(b"stand-in model bytes: the build does not parse ONNX")
+    meta = {"labels": ["a", "b"], "sha256": "0" * 64}
+    (models / "emotion.json").write_text(json.dumps(meta))
+    with pytest.raises(bs.BuildError, match="sidecar is stale"):
+        bs.model_files(models, allow_missing_emotion=False)
+    meta["sha256"] = sha256(models / "emotion.onnx")
+    (models / "emotion.json").write_text(json.dumps(meta))
+    assert set(bs.model_files(models, allow_missing_emotion=False)) == {
+        "models/face_detector.onnx", "models/emotion.onnx", "models/emotion.json"}
+
+
+def test_missing_node_modules_says_npm_ci(tmp_path):
+    (tmp_path / "node_modules").mkdir()
+    result = run_build("--node-modules", str(tmp_path / "node_modules"), "--out", str(tmp_path / "out"),
+                       "--allow-missing-emotion-model")
+    assert result.returncode == 1 and "npm ci" in result.stderr
+
+
+def test_index_html_must_carry_the_servers_csp(web_copy, tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from serve import CSP
+
+    index = web_copy / "index.html"
+    html = index.read_text()
+    assert CSP in html, "web/index.html must carry serve.py's CSP as a <meta> tag"
+    index.write_text(html.replace("'wasm-unsafe-eval'", ""))
+    with pytest.raises(bs.BuildError, match="differs from serve.py's CSP"):
+        bs.web_files(web_copy)
+    index.write_text(html.replace('http-equiv="Content-Security-Policy"', 'name="x"'))
+    with pytest.raises(bs.BuildError, match="has no <meta"):
+        bs.web_files(web_copy)
+
+
+def test_refuses_to_wipe_a_folder_that_is_not_a_build(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(bs.BuildError, match="refusing to delete"):
+        bs.build(precious, repo_inputs(), allow_missing_emotion_model=True)
+    assert (precious / "notes.txt").read_text() == "keep me"

@@ -1,0 +1,100 @@
+// The site's manifest.json (written by build/build_site.py) and integrity-checked fetches.
+// Every file the page loads itself (models, the Python runtime wheel) is checked against its sha256
+// before use, so a truncated download or a stale cache shows as a clear error, not as wrong results.
+
+/** URL of the site root (this file lives in <root>/js/), so the page works under any sub-path. */
+export const SITE_ROOT = new URL('../', import.meta.url);
+
+/** Absolute URL of a path relative to the site root. */
+export function siteUrl(path) {
+  return new URL(path, SITE_ROOT).href;
+}
+
+let manifestPromise = null;
+
+/**
+ * Load manifest.json once: {format, files: {path: {sha256, bytes}}, totals, groups, runtime_wheel,
+ * models: {face_detector, emotion, emotion_meta}, versions}.
+ * @returns {Promise<object>}
+ */
+export function loadManifest() {
+  if (!manifestPromise) {
+    manifestPromise = (async () => {
+      const response = await fetch(siteUrl('manifest.json'), { cache: 'no-cache' });
+      if (!response.ok) {
+        throw new Error(`manifest.json could not be loaded (HTTP ${response.status}); the site build is incomplete.`);
+      }
+      const manifest = await response.json();
+      if (!manifest || typeof manifest.files !== 'object') {
+        throw new Error('manifest.json is malformed (no "files" table); rebuild the site.');
+      }
+      return manifest;
+    })();
+    manifestPromise.catch(() => { manifestPromise = null; }); // a later retry fetches again
+  }
+  return manifestPromise;
+}
+
+function toHex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** sha256 of bytes as lowercase hex. Needs a secure context (https, localhost or 127.0.0.1). */
+export async function sha256Hex(buffer) {
+  if (!globalThis.crypto?.subtle) {
+    throw new Error('The integrity check needs a secure context: open the page over https or on localhost.');
+  }
+  return toHex(await crypto.subtle.digest('SHA-256', buffer));
+}
+
+async function readWithProgress(response, expectedBytes, onProgress) {
+  if (!onProgress || !response.body) return response.arrayBuffer();
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.byteLength;
+    onProgress({ loaded, total: expectedBytes });
+  }
+  const out = new Uint8Array(loaded);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out.buffer;
+}
+
+/**
+ * Fetch a site file and check it against manifest.json.
+ * @param {string} path  path relative to the site root, as listed in manifest.json (e.g. "models/emotion.onnx")
+ * @param {{onProgress?: (p: {path: string, loaded: number, total: number}) => void}} [options]
+ * @returns {Promise<ArrayBuffer>}
+ * @throws {Error} naming the file when it is not in the manifest, cannot be fetched, or fails its check
+ */
+export async function fetchVerified(path, { onProgress } = {}) {
+  const manifest = await loadManifest();
+  const entry = manifest.files[path];
+  if (!entry) throw new Error(`${path} is not listed in manifest.json; the site build is incomplete.`);
+  let response;
+  try {
+    response = await fetch(siteUrl(path));
+  } catch (err) {
+    throw new Error(`${path} could not be downloaded: ${err.message}`);
+  }
+  if (!response.ok) throw new Error(`${path} could not be downloaded (HTTP ${response.status}).`);
+  const report = onProgress ? (p) => onProgress({ path, ...p }) : null;
+  const buffer = await readWithProgress(response, entry.bytes, report);
+  const digest = await sha256Hex(buffer);
+  if (buffer.byteLength !== entry.bytes || digest !== entry.sha256) {
+    const kind = path.startsWith('models/') ? 'model file' : 'file';
+    throw new Error(
+      `The ${kind} ${path} failed its integrity check (got ${buffer.byteLength} bytes, sha256 ${digest.slice(0, 12)}…; ` +
+      `expected ${entry.bytes} bytes, sha256 ${entry.sha256.slice(0, 12)}…). Reload the page; if it persists the ` +
+      'site deployment is inconsistent.');
+  }
+  return buffer;
+}

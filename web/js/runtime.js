@@ -1,0 +1,91 @@
+// Start Python in the page: Pyodide from this origin, numpy from the vendored Pyodide wheel, then the
+// emotion_runtime wheel (checked against manifest.json) unpacked into site-packages. Nothing is fetched
+// from any other origin.
+import { fetchVerified, loadManifest, siteUrl } from './manifest.js';
+
+const PYODIDE_DIR = 'vendor/pyodide/';
+const DEFAULT_TIMEOUT_MS = 120_000;
+
+let pending = null;
+
+/** Reject `promise` after `ms`, or at once when the page's CSP blocks WebAssembly compilation. */
+function guard(promise, ms, stageRef) {
+  let timer;
+  let onViolation;
+  const watchdog = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(
+      `The Python runtime did not start within ${Math.round(ms / 1000)} s (stuck while: ${stageRef.message}). ` +
+      'A slow connection can cause this; so can a Content-Security-Policy without \'wasm-unsafe-eval\', ' +
+      'which makes Pyodide hang instead of failing.')), ms);
+    // Pyodide never settles when wasm compilation is refused, so watch for the violation itself.
+    onViolation = (event) => {
+      if (event.blockedURI === 'wasm-eval' || event.blockedURI === 'eval') {
+        reject(new Error(
+          'The page\'s Content-Security-Policy blocks WebAssembly (it needs \'wasm-unsafe-eval\' in script-src), ' +
+          'so the Python runtime cannot start.'));
+      }
+    };
+    globalThis.document?.addEventListener('securitypolicyviolation', onViolation);
+  });
+  return Promise.race([promise, watchdog]).finally(() => {
+    clearTimeout(timer);
+    globalThis.document?.removeEventListener('securitypolicyviolation', onViolation);
+  });
+}
+
+async function start(onProgress) {
+  const timings = {};
+  const t0 = performance.now();
+  const step = (name, message, fraction) => onProgress?.({ stage: name, message, fraction });
+
+  step('python', 'Loading the Python runtime', 0);
+  const manifest = await loadManifest();
+  const { loadPyodide } = await import(siteUrl(`${PYODIDE_DIR}pyodide.mjs`));
+  const pyodide = await loadPyodide({
+    indexURL: siteUrl(PYODIDE_DIR),
+    stdout: (line) => console.log(`[python] ${line}`),
+    stderr: (line) => console.warn(`[python] ${line}`),
+  });
+  timings.pyodideMs = performance.now() - t0;
+
+  step('numpy', 'Loading numpy', 0.6);
+  const t1 = performance.now();
+  // Resolved by vendor/pyodide/pyodide-lock.json to the local wheel; Pyodide checks its sha256.
+  await pyodide.loadPackage('numpy', {
+    messageCallback: () => {},
+    errorCallback: (msg) => console.warn(`[pyodide] ${msg}`),
+    checkIntegrity: true,
+  });
+  timings.numpyMs = performance.now() - t1;
+
+  step('runtime', 'Installing the emotion runtime', 0.85);
+  const t2 = performance.now();
+  const wheel = await fetchVerified(manifest.runtime_wheel);
+  const sitePackages = pyodide.runPython('import site; site.getsitepackages()[0]');
+  pyodide.unpackArchive(wheel, 'wheel', { extractDir: sitePackages });
+  pyodide.runPython('import importlib; importlib.invalidate_caches()');
+  const runtime = pyodide.pyimport('emotion_runtime');
+  timings.runtimeMs = performance.now() - t2;
+  timings.totalMs = performance.now() - t0;
+
+  step('ready', 'Python runtime ready', 1);
+  return { pyodide, runtime, timings, versions: manifest.versions };
+}
+
+/**
+ * Start Pyodide, numpy and emotion_runtime (once per page; a failed attempt can be retried).
+ * @param {{onProgress?: (p: {stage: 'python'|'numpy'|'runtime'|'ready', message: string, fraction: number}) => void,
+ *          timeoutMs?: number}} [options]
+ * @returns {Promise<{pyodide: object, runtime: object, timings: {pyodideMs: number, numpyMs: number,
+ *          runtimeMs: number, totalMs: number}, versions: object}>}  runtime is the emotion_runtime module proxy
+ * @throws {Error} with a message fit for the user (timeout, CSP, integrity check, download failure)
+ */
+export function loadPython({ onProgress, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  if (!pending) {
+    const stageRef = { message: 'starting' };
+    const report = (p) => { stageRef.message = p.message; onProgress?.(p); };
+    pending = guard(start(report), timeoutMs, stageRef);
+    pending.catch(() => { pending = null; });
+  }
+  return pending;
+}
