@@ -61,6 +61,9 @@ def test_loads_and_reports_ready(cam):
     assert page.inner_text("#ro-ep") in ("WebGPU", "WebGL", "WASM") or "(detector)" in page.inner_text("#ro-ep")
     assert page.is_enabled("#start-camera") and page.is_enabled("#upload")
     assert not page.is_visible("#error")
+    # Everything ran under the strict CSP (header and meta tag) without a single violation.
+    violations = [line for line in cam["browser"].console if "Content Security Policy" in line]
+    assert violations == []
 
 
 def test_load_fetches_only_from_own_origin(cam):

@@ -73,6 +73,7 @@ async function boot() {
     const loaded = await loadEverything({
       onStep: (step, state, text, fraction) => ui.setStep(step, state, text, fraction),
       ep: params.get('ep') || undefined,
+      allowSoftwareGpu: params.get('softgpu') === '1',
       timeoutMs: params.has('loadTimeout') ? Number(params.get('loadTimeout')) : undefined,
     });
     engine = new FrameEngine({ ...loaded, maxFaces: MAX_FACES });

@@ -18,7 +18,10 @@ function classify(err) {
   return out;
 }
 
-/** Execution providers to try: ?ep=wasm (or webgl / webgpu) forces one, otherwise the full chain. */
+/**
+ * Execution providers to try. By default the full chain. `?ep=webgpu|webgl|wasm` puts one first and keeps
+ * WASM as the fallback for a model that EP cannot run (WebGL cannot take a dynamic batch dimension).
+ */
 export function preferredEps(ep) {
   if (!ep) return [...EXECUTION_PROVIDERS];
   const wanted = String(ep).toLowerCase();
@@ -26,7 +29,7 @@ export function preferredEps(ep) {
     throw Object.assign(new Error(`Unknown execution provider "${ep}" in the address (use webgpu, webgl or wasm).`),
       { code: 'load' });
   }
-  return [wanted];
+  return wanted === 'wasm' ? ['wasm'] : [wanted, 'wasm'];
 }
 
 async function loadPythonStep(onStep, timeoutMs) {
@@ -47,8 +50,11 @@ async function loadPythonStep(onStep, timeoutMs) {
   return py;
 }
 
-async function loadModelsStep(onStep, ep) {
+async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
   const preferred = preferredEps(ep);
+  // A software GPU (SwiftShader) is skipped by default: WASM is much faster there. An explicit ?ep= or
+  // ?softgpu=1 (testing the chain in headless browsers) uses it anyway.
+  const allow = Boolean(allowSoftwareGpu || ep);
   const manifest = await loadManifest();
   const paths = manifest.models || {};
   if (!paths.face_detector || !paths.emotion || !paths.emotion_meta) {
@@ -74,20 +80,24 @@ async function loadModelsStep(onStep, ep) {
     throw Object.assign(new Error(`${paths.emotion_meta} has no labels list.`), { code: 'load' });
   }
   // Warm-up shapes given explicitly: the WebGL backend cannot report model input metadata.
-  const detector = await createSession(detBytes, { preferred, name: 'face detector', warmupDims: [1, 128, 128, 3] });
+  const detector = await createSession(detBytes, {
+    preferred, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu: allow,
+  });
   onStep('verify', 'active', `Face detector running on ${detector.ep}. Starting the emotion model…`, 0.8);
-  const emotion = await createSession(emoBytes, { preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48] });
+  const emotion = await createSession(emoBytes, {
+    preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu: allow,
+  });
   return { detector, emotion, sidecar };
 }
 
 /**
  * Load everything the frame engine needs.
  * @param {{onStep: (step: string, state: string, text?: string, fraction?: number) => void, ep?: string,
- *          timeoutMs?: number}} o
+ *          allowSoftwareGpu?: boolean, timeoutMs?: number}} o
  * @returns {Promise<{pyodide: object, detector: {session, ep}, emotion: {session, ep}, sidecar: object}>}
  * @throws {Error} with `code` (integrity | timeout | csp | load) and a message fit for the user
  */
-export async function loadEverything({ onStep, ep, timeoutMs }) {
+export async function loadEverything({ onStep, ep, allowSoftwareGpu, timeoutMs }) {
   // The two branches run side by side (one is mostly CPU, the other mostly network); each remembers its
   // current step so a failure is shown on the right one.
   const branch = () => {
@@ -107,7 +117,7 @@ export async function loadEverything({ onStep, ep, timeoutMs }) {
   try {
     const [py, models] = await Promise.all([
       loadPythonStep(pyBranch.step, timeoutMs).catch(pyBranch.tag),
-      loadModelsStep(modelBranch.step, ep).catch(modelBranch.tag),
+      loadModelsStep(modelBranch.step, ep, allowSoftwareGpu).catch(modelBranch.tag),
     ]);
     onStep('verify', 'done', 'Ready.', 1);
     return { pyodide: py.pyodide, ...models };

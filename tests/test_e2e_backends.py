@@ -1,0 +1,199 @@
+"""End to end in headless Chromium: execution-provider fallback, and failures while loading.
+
+- the default chain (WebGPU -> WebGL -> WASM) without WebGPU, a forced ?ep=wasm run, and a run with
+  --enable-unsafe-webgpu: each reports its EP, finds the faces, and all agree on the boxes;
+- a model file that fails its sha256 check, a runtime that never arrives (timeout), a browser without
+  WebAssembly: each gives its message, and the first two recover with "Retry loading".
+Run: pytest -m browser tests/test_e2e_backends.py
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures import videos
+from fixtures.e2e import (
+    app_server,  # noqa: F401 - fixture
+    launch_app_browser,
+    match_faces,
+    open_app,
+    status,
+    upload,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+EP_TEXT = {"webgpu": "WebGPU", "webgl": "WebGL", "wasm": "WASM"}
+RESULTS: dict[str, list[dict]] = {}  # EP run name -> faces found on the group photo
+
+
+@pytest.fixture(scope="module")
+def group_photo():
+    problem = videos.tools_problem()
+    if problem:
+        pytest.skip(problem)
+    return videos.still_png(videos.GROUP)
+
+
+def run_photo(page, photo) -> dict:
+    s = upload(page, photo)
+    assert s["error"] is None, s["error"]
+    centres = videos.face_centres_px(videos.GROUP)
+    hits = match_faces(s["lastResults"], centres)
+    assert s["faceCount"] == 4 and None not in hits, [f["box"] for f in s["lastResults"]]
+    return s
+
+
+def check_ep_readout(page, ep: dict) -> None:
+    text = page.inner_text("#ro-ep")
+    for which in ("detector", "emotion"):
+        assert EP_TEXT[ep[which]] in text, (text, ep)
+
+
+def test_default_chain_without_webgpu(playwright_driver, app_server, group_photo):  # noqa: F811
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        s = open_app(page, app_server.url)
+        assert s["state"] == "ready", s["error"]
+        attempts = s["epAttempts"]["detector"]
+        assert [a["ep"] for a in attempts][0] == "webgpu" and not attempts[0]["ok"], attempts
+        assert s["ep"]["detector"] in ("webgl", "wasm")
+        assert attempts[-1]["ok"] and attempts[-1]["ep"] == s["ep"]["detector"]
+        check_ep_readout(page, s["ep"])
+        RESULTS[f"default:{s['ep']['detector']}"] = run_photo(page, group_photo)["lastResults"]
+    finally:
+        browser.close()
+
+
+def test_forced_wasm(playwright_driver, app_server, group_photo):  # noqa: F811
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        s = open_app(page, app_server.url, "?ep=wasm")
+        assert s["state"] == "ready", s["error"]
+        assert s["ep"] == {"detector": "wasm", "emotion": "wasm"}
+        assert page.inner_text("#ro-ep") == "WASM"
+        RESULTS["wasm"] = run_photo(page, group_photo)["lastResults"]
+    finally:
+        browser.close()
+
+
+def test_software_webgl_when_allowed(playwright_driver, app_server, group_photo):  # noqa: F811
+    """?softgpu=1 lets the chain use SwiftShader's WebGL (skipped by default: WASM is faster there)."""
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        s = open_app(page, app_server.url, "?softgpu=1")
+        assert s["state"] == "ready", s["error"]
+        has_webgl = page.evaluate("() => !!document.createElement('canvas').getContext('webgl2')")
+        if not has_webgl:
+            pytest.skip("no WebGL in this Chromium")
+        assert s["ep"]["detector"] == "webgl", s["epAttempts"]
+        # The emotion model has a dynamic batch size, which the WebGL backend cannot run: it falls back.
+        assert s["ep"]["emotion"] in ("webgl", "wasm")
+        check_ep_readout(page, s["ep"])
+        RESULTS["softgpu:webgl"] = run_photo(page, group_photo)["lastResults"]
+    finally:
+        browser.close()
+
+
+def test_webgpu_flag(playwright_driver, app_server, group_photo):  # noqa: F811
+    browser = launch_app_browser(playwright_driver, "--enable-unsafe-webgpu")
+    try:
+        page = browser.new_page()
+        has_adapter = None
+        s = open_app(page, app_server.url)
+        assert s["state"] == "ready", s["error"]
+        attempts = s["epAttempts"]["detector"]
+        assert attempts[0]["ep"] == "webgpu"
+        has_adapter = page.evaluate("async () => !!(navigator.gpu && await navigator.gpu.requestAdapter())")
+        if not has_adapter:
+            pytest.skip(f"no WebGPU adapter even with --enable-unsafe-webgpu: {attempts[0]}")
+        if not attempts[0]["ok"]:
+            # Headless here the adapter is SwiftShader: skipped on purpose, and the page says why.
+            assert "software" in attempts[0]["reason"], attempts[0]
+            assert s["ep"]["detector"] == "wasm"
+        # Allowed to use the software adapter, the detector must really run on WebGPU and give the same faces.
+        s = open_app(page, app_server.url, "?softgpu=1")
+        assert s["state"] == "ready", s["error"]
+        assert s["ep"]["detector"] == "webgpu", s["epAttempts"]
+        check_ep_readout(page, s["ep"])
+        RESULTS["webgpu"] = run_photo(page, group_photo)["lastResults"]
+    finally:
+        browser.close()
+
+
+def test_backends_agree():
+    if len(RESULTS) < 2:
+        pytest.skip("needs at least two EP runs from this module")
+    runs = list(RESULTS.items())
+    base_name, base = runs[0]
+    for name, faces in runs[1:]:
+        assert len(faces) == len(base), (base_name, name)
+        for a, b in zip(sorted(base, key=lambda f: f["box"][0]), sorted(faces, key=lambda f: f["box"][0])):
+            assert max(abs(p - q) for p, q in zip(a["box"], b["box"])) < 3.0, (base_name, name, a["box"], b["box"])
+            assert max(abs(p - q) for p, q in zip(a["probs"], b["probs"])) < 0.05, (base_name, name)
+
+
+# ---------------------------------------------------------------- loading failures
+
+def test_model_failing_its_hash_check(playwright_driver, app_server, group_photo):  # noqa: F811
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+
+        def corrupt(route):
+            response = route.fetch()
+            body = bytearray(response.body())
+            body[len(body) // 2] ^= 0xFF  # one flipped byte, same size
+            route.fulfill(response=response, body=bytes(body))
+
+        page.route("**/models/face_detector.onnx", corrupt)
+        s = open_app(page, app_server.url)
+        assert s["state"] == "error"
+        assert s["error"]["code"] == "integrity"
+        text = page.inner_text("#error")
+        assert "integrity check" in text and "face_detector.onnx" in text
+        assert page.get_attribute('#load-steps li[data-step="verify"]', "data-state") == "failed"
+        assert page.is_visible("#retry-load")
+        assert not page.is_enabled("#start-camera")
+        # The file is fine again: Retry recovers without a reload.
+        page.unroute("**/models/face_detector.onnx")
+        page.click("#retry-load")
+        wait_for(page, "() => ['ready', 'error'].includes(window.__emotionApp.state)")
+        assert status(page)["state"] == "ready", status(page)["error"]
+        assert not page.is_visible("#error")
+        run_photo(page, group_photo)
+    finally:
+        browser.close()
+
+
+def test_runtime_load_timeout(playwright_driver, app_server):  # noqa: F811
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        page.route("**/vendor/pyodide/pyodide.asm.wasm", lambda route: None)  # never answered
+        s = open_app(page, app_server.url, "?loadTimeout=3000")
+        assert s["state"] == "error"
+        assert s["error"]["code"] == "timeout", s["error"]
+        assert "did not start within 3 s" in page.inner_text("#error")
+        assert page.is_visible("#retry-load")
+        assert page.get_attribute('#load-steps li[data-step="python"]', "data-state") == "failed"
+    finally:
+        browser.close()
+
+
+def test_browser_without_webassembly(playwright_driver, app_server):  # noqa: F811
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        page.add_init_script("delete globalThis.WebAssembly;")
+        s = open_app(page, app_server.url)
+        assert s["state"] == "error" and s["error"]["code"] == "unsupported"
+        assert "Unsupported browser" in page.inner_text("#error")
+        # The rest of the page is still there.
+        assert page.is_visible("#start-camera") and page.is_visible(".privacy")
+    finally:
+        browser.close()

@@ -1,0 +1,186 @@
+"""End to end in headless Chromium: photos, many faces, no face, bad files and camera failures.
+
+Every failure must leave the page usable: the tests go on to analyse a photo after each one.
+Run: pytest -m browser tests/test_e2e_inputs.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fixtures import videos
+from fixtures.e2e import (
+    app_server,  # noqa: F401 - fixture
+    launch_app_browser,
+    match_faces,
+    open_app,
+    status,
+    upload,
+    wait_for,
+    wait_frames,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, Path]:
+    problem = videos.tools_problem()
+    if problem:
+        pytest.skip(problem)
+    return {name: videos.y4m(clip) for name, clip in videos.CLIPS.items()}
+
+
+@pytest.fixture(scope="module")
+def noface(playwright_driver, app_server, clips):  # noqa: F811
+    """The app on a webcam that shows no face (a plain gradient)."""
+    browser = launch_app_browser(playwright_driver, fake_video=clips["noface"])
+    page = browser.new_page()
+    s = open_app(page, app_server.url)
+    assert s["state"] == "ready", s["error"]
+    yield page
+    browser.close()
+
+
+def assert_faces_on(s: dict, clip: videos.Clip) -> None:
+    """Exactly the annotated faces were found, each annotated face centre inside its own box."""
+    centres = videos.face_centres_px(clip)
+    assert s["faceCount"] == len(centres), [f["box"] for f in s["lastResults"]]
+    hits = match_faces(s["lastResults"], centres)
+    assert None not in hits and len(set(hits)) == len(hits), (hits, [f["box"] for f in s["lastResults"]], centres)
+
+
+def test_no_face_in_view(noface):
+    page = noface
+    page.click("#start-camera")
+    s = wait_frames(page, 10)
+    assert s["faceCount"] == 0 and s["lastResults"] == []
+    assert s["notice"] and s["notice"]["code"] == "no-face"
+    notice = page.locator("#notice")
+    assert notice.is_visible()
+    assert "no face" in notice.inner_text().lower()
+    assert notice.get_attribute("role") == "alert"
+    assert page.inner_text("#face-count") == "0"
+    page.click("#stop-camera")
+    wait_for(page, "() => window.__emotionApp.state === 'ready'")
+    assert not page.is_visible("#notice")
+
+
+def test_photo_with_four_faces(noface):
+    s = upload(noface, videos.still_png(videos.GROUP))
+    assert s["error"] is None, s["error"]
+    assert s["state"] == "still"
+    assert_faces_on(s, videos.GROUP)
+    assert len({f["id"] for f in s["lastResults"]}) == 4, "tracker ids must be distinct"
+    assert noface.inner_text("#face-count") == "4"
+    cards = noface.locator("#face-list li.face-card")
+    assert cards.count() == 4
+    # Cards are ordered by tracker id.
+    ids = [int(c.get_attribute("data-face-id")) for c in cards.all()]
+    assert ids == sorted(ids)
+    assert not noface.is_visible("#notice")
+
+
+def test_corrupt_upload_shows_message_and_app_stays_usable(noface, tmp_path):
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(bytes(range(256)) * 64)  # not an image, whatever the name says
+    s = upload(noface, bad)
+    assert s["error"] and s["error"]["code"] == "decode"
+    alert = noface.locator("#error")
+    assert alert.is_visible() and alert.get_attribute("role") == "alert"
+    assert "holiday.jpg" in alert.inner_text() and "could not be read" in alert.inner_text()
+    # Still usable: a real photo right after works and clears the message.
+    s = upload(noface, videos.still_png(videos.TRIO))
+    assert s["error"] is None
+    assert_faces_on(s, videos.TRIO)
+    assert not alert.is_visible()
+
+
+def test_photo_without_face(noface):
+    s = upload(noface, videos.still_png(videos.NO_FACE))
+    assert s["faceCount"] == 0
+    assert s["notice"]["code"] == "no-face"
+    assert "no face" in noface.inner_text("#notice").lower()
+
+
+def test_real_jpeg_upload(noface):
+    """A full-size camera JPEG straight from the sample folder (1920 px wide)."""
+    s = upload(noface, videos.SAMPLES / "sample1.jpg")
+    assert s["error"] is None
+    assert s["faceCount"] == 3
+
+
+def test_camera_with_three_faces(playwright_driver, app_server, clips):  # noqa: F811
+    browser = launch_app_browser(playwright_driver, fake_video=clips["group3"])
+    try:
+        page = browser.new_page()
+        assert open_app(page, app_server.url)["state"] == "ready"
+        page.click("#start-camera")
+        s = wait_frames(page, 10)
+        assert_faces_on(s, videos.TRIO)
+        ids = sorted(f["id"] for f in s["lastResults"])
+        s = wait_frames(page, s["frames"] + 5)
+        assert sorted(f["id"] for f in s["lastResults"]) == ids, "tracker ids changed on a still scene"
+        assert page.locator("#face-list li.face-card").count() == 3
+    finally:
+        browser.close()
+
+
+def test_camera_denied(playwright_driver, app_server, clips):  # noqa: F811
+    """Without the fake permission UI, Chromium denies the camera (NotAllowedError)."""
+    browser = launch_app_browser(playwright_driver, fake_video=clips["happy"], fake_ui=False)
+    try:
+        page = browser.new_page()
+        assert open_app(page, app_server.url)["state"] == "ready"
+        page.click("#start-camera")
+        wait_for(page, "() => window.__emotionApp.error !== null")
+        s = status(page)
+        assert s["error"]["code"] == "NotAllowedError"
+        assert s["state"] == "ready"
+        text = page.inner_text("#error")
+        assert "denied" in text.lower() and "photo" in text.lower()
+        assert page.is_enabled("#start-camera"), "the user can try again"
+        # Upload still works.
+        s = upload(page, videos.still_png(videos.HAPPY))
+        assert s["faceCount"] == 1 and s["error"] is None
+    finally:
+        browser.close()
+
+
+def test_no_camera(playwright_driver, app_server):  # noqa: F811
+    """No fake device and no real one on this machine: NotFoundError, message, photo still works."""
+    browser = launch_app_browser(playwright_driver, fake_device=False)
+    try:
+        page = browser.new_page()
+        assert open_app(page, app_server.url)["state"] == "ready"
+        page.click("#start-camera")
+        wait_for(page, "() => window.__emotionApp.error !== null")
+        s = status(page)
+        if s["error"]["code"] != "NotFoundError":
+            pytest.skip(f"this machine has a camera or denies differently ({s['error']['code']})")
+        assert "no camera" in page.inner_text("#error").lower()
+        s = upload(page, videos.still_png(videos.HAPPY))
+        assert s["faceCount"] == 1
+    finally:
+        browser.close()
+
+
+def test_camera_busy_message(playwright_driver, app_server, clips):  # noqa: F811
+    """A camera held by another app makes Chromium reject with NotReadableError. That cannot be produced
+    headless, so getUserMedia is made to reject exactly like that; everything after it is the real page."""
+    browser = launch_app_browser(playwright_driver, fake_video=clips["happy"])
+    try:
+        page = browser.new_page()
+        page.add_init_script(
+            "navigator.mediaDevices.getUserMedia = () => Promise.reject("
+            "new DOMException('Could not start video source', 'NotReadableError'));")
+        assert open_app(page, app_server.url)["state"] == "ready"
+        page.click("#start-camera")
+        wait_for(page, "() => window.__emotionApp.error !== null")
+        assert status(page)["error"]["code"] == "NotReadableError"
+        assert "busy" in page.inner_text("#error").lower()
+        assert page.is_enabled("#start-camera") and page.is_enabled("#upload")
+    finally:
+        browser.close()
