@@ -75,10 +75,10 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
-def make_server(directory: Path, host: str = "127.0.0.1", port: int = 8000,
-                quiet: bool = False) -> http.server.ThreadingHTTPServer:
+def make_server(directory: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False,
+                handler_class: type[SiteHandler] = SiteHandler) -> http.server.ThreadingHTTPServer:
     """A ready (not yet serving) server; port 0 picks a free one (see server.server_address)."""
-    handler = functools.partial(SiteHandler, directory=str(directory))
+    handler = functools.partial(handler_class, directory=str(directory))
     server = http.server.ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     server.quiet = quiet  # type: ignore[attr-defined]

@@ -1,0 +1,62 @@
+# Two commands matter: `make serve` (build the site and serve it on http://127.0.0.1:8000/) and `make test`.
+# Stamp files make repeated runs fast: nothing is reinstalled or rebuilt unless its inputs changed.
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+SITE   := dist/site
+PORT   ?= 8000
+HOST   ?= 127.0.0.1
+# Root needs no sudo (CI, containers); anyone else does for apt-get.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+SITE_STAMP := $(SITE)/manifest.json
+SITE_INPUTS := $(shell find web py_src build/vendor -type f -not -path '*/__pycache__/*' 2>/dev/null) \
+               build/build_site.py serve.py pyproject.toml
+
+.PHONY: all venv node_modules site serve browser-deps test bench clean distclean
+
+all: site
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): pyproject.toml
+	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -e '.[train,test]'
+	touch $@
+
+node_modules: $(NODE_STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci
+	touch $@
+
+# The site build is standard-library Python only (no venv needed).
+site: $(SITE_STAMP)
+$(SITE_STAMP): $(NODE_STAMP) $(SITE_INPUTS)
+	$(PYTHON) build/build_site.py --out $(SITE)
+
+# serve.py is standard-library only too: serving needs neither torch nor the test tools.
+serve: site
+	$(PYTHON) serve.py --dir $(SITE) --host $(HOST) --port $(PORT)
+
+# Debian's Chromium (Playwright drives it; no browser download) and ffmpeg (fake webcam videos).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || ! command -v ffmpeg >/dev/null 2>&1; then \
+	  echo "installing chromium, chromium-driver and ffmpeg with apt-get"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver ffmpeg; \
+	fi
+
+test: venv node_modules site browser-deps
+	$(VPY) -m pytest -q
+
+bench: venv node_modules site browser-deps
+	$(VPY) build/bench_browser.py
+
+clean:
+	rm -rf dist .pytest_cache .cache/e2e-fixtures
+	find . -name __pycache__ -type d -not -path './node_modules/*' -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules
