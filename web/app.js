@@ -10,7 +10,6 @@ import { clearResults, drawOverlay, renderFacePanel } from './js/render.js';
 import * as ui from './js/ui.js';
 import { loadEverything } from './js/app-boot.js';
 
-const T0 = performance.now();
 const params = new URLSearchParams(location.search);
 const els = ui.els;
 
@@ -89,7 +88,7 @@ async function boot() {
       ep,
       epAttempts: { detector: loaded.detector.attempts, emotion: loaded.emotion.attempts },
       labels: engine.labels,
-      loadMs: Math.round(performance.now() - T0),
+      loadMs: Math.round(performance.now()),
     });
     ui.setReadouts({ ep: epText(ep) });
     ui.setLoadDone(`Ready. Models run with ${epText(ep)}; nothing is uploaded.`);
@@ -125,7 +124,7 @@ async function onStartCamera() {
     return;
   }
   ui.setControls({ ready: true, cameraOn: false, cameraBusy: true });
-  status.update({ state: 'camera-starting' });
+  status.update({ state: 'camera-starting', cameraClickMs: Math.round(performance.now()), firstFrameMs: null });
   ui.setLoadText('Starting the camera…');
   try {
     const stream = await startCamera(els.video);
@@ -195,7 +194,8 @@ async function processVideoFrame(video) {
   lastFrameAt = t;
   const frames = status.get('frames') + 1;
   status.update({ frames, fps: fpsEma });
-  if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(t - T0) });
+  if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(t) });
+  if (status.get('firstFrameMs') === null) status.update({ firstFrameMs: Math.round(t) });
   showResult(result, { mirror: true, live: true });
 }
 
@@ -263,7 +263,7 @@ async function analyseFile(file) {
     lastStill = result;
     resetFrameStats();
     status.update({ state: 'still', source: 'image', fps: null, frames: 1 });
-    if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(performance.now() - T0) });
+    if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(performance.now()) });
     showResult(result, { mirror: false, live: false });
     ui.setLoadText(`Analysed “${file.name}”: ${result.faces.length} face(s).`);
   } catch (err) {

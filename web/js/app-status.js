@@ -14,8 +14,10 @@ const state = {
   timings: null, // last frame: {capture, detect, pre, classify, post, total} in ms
   frames: 0, // frames processed since the camera started
   dropped: 0, // frames skipped because one was still in flight
-  loadMs: null, // page start -> ready
-  firstResultMs: null, // page start -> first processed frame
+  loadMs: null, // navigation start -> ready (performance.now())
+  firstResultMs: null, // navigation start -> first processed frame or photo
+  cameraClickMs: null, // when Start camera was last pressed
+  firstFrameMs: null, // first processed frame after that
   source: null, // camera | image
   history: [], // per-frame timings of the last 300 frames (for the benchmark)
 };
