@@ -198,3 +198,75 @@ def test_real_photo_full_sequence(sample_photo, face_detector):
     centres = sorted((r["box"][0] + r["box"][2] / 2, r["box"][1] + r["box"][3] / 2) for r in res)
     expected = [((690 - 450) * 0.8, (490 - 150) * 0.8), ((1180 - 450) * 0.8, (380 - 150) * 0.8)]
     np.testing.assert_allclose(centres, expected, atol=40)
+
+
+# ---------------------------------------------------------------- the same code inside Pyodide (wasm32)
+
+_PYODIDE_RUNNER = r"""
+import { loadPyodide } from "__ROOT__/node_modules/pyodide/pyodide.mjs";
+import fs from "fs";
+const [pkgDir, workDir] = process.argv.slice(2);
+const py = await loadPyodide({ indexURL: "__ROOT__/node_modules/pyodide/" });
+await py.loadPackage(process.argv[4]);
+py.FS.mkdirTree("/home/pyodide/emotion_runtime");
+for (const f of fs.readdirSync(pkgDir)) {
+  if (f.endsWith(".py")) py.FS.writeFile("/home/pyodide/emotion_runtime/" + f, fs.readFileSync(pkgDir + "/" + f));
+}
+const f32 = (name) => { const b = fs.readFileSync(workDir + "/" + name); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
+// typed arrays as the page hands them over
+py.globals.set("js_frame", new Uint8ClampedArray(fs.readFileSync(workDir + "/frame.bin")));
+py.globals.set("js_reg", f32("reg.bin"));
+py.globals.set("js_cls", f32("cls.bin"));
+py.globals.set("js_logits", f32("logits.bin"));
+const out = await py.runPythonAsync(`
+import sys, json, platform, numpy as np
+sys.path.insert(0, "/home/pyodide")
+from emotion_runtime import FramePipeline, FER2013_LABELS
+p = FramePipeline(FER2013_LABELS)
+x = p.detector_input(js_frame.to_py(), 640, 480)
+n = p.decode_faces(js_reg.to_py(), js_cls.to_py())
+e = p.emotion_input()
+res = p.update_json(js_logits.to_py())
+json.dumps({"platform": platform.machine(), "intp": np.dtype(np.intp).itemsize, "numpy": np.__version__,
+            "x": x.ravel()[::97].tolist(), "n": n, "e": e.ravel()[::7].tolist(), "res": res})
+`);
+fs.writeFileSync(workDir + "/out.json", out);
+"""
+
+
+@pytest.mark.slow
+def test_same_results_in_pyodide(tmp_path):
+    """Runs the frame sequence inside Pyodide 0.27.7 + numpy 2.0.2 (wasm32: 32-bit intp, no BLAS) under node,
+    with JS typed arrays crossing the bridge, and compares with CPython."""
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    wheels = sorted((ROOT / "build/vendor").glob("numpy-*-pyodide_*_wasm32.whl"))
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    if not (ROOT / "node_modules/pyodide/pyodide.mjs").is_file():
+        pytest.skip("node_modules/pyodide absent (run npm ci)")
+    if not wheels:
+        pytest.skip("no Pyodide numpy wheel in build/vendor/")
+    frame = _frame(7)
+    reg, sc = _outputs(dx_px=3.0)
+    logits = np.array([[0.5, -1, 2, 0, 1, 0.25, -2]], np.float32)
+    for name, arr in (("frame.bin", frame), ("reg.bin", reg), ("cls.bin", sc), ("logits.bin", logits)):
+        arr.tofile(tmp_path / name)
+    runner = tmp_path / "run.mjs"
+    runner.write_text(_PYODIDE_RUNNER.replace("__ROOT__", ROOT.as_posix()))
+    proc = subprocess.run(["node", str(runner), str(ROOT / "py_src/emotion_runtime"), str(tmp_path),
+                           str(wheels[-1])], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads((tmp_path / "out.json").read_text())
+    assert got["platform"] == "wasm32" and got["intp"] == 4
+
+    p = FramePipeline(FER2013_LABELS)
+    x = p.detector_input(frame, 640, 480)
+    assert got["n"] == p.decode_faces(reg, sc) == 1
+    e = p.emotion_input()
+    np.testing.assert_allclose(got["x"], x.ravel()[::97], atol=1e-5)
+    np.testing.assert_allclose(got["e"], e.ravel()[::7], atol=1e-5)
+    assert json.loads(got["res"]) == p.update(logits)

@@ -92,6 +92,16 @@ def test_box_reduce_is_block_mean():
     assert pp.box_reduce(np.full((35, 35), 255, np.uint8), 17)[0, 0] == 255.0  # uint32 accumulator path
 
 
+@pytest.mark.parametrize("k", [2, 3, 7, 16])
+def test_box_reduce_rgba_fast_path_matches_block_mean(k):
+    rng = np.random.default_rng(k)
+    rgba = rng.integers(0, 256, (5 * k + k - 1, 7 * k + 1, 4), dtype=np.uint8)  # partial blocks dropped
+    rgba[:k, :k] = 255  # a saturated block: lane sums reach k*k*255
+    ref = rgba[:5 * k, :7 * k].astype(np.float64).reshape(5, k, 7, k, 4).mean(axis=(1, 3))
+    np.testing.assert_allclose(pp.box_reduce(rgba, k), ref, rtol=1e-6)
+    np.testing.assert_allclose(pp.box_reduce(rgba[..., :3], k), ref[..., :3], rtol=1e-6)  # generic path
+
+
 # ---------------------------------------------------------------- crops
 
 def test_crop_box_square_centred():

@@ -129,7 +129,7 @@ def nms(dets: Detections, iou_threshold: float = NMS_IOU, max_out: int | None = 
         best = order[0]
         kept.append(best)
         order = order[1:][iou(dets.boxes[best], dets.boxes[order[1:]]) <= iou_threshold]
-    return dets.take(np.asarray(kept, dtype=np.int64))
+    return dets.take(np.asarray(kept, dtype=np.intp))
 
 
 def weighted_nms(dets: Detections, iou_threshold: float = NMS_IOU, max_out: int | None = None) -> Detections:
