@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-distill", action="store_true", help="train the student on labels only")
     ap.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (smoke runs)")
     ap.add_argument("--limit", type=int, default=None, help="use only this many training images (smoke runs)")
+    ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on only this many images per split (smoke runs)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-pretrained", action="store_true")
@@ -100,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         tr = splits["train"]
         keep = np.random.default_rng(args.seed).permutation(len(tr.labels))[: args.limit]
         splits["train"] = ArraySplit(tr.images[keep], tr.labels[keep], None if tr.soft is None else tr.soft[keep])
+    if args.eval_limit:
+        splits = {k: v if k == "train" else ArraySplit(v.images[: args.eval_limit], v.labels[: args.eval_limit],
+                                                         None if v.soft is None else v.soft[: args.eval_limit])
+                  for k, v in splits.items()}
+    if args.threads:
+        torch.set_num_threads(args.threads)
     num_classes = len(ds.classes)
     args.out.mkdir(parents=True, exist_ok=True)
     log_file = open(args.out / "train.log", "a")
@@ -110,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         log_file.write(line + "\n")
         log_file.flush()
 
-    log(f"command: python -m model_export.run {' '.join(argv if argv is not None else sys.argv[1:])}")
+    command = "python -m model_export.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    log(f"command: {command}")
     log(f"dataset {ds.name} from {ds.source}: classes {ds.classes}; " + ", ".join(f"{k} {len(v.labels)}" for k, v in splits.items()) + "; " + "; ".join(ds.notes))
     base_cfg = TrainConfig(warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, max_steps_per_epoch=args.max_steps,
                            threads=args.threads, seed=args.seed)
-    run_meta = {"dataset": ds.name, "source": ds.source, "classes": list(ds.classes), "target": args.target if ds.soft is not None else "majority",
+    run_meta = {"command": command, "dataset": ds.name, "source": ds.source, "classes": list(ds.classes), "target": args.target if ds.soft is not None else "majority",
                 "split": {k: int(len(v.labels)) for k, v in splits.items()}, "val_fraction": args.val_fraction, "seed": args.seed,
                 "notes": ds.notes, "config": asdict(base_cfg), "teachers": args.teachers,
                 "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill}

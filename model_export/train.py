@@ -203,6 +203,7 @@ class Trainer:
         self.model.load_state_dict(ck["model"])
         self.ema.module.load_state_dict(ck["ema"])
         self.history, self.best, self.epoch = ck["history"], ck["best"], ck["epoch"]
+        self._resume_opt = (ck.get("stage"), ck.get("optimizer"))
         self.log(f"resumed from {last} after epoch {self.epoch}")
         return self.epoch
 
@@ -216,6 +217,9 @@ class Trainer:
             if n_epochs == 0 or done >= first + n_epochs:
                 continue
             opt = self._optimizer(stage)
+            saved_stage, saved_opt = getattr(self, "_resume_opt", (None, None))
+            if saved_stage == stage and saved_opt is not None:
+                opt.load_state_dict(saved_opt)  # AdamW moments continue where the interrupted run stopped
             total_steps = n_epochs * steps
             warm = max(1, min(steps // 2, total_steps // 10)) if stage == "finetune" else 1
 
@@ -242,7 +246,7 @@ class Trainer:
                     self.best = {"val_acc": best_acc, "epoch": self.epoch, "weights": best_state}
                     state = self.model.state_dict() if best_state == "model" else self.ema.module.state_dict()
                     torch.save({"model": state, "spec": asdict(self.model.spec), "epoch": self.epoch, "val_acc": best_acc}, self.out_dir / "best.pt")
-                self._save("last.pt")
+                self._save("last.pt", {"optimizer": opt.state_dict(), "stage": stage})
                 (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
         return {"history": self.history, "best": self.best}
 

