@@ -6,6 +6,7 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 SITE   := dist/site
 PORT   ?= 8000
+BENCH_ARGS ?=
 HOST   ?= 127.0.0.1
 # Root needs no sudo (CI, containers); anyone else does for apt-get.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -22,6 +23,9 @@ all: site
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
+	@# Debian ships venv's ensurepip separately (python3-venv).
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv; }
 	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -e '.[train,test]'
 	touch $@
@@ -52,7 +56,7 @@ test: venv node_modules site browser-deps
 	$(VPY) -m pytest -q
 
 bench: venv node_modules site browser-deps
-	$(VPY) build/bench_browser.py
+	$(VPY) build/bench_browser.py --site $(SITE) --no-build $(BENCH_ARGS)
 
 clean:
 	rm -rf dist .pytest_cache .cache/e2e-fixtures
