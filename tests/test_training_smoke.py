@@ -1,0 +1,99 @@
+"""A few real training steps on a small real subset: the loss goes down, distillation runs, export matches torch."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from model_export.augment import AugmentConfig, augment  # noqa: E402
+from model_export.data import load_dataset  # noqa: E402
+from model_export.export import export_onnx, parity, simplify_onnx  # noqa: E402
+from model_export.models import STUDENT, build_model  # noqa: E402
+from model_export.run import main as run_main  # noqa: E402
+from model_export.train import ArraySplit, TrainConfig, Trainer, class_weights  # noqa: E402
+
+from dataset_paths import FERPLUS_ZIP, needs_ferplus  # noqa: E402
+
+NO_AUGMENT = AugmentConfig(flip=0, rotate_deg=0, scale=(1, 1), shift=0, shear_deg=0, brightness=0, contrast=0, gamma=0,
+                           noise_std=0, erase_p=0)
+
+
+@pytest.fixture(scope="module")
+def small_real() -> tuple[ArraySplit, ArraySplit]:
+    ds = load_dataset("ferplus", FERPLUS_ZIP).split("train")
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(ds.labels))
+    tr, va = idx[:128], idx[128:256]
+    return (ArraySplit(ds.images[tr], ds.labels[tr], ds.soft[tr]), ArraySplit(ds.images[va], ds.labels[va], ds.soft[va]))
+
+
+def test_class_weights_are_clipped() -> None:
+    labels = np.repeat(np.arange(3), [1000, 300, 2])
+    w = class_weights(labels, 3, power=0.5, clip=(0.5, 2.0))
+    assert w[0] < w[1] < w[2] and w.min() >= 0.5 and w.max() == pytest.approx(2.0)
+
+
+def test_augment_keeps_shape_and_range() -> None:
+    x = torch.linspace(0, 255, 48 * 48).view(1, 1, 48, 48).repeat(16, 1, 1, 1)
+    y = augment(x)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 255
+    assert not torch.allclose(y, x)  # strong augmentation really changes the batch
+    torch.testing.assert_close(augment(x, NO_AUGMENT), x, atol=1e-3, rtol=0)
+
+
+@needs_ferplus
+@pytest.mark.dataset
+@pytest.mark.parametrize("distill", [False, True])
+def test_loss_decreases_on_real_faces(tmp_path: Path, small_real, distill: bool) -> None:
+    torch.manual_seed(0)
+    train, val = small_real
+    teacher = None
+    if distill:  # a confident "teacher" that agrees with the votes: the student must move towards it
+        teacher = (0.2 * train.soft + 0.8 * np.eye(8, dtype=np.float32)[train.labels]).astype(np.float32)
+    cfg = TrainConfig(warmup_epochs=0, epochs=4, batch_size=32, lr=2e-3, threads=1, augment=NO_AUGMENT)
+    out = Trainer(build_model(STUDENT, 8), train, val, 8, cfg, tmp_path, teacher_probs=teacher).fit(resume=False)
+    losses = [h["train_loss"] for h in out["history"]]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+
+
+@needs_ferplus
+@pytest.mark.dataset
+def test_export_parity_with_torch(tmp_path: Path, small_real) -> None:
+    model = build_model(STUDENT, 8).eval()
+    export_onnx(model, tmp_path / "raw.onnx")
+    before, after = simplify_onnx(tmp_path / "raw.onnx", tmp_path / "m.onnx")
+    assert after < before
+    check = parity(model, tmp_path / "m.onnx", small_real[1].images)
+    assert check["max_abs_diff"] < 1e-3 and check["argmax_agreement"] == 1.0
+
+
+@needs_ferplus
+@pytest.mark.dataset
+@pytest.mark.slow
+def test_cli_runs_every_stage_and_resumes(tmp_path: Path) -> None:
+    args = ["--dataset", "ferplus", "--data", str(FERPLUS_ZIP), "--out", str(tmp_path / "run"), "--teacher-epochs", "1",
+            "--student-epochs", "1", "--max-steps", "2", "--limit", "128", "--eval-limit", "64", "--threads", "1",
+            "--ship", str(tmp_path / "ship")]
+    assert run_main(args) == 0
+    sidecar = json.loads((tmp_path / "ship" / "emotion.json").read_text())
+    assert sidecar["labels"][:2] == ["neutral", "happiness"] and sidecar["input"]["shape"] == [None, 1, 48, 48]
+    assert sidecar["export"]["parity"]["max_abs_diff"] < 1e-3
+    for f in ("model_card.md", "confusion_test.png", "learning_curves.png", "metrics.json"):
+        assert (tmp_path / "ship" / "card" / f).stat().st_size > 0
+    assert (tmp_path / "run" / "model.fp16.onnx").exists()
+    # Stages whose outputs exist are skipped: a second run only redoes report/export.
+    mtime = (tmp_path / "run" / "student" / "best.pt").stat().st_mtime
+    assert run_main(args) == 0
+    assert (tmp_path / "run" / "student" / "best.pt").stat().st_mtime == mtime
+
+
+def test_cli_reports_missing_dataset(tmp_path: Path, capsys) -> None:
+    assert run_main(["--dataset", "ferplus", "--data", str(tmp_path / "nope.zip"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.zip: file not found" in capsys.readouterr().err
