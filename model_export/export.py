@@ -182,6 +182,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         "bytes": final.stat().st_size,
         "sha256": sha256_file(final),
         "accuracy": accuracy,
+        "evaluated_images": {k: r["n"] for k, r in onnx_results.items()},
         "test_split": test_key,
         "export": {"opset": OPSET, "nodes_before": before, "nodes_after": after, "parity": check},
         "variants": variants,

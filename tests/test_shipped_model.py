@@ -1,0 +1,76 @@
+"""The committed emotion model: contract, integrity, and accuracy on the real official test split."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataset_paths import FER2013_ZIP, FERPLUS_ZIP
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "web" / "models" / "emotion.onnx"
+SIDECAR = ROOT / "web" / "models" / "emotion.json"
+CARD = ROOT / "web" / "models" / "card" / "model_card.md"
+TOLERANCE = 0.005  # half a point below what the card claims fails the test
+MAX_BYTES = 5 * 1024 * 1024
+
+pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not built yet (python -m model_export.run ... --ship web/models)")
+
+
+@pytest.fixture(scope="module")
+def sidecar() -> dict:
+    return json.loads(SIDECAR.read_text())
+
+
+@pytest.fixture(scope="module")
+def session():
+    ort = pytest.importorskip("onnxruntime")
+    return ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+
+
+def test_sidecar_matches_file_and_contract(sidecar: dict, session) -> None:
+    assert hashlib.sha256(MODEL.read_bytes()).hexdigest() == sidecar["sha256"]
+    assert MODEL.stat().st_size == sidecar["bytes"] <= MAX_BYTES
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, inp.shape[1:], out.name) == ("input", [1, 48, 48], "logits")
+    assert out.shape[1] == len(sidecar["labels"])
+    from emotion_runtime import preprocess
+
+    assert (sidecar["input"]["mean"], sidecar["input"]["std"]) == (preprocess.NORM_MEAN, preprocess.NORM_STD)
+    assert sidecar["crop"]["scale"] == preprocess.CROP_SCALE
+
+
+def test_card_states_the_tested_accuracy(sidecar: dict) -> None:
+    card = CARD.read_text()
+    split = sidecar["test_split"]
+    assert f"{split} accuracy {sidecar['accuracy'][split]:.2%}" in card
+
+
+def test_batch_is_dynamic_and_rows_independent(session) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (3, 1, 48, 48)).astype(np.float32)
+    batch = session.run(["logits"], {"input": x})[0]
+    single = np.concatenate([session.run(["logits"], {"input": x[i : i + 1]})[0] for i in range(3)])
+    np.testing.assert_allclose(batch, single, atol=1e-4)
+
+
+@pytest.mark.dataset
+def test_accuracy_on_official_test_split(sidecar: dict, session) -> None:
+    from model_export.data import load_dataset
+    from model_export.train import to_input
+
+    kind, path = {"ferplus": ("ferplus", FERPLUS_ZIP), "fer2013": ("fer2013-zip", FER2013_ZIP)}[sidecar["dataset"]]
+    if not path.is_file():
+        pytest.skip(f"dataset absent: {path}")
+    test = load_dataset(kind, path).split(sidecar["test_split"])
+    assert tuple(sidecar["labels"]) == test.classes
+    assert sidecar["evaluated_images"][sidecar["test_split"]] == len(test.labels), "the card's claim must cover the whole split"
+    logits = np.concatenate([session.run(["logits"], {"input": to_input(test.images[i : i + 512]).numpy()})[0]
+                             for i in range(0, len(test.images), 512)])
+    acc = float((logits.argmax(1) == test.labels).mean())
+    claimed = sidecar["accuracy"][sidecar["test_split"]]
+    print(f"{sidecar['name']}: {sidecar['test_split']} accuracy {acc:.4f} on {len(test.labels)} images (card: {claimed:.4f})")
+    assert acc >= claimed - TOLERANCE
