@@ -17,7 +17,7 @@ SITE_STAMP := $(SITE)/manifest.json
 SITE_INPUTS := $(shell find web py_src build/vendor -type f -not -path '*/__pycache__/*' 2>/dev/null) \
                build/build_site.py serve.py pyproject.toml
 
-.PHONY: all venv node_modules site serve browser-deps test bench clean distclean
+.PHONY: all venv node_modules site serve browser-deps test bench train train-fer2013 clean distclean
 
 all: site
 
@@ -57,6 +57,17 @@ test: venv node_modules site browser-deps
 
 bench: venv node_modules site browser-deps
 	$(VPY) build/bench_browser.py --site $(SITE) --no-build $(BENCH_ARGS)
+
+# Training is build-time only and not part of `make test` (about 1.5 h on 2 CPU cores; minutes on a GPU).
+# DATASETS points at the folder holding ferplus.zip / fer2013.zip; RUNS keeps checkpoints (resumable).
+DATASETS ?= ../shared/datasets
+RUNS     ?= runs
+TRAIN_ARGS ?= --teacher-epochs 9 --student-epochs 12
+train: venv
+	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus $(TRAIN_ARGS) --ship web/models
+
+train-fer2013: venv
+	$(VPY) -m model_export.run --dataset fer2013-zip --data $(DATASETS)/fer2013.zip --out $(RUNS)/fer2013 $(TRAIN_ARGS)
 
 clean:
 	rm -rf dist .pytest_cache .cache/e2e-fixtures
