@@ -121,6 +121,19 @@ def test_happy_face_is_labelled_happy(cam):
     assert "happy" in page.inner_text("#face-list .face-top").lower()
 
 
+def test_smoothing_setting(cam):
+    page = cam["page"]
+    ensure_camera(page)
+    page.click(".settings summary")
+    page.select_option("#smoothing-mode", "median")
+    page.fill("#smoothing-k", "3")
+    page.click("#settings-form button[type=submit]")
+    assert "median over 3 frame" in page.inner_text("#settings-status")
+    assert status(page)["smoothing"] == {"mode": "median", "k": 3}
+    s = wait_frames(page, status(page)["frames"] + 5)
+    assert s["faceCount"] == 1 and s["error"] is None
+
+
 def test_no_requests_after_ready(cam):
     """From the ready state through the camera run, nothing at all was fetched."""
     page, browser = cam["page"], cam["browser"]
@@ -128,6 +141,27 @@ def test_no_requests_after_ready(cam):
     wait_frames(page, status(page)["frames"] + 10)
     after = browser.requests[cam["ready_request_count"]:]
     assert after == [], f"requests after load: {after}"
+
+
+def test_keyboard_reaches_the_controls(cam):
+    """Tab from the top reaches Start/Stop camera and the photo input, each with a visible focus ring."""
+    page = cam["page"]
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.focus(".skip-link")
+    seen = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        info = page.evaluate("""() => {
+            const el = document.activeElement;
+            const target = el.id === 'upload' ? document.getElementById('upload-label') : el;
+            const cs = getComputedStyle(target);
+            return { id: el.id, outline: cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) > 0 };
+        }""")
+        seen.append(info)
+    ids = [i["id"] for i in seen]
+    assert "upload" in ids, ids
+    assert "start-camera" in ids or "stop-camera" in ids, ids
+    assert all(i["outline"] for i in seen if i["id"] in ("start-camera", "stop-camera", "upload")), seen
 
 
 def test_stop_camera(cam):

@@ -112,6 +112,39 @@ def test_real_jpeg_upload(noface):
     assert s["faceCount"] == 3
 
 
+def test_too_many_faces(noface):
+    path, centres = videos.crowd_png()
+    s = upload(noface, path)
+    assert s["error"] is None
+    assert s["faceCount"] == 8, "the page analyses at most 8 faces"
+    hits = match_faces(s["lastResults"], centres)
+    assert len({h for h in hits if h is not None}) == 8, "each shown box lies on its own face"
+    assert s["notice"]["code"] == "too-many-faces"
+    text = noface.inner_text("#notice")
+    assert "Too many faces" in text and "9 found" in text and "8" in text
+    assert noface.locator("#face-list li.face-card").count() == 8
+
+
+def test_drag_and_drop_photo(noface):
+    """Drop a file on the picture area, as a user dragging it from their desktop would."""
+    path = videos.still_png(videos.HAPPY)
+    before = noface.evaluate("() => window.__emotionApp.history.length")
+    data = list(path.read_bytes())
+    noface.evaluate("""([bytes, name]) => {
+        const file = new File([new Uint8Array(bytes)], name, { type: 'image/png' });
+        const dt = new DataTransfer();
+        dt.items.add(file);
+        const vp = document.getElementById('viewport');
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+          vp.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }
+    }""", [data, path.name])
+    wait_for(noface, f"() => window.__emotionApp.history.length > {before} || window.__emotionApp.error !== null")
+    s = status(noface)
+    assert s["error"] is None and s["faceCount"] == 1
+    assert noface.inner_text("#face-count") == "1"
+
+
 def test_camera_with_three_faces(playwright_driver, app_server, clips):  # noqa: F811
     browser = launch_app_browser(playwright_driver, fake_video=clips["group3"])
     try:

@@ -88,6 +88,7 @@ async function boot() {
       ep,
       epAttempts: { detector: loaded.detector.attempts, emotion: loaded.emotion.attempts },
       labels: engine.labels,
+      smoothing: { ...engine.smoothing },
       loadMs: Math.round(performance.now()),
     });
     ui.setReadouts({ ep: epText(ep) });
@@ -312,6 +313,7 @@ function onSettingsSubmit(e) {
   const k = Number(els.smoothingK.value);
   engine.setSmoothing({ mode, k });
   const s = engine.smoothing;
+  status.update({ smoothing: { ...s } });
   const names = { ema: 'exponential moving average', mean: 'window mean', median: 'window median' };
   els.settingsStatus.textContent = s.mode === 'none'
     ? 'Smoothing off: raw per-frame probabilities.'

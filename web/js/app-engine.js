@@ -86,6 +86,8 @@ export class FrameEngine {
     this.maxFaces = maxFaces;
     this.BridgeClass = pyodide.runPython(PY_GLUE);
     this.bridge = null;
+    this.inFlight = false;
+    this.retired = [];
     this.setSmoothing({ mode: 'ema', k: 5 });
     const labels = JSON.parse(this.bridge.labels_json());
     this.labels = labels.labels;
@@ -104,7 +106,9 @@ export class FrameEngine {
     const alpha = 2 / (span + 1);
     const old = this.bridge;
     this.bridge = this.BridgeClass(JSON.stringify(this.sidecar), this.maxFaces, mode, alpha, span);
-    if (old) old.destroy();
+    // A frame in flight still uses the old bridge: free it when that frame is done.
+    if (old && this.inFlight) this.retired.push(old);
+    else if (old) old.destroy();
     this.smoothing = { mode, k: span };
   }
 
@@ -118,6 +122,16 @@ export class FrameEngine {
    * the read frame's pixels (width x height).
    */
   async process(source, w, h, { maxSide = 640 } = {}) {
+    this.inFlight = true;
+    try {
+      return await this.processWith(this.bridge, source, w, h, maxSide);
+    } finally {
+      this.inFlight = false;
+      for (const b of this.retired.splice(0)) b.destroy();
+    }
+  }
+
+  async processWith(bridge, source, w, h, maxSide) {
     const t0 = now();
     const scale = Math.min(1, maxSide / Math.max(w, h));
     const width = Math.max(1, Math.round(w * scale));
@@ -130,7 +144,7 @@ export class FrameEngine {
     const rgba = this.ctx.getImageData(0, 0, width, height).data;
     const t1 = now();
 
-    const x = takeFloat32(this.bridge.detector_input(rgba, width, height));
+    const x = takeFloat32(bridge.detector_input(rgba, width, height));
     const t2 = now();
 
     const det = this.detector.session;
@@ -138,10 +152,10 @@ export class FrameEngine {
     const { reg, sc } = detectorOutputs(det, detOut);
     const t3 = now();
 
-    const n = this.bridge.decode_faces(reg.data, sc.data);
-    const detected = this.bridge.detected;
+    const n = bridge.decode_faces(reg.data, sc.data);
+    const detected = bridge.detected;
     let crops = null;
-    if (n > 0) crops = takeFloat32(this.bridge.emotion_input());
+    if (n > 0) crops = takeFloat32(bridge.emotion_input());
     const t4 = now();
 
     let logits = null;
@@ -152,7 +166,7 @@ export class FrameEngine {
     }
     const t5 = now();
 
-    const faces = JSON.parse(this.bridge.update_json(logits));
+    const faces = JSON.parse(bridge.update_json(logits));
     const t6 = now();
 
     return {

@@ -8,6 +8,7 @@ const state = {
   error: null, // {code, message} of the message on screen, or null
   notice: null, // {code, message}: no-face / too-many-faces, or null
   labels: [],
+  smoothing: null, // {mode, k}
   lastResults: [], // faces of the last processed frame
   faceCount: 0,
   fps: null,
