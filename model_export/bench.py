@@ -1,0 +1,60 @@
+"""Prints size and onnxruntime CPU batch-1 latency of the shipped models (a benchmark, not a test).
+
+    python -m model_export.bench [--runs 300] [--threads 1] [MODEL.onnx ...]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODELS = [ROOT / "web/models/emotion.onnx", ROOT / "web/models/face_detector.onnx"]
+
+
+def bench(path: Path, runs: int, threads: int) -> dict:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    t0 = time.perf_counter()
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    create_ms = (time.perf_counter() - t0) * 1000
+    inp = sess.get_inputs()[0]
+    shape = [1 if not isinstance(d, int) else d for d in inp.shape]
+    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    for _ in range(10):
+        sess.run(None, {inp.name: x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {inp.name: x})
+        times.append((time.perf_counter() - t) * 1000)
+    data = path.read_bytes()
+    return {"model": path.name, "input": "x".join(map(str, shape)), "mb": len(data) / 1e6, "gzip_mb": len(gzip.compress(data)) / 1e6,
+            "create_ms": create_ms, "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*", type=Path)
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    import onnxruntime as ort
+
+    print(f"onnxruntime {ort.__version__} CPU, {args.threads} thread(s), batch 1, {args.runs} runs")
+    print(f"{'model':<26}{'input':<14}{'MB':>7}{'gzip MB':>9}{'create ms':>11}{'median ms':>11}{'p90 ms':>9}")
+    for path in args.models or DEFAULT_MODELS:
+        if not path.exists():
+            print(f"{path.name:<26}missing ({path})")
+            continue
+        r = bench(path, args.runs, args.threads)
+        print(f"{r['model']:<26}{r['input']:<14}{r['mb']:>7.2f}{r['gzip_mb']:>9.2f}{r['create_ms']:>11.1f}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
