@@ -154,11 +154,12 @@ async function onStopCamera() {
   await waitIdle();
   clearResults(els.faceList, els.overlay);
   ui.setFaceCount(0);
+  ui.setReadouts({ fps: null });
   notify(null, '');
   ui.setViewportMode('idle');
   ui.setControls({ ready: true, cameraOn: false });
   ui.setLoadText('Camera off.');
-  status.update({ state: 'ready', source: null, lastResults: [], faceCount: 0 });
+  status.update({ state: 'ready', source: null, lastResults: [], faceCount: 0, fps: null });
   els.start.focus({ preventScroll: true });
 }
 

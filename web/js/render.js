@@ -33,6 +33,10 @@ export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false 
   }
   const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, cw, ch);
+  canvas.setAttribute('aria-label', faces.length === 0 ? 'No faces detected' : [...faces]
+    .sort((a, b) => a.id - b.id)
+    .map((f) => { const t = topClass(f, labels); return `Face ${f.id}: ${t.label} ${pct(t.p)}`; })
+    .join('; '));
   if (!srcW || !srcH) return;
   const sx = cw / srcW;
   const sy = ch / srcH;
