@@ -117,7 +117,8 @@ def test_happy_face_is_labelled_happy(cam):
     ensure_camera(page)
     s = wait_frames(page, 20)
     face = s["lastResults"][0]
-    assert face["label"] == "happy", (face["label"], dict(zip(s["labels"], face["probs"])))
+    # FER-2013 calls the class "happy", FER+ "happiness"; the page shows "Happy" for both.
+    assert face["label"] in ("happy", "happiness"), (face["label"], dict(zip(s["labels"], face["probs"])))
     assert "happy" in page.inner_text("#face-list .face-top").lower()
 
 
