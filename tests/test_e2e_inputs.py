@@ -40,6 +40,8 @@ def noface(playwright_driver, app_server, clips):  # noqa: F811
     page = browser.new_page()
     s = open_app(page, app_server.url)
     assert s["state"] == "ready", s["error"]
+    page.requests_at_ready = len(browser.requests)
+    page.all_requests = browser.requests
     yield page
     browser.close()
 
@@ -143,6 +145,12 @@ def test_drag_and_drop_photo(noface):
     s = status(noface)
     assert s["error"] is None and s["faceCount"] == 1
     assert noface.inner_text("#face-count") == "1"
+
+
+def test_no_requests_after_ready_with_photos(noface):
+    """Camera, uploads, a corrupt file, a drop: none of it fetched anything (runs after the tests above)."""
+    after = noface.all_requests[noface.requests_at_ready:]
+    assert after == [], after
 
 
 def test_camera_with_three_faces(playwright_driver, app_server, clips):  # noqa: F811
