@@ -108,7 +108,8 @@ def test_camera_finds_the_face(cam):
 def ensure_camera(page) -> None:
     if status(page)["state"] != "running":
         page.click("#start-camera")
-    wait_frames(page, 1)
+    wait_for(page, "() => (window.__emotionApp.state === 'running' && window.__emotionApp.frames >= 1) || "
+                   "window.__emotionApp.error !== null")
 
 
 def test_happy_face_is_labelled_happy(cam):
@@ -175,3 +176,22 @@ def test_stop_camera(cam):
     assert page.evaluate("() => document.getElementById('video').srcObject") is None
     assert page.inner_text("#face-count") == "0"
     assert page.is_enabled("#start-camera")
+
+
+def test_camera_unplugged(cam):
+    """A track that ends (camera unplugged, taken by the OS) stops the loop with a message. Chromium's fake
+    device cannot be unplugged, so the track's own 'ended' event is dispatched; the rest is the real page."""
+    page = cam["page"]
+    ensure_camera(page)
+    page.evaluate("() => document.getElementById('video').srcObject.getVideoTracks()[0]"
+                  ".dispatchEvent(new Event('ended'))")
+    wait_for(page, "() => window.__emotionApp.state === 'ready'")
+    s = status(page)
+    assert s["error"]["code"] == "ended"
+    assert "camera stopped" in page.inner_text("#error").lower()
+    assert page.is_enabled("#start-camera") and page.is_enabled("#upload")
+    # And it starts again.
+    page.click("#start-camera")
+    s = wait_frames(page, 3)
+    assert s["state"] == "running" and s["error"] is None and not page.is_visible("#error")
+    page.click("#stop-camera")

@@ -125,7 +125,9 @@ async function onStartCamera() {
     return;
   }
   ui.setControls({ ready: true, cameraOn: false, cameraBusy: true });
-  status.update({ state: 'camera-starting', cameraClickMs: Math.round(performance.now()), firstFrameMs: null });
+  status.update({
+    state: 'camera-starting', cameraClickMs: Math.round(performance.now()), firstFrameMs: null, frames: 0, dropped: 0,
+  });
   ui.setLoadText('Starting the camera…');
   try {
     const stream = await startCamera(els.video);
@@ -137,6 +139,14 @@ async function onStartCamera() {
     ui.setControls({ ready: true, cameraOn: true });
     ui.setLoadText('Camera on. Frames are processed on this device only.');
     camera = { stream, cancelFrames: onVideoFrames(els.video, onVideoFrame) };
+    for (const track of stream.getVideoTracks()) {
+      track.addEventListener('ended', () => {
+        if (!camera || camera.stream !== stream) return;
+        fail('ended', 'The camera stopped sending pictures (it was disconnected, or another app or the browser ' +
+          'took it). Press “Start camera” to try again, or analyse a photo.');
+        onStopCamera();
+      });
+    }
   } catch (err) {
     const { code, message } = describeCameraError(err);
     status.update({ state: 'ready' });
@@ -180,7 +190,9 @@ function onVideoFrame() {
   processVideoFrame(video)
     .catch((err) => {
       console.error(err);
-      fail('frame', `Processing a frame failed: ${err.message || err}. Stop and start the camera to retry.`);
+      fail('frame', `Processing a frame failed: ${err.message || err}. The camera was stopped; start it again ` +
+        'to retry, or analyse a photo.');
+      setTimeout(onStopCamera, 0); // one message, not one per frame
     })
     .finally(() => { busy = false; });
 }
