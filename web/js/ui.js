@@ -43,7 +43,9 @@ export function setStep(step, state, text, fraction) {
   if (li) li.dataset.state = state;
   if (text) els.loadStatus.textContent = text;
   if (typeof fraction === 'number') {
-    els.progress.value = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
+    // Python and the models load side by side and report their own fractions: never move the bar back.
+    const value = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
+    els.progress.value = Math.max(els.progress.value, value);
   }
 }
 
