@@ -77,7 +77,15 @@ def parity(model: nn.Module, path: Path, images: np.ndarray) -> dict:
             "argmax_agreement": float((torch_logits.argmax(1) == onnx_out.argmax(1)).mean()), "n": int(len(images))}
 
 
-def model_card(sidecar: dict, metrics: dict, variants: dict) -> str:
+def recorded_commands(out_dir: Path) -> list[str]:
+    """Every invocation that wrote into this run (a resumed or re-exported run has several), from train.log."""
+    log = Path(out_dir) / "train.log"
+    if not log.exists():
+        return []
+    return [line.split("command: ", 1)[1].strip() for line in log.read_text().splitlines() if " command: " in line]
+
+
+def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[str] = ()) -> str:
     run = metrics["run"]
     res = metrics["results"]
     test_key = "test" if "test" in res["student"] else "val"
@@ -138,7 +146,10 @@ def model_card(sidecar: dict, metrics: dict, variants: dict) -> str:
               "- Dataset demographics are not balanced; the model may work less well for under-represented groups.",
               "- Expressions are not emotions: the output is an estimate of a facial expression category, not of a person's feelings. "
               "Do not use for decisions about people.",
-              "", "## Command", "```", run.get("command", ""), "```", ""]
+              "", "## Commands",
+              "Every invocation that wrote into this run, in order (from `train.log`; an interrupted run resumes from its "
+              "checkpoints, and a shortened schedule continues the cosine from the current step):", "```",
+              *(commands or [run.get("command", "")]), "```", ""]
     return "\n".join(lines)
 
 
@@ -190,7 +201,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     (out_dir / "model.json").write_text(json.dumps(sidecar, indent=1))
     metrics["onnx"] = {"results": onnx_results, "sidecar": sidecar}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
-    card = model_card(sidecar, metrics, variants)
+    card = model_card(sidecar, metrics, variants, recorded_commands(out_dir))
     (out_dir / "model_card.md").write_text(card)
     if ship:
         ship = Path(ship)
