@@ -78,11 +78,18 @@ def parity(model: nn.Module, path: Path, images: np.ndarray) -> dict:
 
 
 def recorded_commands(out_dir: Path) -> list[str]:
-    """Every invocation that wrote into this run (a resumed or re-exported run has several), from train.log."""
-    log = Path(out_dir) / "train.log"
+    """Every invocation that wrote into this run (a resumed or re-exported run has several), from train.log,
+    preceded by those of the run it was initialised from (--init-from), if any."""
+    out_dir = Path(out_dir)
+    earlier: list[str] = []
+    run_json = out_dir / "run.json"
+    init_from = json.loads(run_json.read_text()).get("init_from") if run_json.exists() else None
+    if init_from and Path(init_from).resolve() != out_dir.resolve():
+        earlier = recorded_commands(Path(init_from))
+    log = out_dir / "train.log"
     if not log.exists():
-        return []
-    return [line.split("command: ", 1)[1].strip() for line in log.read_text().splitlines() if " command: " in line]
+        return earlier
+    return earlier + [line.split("command: ", 1)[1].strip() for line in log.read_text().splitlines() if " command: " in line]
 
 
 def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[str] = ()) -> str:
@@ -110,11 +117,14 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         f"- Student (this model): EfficientNet-Lite0 cut after stage 5 + 640-channel head, {sidecar['parameters'] / 1e6:.2f} M parameters, "
         "distilled from the teacher ensemble's tempered (T=2), label-smoothed soft targets (alpha 0.7) plus label-smoothed "
         "cross-entropy on the data targets.",
-        "- Two stages: head-only warm-up, then full fine-tune with AdamW (decoupled weight decay 0.05), cosine schedule with "
+        f"- Two stages: head-only warm-up, then full fine-tune with AdamW (peak learning rate {run['config'].get('lr', 1e-3):g}, "
+        "decoupled weight decay 0.05), cosine schedule with "
         "linear warm-up, label smoothing 0.06, class weights (inverse frequency)^0.5 clipped to [0.5, 2], dropout, stochastic depth, "
         "weight EMA (best of raw/EMA on validation kept), strong batched augmentation (flip, affine, brightness/contrast/gamma, "
         "noise, random erasing). fp32 on CPU (bf16 autocast is slower on this CPU); bf16 autocast on CUDA.",
-        f"- Epochs: teacher {run['teacher_epochs']} + warm-up, student {run['student_epochs']} + warm-up.",
+        f"- Epochs: teacher {run['teacher_epochs']} + warm-up, student {run['student_epochs']} + warm-up"
+        + (f", each model starting from the weights of the earlier run `{run['init_from']}` (its commands come first below)."
+           if run.get("init_from") else "."),
         "",
         "## Results (ONNX fp32, onnxruntime CPU, single view)",
         f"- **{test_key} accuracy {sidecar['accuracy'][test_key]:.2%}**, macro-F1 {student['macro_f1']:.3f}.",

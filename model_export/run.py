@@ -21,7 +21,7 @@ import torch
 
 from .data import DatasetError, FaceDataset, load_dataset, stratified_split
 from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
-from .train import ArraySplit, TrainConfig, Trainer, load_best, predict_logits
+from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_best, predict_logits
 
 STAGES = ("teacher", "student", "report", "export")
 
@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student-epochs", type=int, default=12)
     ap.add_argument("--warmup-epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak fine-tune learning rate")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="earlier run dir: start each model from its teacherN/ or student/ best.pt (train longer, or "
+                         "fine-tune FER+ weights on your own classes; a classifier of another size starts fresh)")
     ap.add_argument("--val-fraction", type=float, default=0.125)
     ap.add_argument("--target", choices=("soft", "majority"), default="soft", help="FER+: vote distribution or majority label")
     ap.add_argument("--no-distill", action="store_true", help="train the student on labels only")
@@ -120,13 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m model_export.run " + " ".join(argv if argv is not None else sys.argv[1:])
     log(f"command: {command}")
     log(f"dataset {ds.name} from {ds.source}: classes {ds.classes}; " + ", ".join(f"{k} {len(v.labels)}" for k, v in splits.items()) + "; " + "; ".join(ds.notes))
-    base_cfg = TrainConfig(warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, max_steps_per_epoch=args.max_steps,
+    base_cfg = TrainConfig(warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr, max_steps_per_epoch=args.max_steps,
                            threads=args.threads, seed=args.seed)
     run_meta = {"command": command, "dataset": ds.name, "source": ds.source, "classes": list(ds.classes), "target": args.target if ds.soft is not None else "majority",
                 "split": {k: int(len(v.labels)) for k, v in splits.items()}, "val_fraction": args.val_fraction, "seed": args.seed,
                 "notes": ds.notes, "config": asdict(base_cfg), "teachers": args.teachers,
-                "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill}
+                "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill,
+                "init_from": str(args.init_from) if args.init_from else None}
     (args.out / "run.json").write_text(json.dumps(run_meta, indent=1, default=str))
+
+    def maybe_init(model: torch.nn.Module, name: str) -> None:
+        if args.init_from is None or (args.out / name / "last.pt").exists():
+            return  # nothing asked, or a resumed run whose own checkpoint wins
+        src = args.init_from / name / "best.pt"
+        if src.exists():
+            init_from_checkpoint(model, src, log=log)
+        else:
+            log(f"note: {src} not found; {name} starts from ImageNet weights")
 
     teacher_dirs = [args.out / f"teacher{i}" for i in range(args.teachers)]
     if "teacher" in stages:
@@ -137,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(cfg.seed)
             model = build_model(TEACHER, num_classes, pretrained=not args.no_pretrained)
             log(f"teacher {i}: {TEACHER.name}, {count_parameters(model) / 1e6:.2f} M params")
+            maybe_init(model, d.name)
             Trainer(model, splits["train"], splits["val"], num_classes, cfg, d, log=log).fit()
             (d / "done").write_text("ok")
 
@@ -161,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(cfg.seed)
         model = build_model(STUDENT, num_classes, pretrained=not args.no_pretrained)
         log(f"student: {STUDENT.name}, {count_parameters(model) / 1e6:.2f} M params, distillation {'on' if teacher_probs is not None else 'off'}")
+        maybe_init(model, student_dir.name)
         Trainer(model, splits["train"], splits["val"], num_classes, cfg, student_dir, teacher_probs=teacher_probs, log=log).fit()
         (student_dir / "done").write_text("ok")
 

@@ -251,6 +251,23 @@ class Trainer:
         return {"history": self.history, "best": self.best}
 
 
+def init_from_checkpoint(model: EmotionNet, path: Path, log: Callable[[str], None] = print) -> EmotionNet:
+    """Starts from an earlier run's weights (to train longer, or to fine-tune FER+ weights on a custom class set).
+
+    Tensors whose shape differs (a classifier for another number of classes) keep their fresh initialisation.
+    """
+    ck = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if ck.get("spec") and ck["spec"].get("name") != model.spec.name:
+        raise ValueError(f"{path} holds a {ck['spec'].get('name')} model, not {model.spec.name}")
+    own = model.state_dict()
+    loaded = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(loaded))
+    model.load_state_dict(loaded, strict=False)
+    log(f"initialised from {path} (epoch {ck.get('epoch')}, val acc {ck.get('val_acc', float('nan')):.4f})"
+        + (f"; kept fresh: {', '.join(skipped)}" if skipped else ""))
+    return model
+
+
 def load_best(model: EmotionNet, out_dir: Path) -> EmotionNet:
     ck = torch.load(Path(out_dir) / "best.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(ck["model"])

@@ -97,3 +97,32 @@ def test_cli_runs_every_stage_and_resumes(tmp_path: Path) -> None:
 def test_cli_reports_missing_dataset(tmp_path: Path, capsys) -> None:
     assert run_main(["--dataset", "ferplus", "--data", str(tmp_path / "nope.zip"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.zip: file not found" in capsys.readouterr().err
+
+
+def test_init_from_checkpoint_keeps_backbone_and_refits_a_new_classifier(tmp_path: Path) -> None:
+    from model_export.train import init_from_checkpoint
+
+    torch.manual_seed(0)
+    src = build_model(STUDENT, 8, pretrained=False).eval()
+    torch.save({"model": src.state_dict(), "spec": {"name": STUDENT.name}, "epoch": 3, "val_acc": 0.5}, tmp_path / "best.pt")
+    x = torch.randn(2, 1, 48, 48)
+    same = init_from_checkpoint(build_model(STUDENT, 8, pretrained=False), tmp_path / "best.pt", log=lambda m: None).eval()
+    torch.testing.assert_close(same(x), src(x))
+    notes: list[str] = []
+    three = init_from_checkpoint(build_model(STUDENT, 3, pretrained=False), tmp_path / "best.pt", log=notes.append)
+    fresh = {k for k, v in three.state_dict().items() if v.shape != src.state_dict()[k].shape}
+    assert fresh and all(k in notes[0] for k in fresh)  # only the resized classifier starts fresh, and the log says so
+    for k, v in three.state_dict().items():
+        if k not in fresh:
+            torch.testing.assert_close(v, src.state_dict()[k])
+
+
+def test_model_card_commands_include_the_run_it_was_initialised_from(tmp_path: Path) -> None:
+    from model_export.export import recorded_commands
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    (first / "train.log").write_text("01:00:00 command: python -m model_export.run A\n01:01:00 epoch 1\n")
+    (second / "run.json").write_text(json.dumps({"init_from": str(first)}))
+    (second / "train.log").write_text("02:00:00 command: python -m model_export.run B --init-from first\n")
+    assert recorded_commands(second) == ["python -m model_export.run A", "python -m model_export.run B --init-from first"]
