@@ -8,7 +8,7 @@ The output is deterministic: same inputs, same bytes, same manifest.json.
 Layout of the output:
   index.html, app.js, style.css, js/*.js ...   copied from web/ (everything but web/models)
   coi-serviceworker.min.js                     at the root: a service worker controls only its own folder and below
-  models/face_detector.onnx, emotion.onnx, emotion.json
+  models/face_detector.onnx, emotion.onnx, emotion.json, emotion.webgl.onnx (batch 1, WebGL only)
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel
   vendor/ort/                                  onnxruntime-web: one bundle per execution provider
   wheels/emotion_runtime-<ver>-py3-none-any.whl
@@ -56,6 +56,7 @@ COI_SERVICE_WORKER = "coi-serviceworker.min.js"
 FACE_DETECTOR = "face_detector.onnx"
 EMOTION_MODEL = "emotion.onnx"
 EMOTION_META = "emotion.json"
+EMOTION_WEBGL = "emotion.webgl.onnx"  # the file name model_export ships; the sidecar names it too
 
 # Fixed zip timestamp (the earliest zip can store) so the runtime wheel is byte-for-byte reproducible.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -144,6 +145,15 @@ def model_files(models: Path, allow_missing_emotion: bool) -> dict[str, Path]:
         raise BuildError(f"{meta} says sha256 {expected} but {onnx} has {actual}: the sidecar is stale, re-export.")
     out[f"models/{EMOTION_MODEL}"] = onnx
     out[f"models/{EMOTION_META}"] = meta
+    # Optional batch-1 copy for onnxruntime-web's WebGL backend (fixed shapes only); fetched only on WebGL.
+    webgl = json.loads(meta.read_text()).get("variants", {}).get("webgl")
+    if webgl and webgl.get("shipped"):
+        if webgl.get("file") != EMOTION_WEBGL:
+            raise BuildError(f"{meta} names the WebGL variant {webgl.get('file')!r}; the page expects {EMOTION_WEBGL!r}.")
+        path = require_file(models / EMOTION_WEBGL, f"{meta} lists it as shipped; re-export the model.")
+        if webgl.get("sha256") and webgl["sha256"] != sha256_hex(path.read_bytes()):
+            raise BuildError(f"{meta} says {EMOTION_WEBGL} has sha256 {webgl['sha256']} but it differs: re-export.")
+        out[f"models/{EMOTION_WEBGL}"] = path
     return out
 
 
@@ -312,6 +322,7 @@ def build(out: Path, inputs: Inputs, allow_missing_emotion_model: bool = False) 
             "face_detector": f"models/{FACE_DETECTOR}",
             "emotion": f"models/{EMOTION_MODEL}",
             "emotion_meta": f"models/{EMOTION_META}",
+            "emotion_webgl": f"models/{EMOTION_WEBGL}",
         }.items() if v in files},
         "versions": {
             "pyodide": pyodide_version,

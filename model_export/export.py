@@ -51,6 +51,51 @@ def simplify_onnx(src: Path, dst: Path) -> tuple[int, int]:
     return before, len(simplified.graph.node)
 
 
+def to_webgl(src: Path, dst: Path) -> None:
+    """The same network for onnxruntime-web's WebGL backend, which accepts only fixed input shapes (a symbolic
+    batch dim fails its input check) and Resize with float scales (it rejects int64 sizes): batch fixed to 1,
+    constant-folded by onnxsim, every Resize `sizes` input replaced by the equivalent `scales`."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxsim import simplify
+
+    model = onnx.load(str(src))
+    for value in [*model.graph.input, *model.graph.output]:
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = 1
+    model, ok = simplify(model)
+    if not ok:
+        raise RuntimeError(f"onnxsim could not validate the batch-1 model of {src}")
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*model.graph.input, *onnx.shape_inference.infer_shapes(model).graph.value_info]}
+    consts = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
+            continue
+        sizes = numpy_helper.to_array(consts[node.input[3]]).astype(np.float64)
+        scales = numpy_helper.from_array((sizes / np.array(shapes[node.input[0]], np.float64)).astype(np.float32), f"{node.name}_scales")
+        model.graph.initializer.append(scales)
+        node.input[2] = scales.name
+        del node.input[3]
+    used = {i for n in model.graph.node for i in n.input}
+    for t in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(t)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
+def batch1_parity(reference: Path, batch1: Path, images: np.ndarray) -> dict:
+    """Logits of the batch-1 variant, run one image at a time, against the dynamic-batch model."""
+    import onnxruntime as ort
+
+    ref = onnx_logits(reference, images)
+    sess = ort.InferenceSession(str(batch1), providers=["CPUExecutionProvider"])
+    one = np.concatenate([sess.run(["logits"], {"input": to_input(images[i : i + 1]).numpy()})[0] for i in range(len(images))])
+    return {"max_abs_diff": float(np.abs(ref - one).max()), "argmax_agreement": float((ref.argmax(1) == one.argmax(1)).mean()),
+            "n": int(len(images))}
+
+
 def to_fp16(src: Path, dst: Path) -> None:
     import warnings
 
@@ -122,7 +167,8 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         "linear warm-up, label smoothing 0.06, class weights (inverse frequency)^0.5 clipped to [0.5, 2], dropout, stochastic depth, "
         "weight EMA (best of raw/EMA on validation kept), strong batched augmentation (flip, affine, brightness/contrast/gamma, "
         "noise, random erasing). fp32 on CPU (bf16 autocast is slower on this CPU); bf16 autocast on CUDA.",
-        f"- Epochs: teacher {run['teacher_epochs']} + warm-up, student {run['student_epochs']} + warm-up"
+        f"- Epochs: teacher {run['teacher_epochs']}, student {run['student_epochs']} (fine-tune)"
+        + (f", each after {run['config']['warmup_epochs']} warm-up epoch(s)" if run["config"].get("warmup_epochs") else "")
         + (f", each model starting from the weights of the earlier run `{run['init_from']}` (its commands come first below)."
            if run.get("init_from") else "."),
         "",
@@ -144,6 +190,11 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
               f"- Parity vs torch on {sidecar['export']['parity']['n']} test images: max |logit diff| "
               f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}."]
     for name, v in variants.items():
+        if name == "webgl":
+            lines.append(f"- Variant webgl (`{v['file']}`, shipped): {v['bytes'] / 1e6:.2f} MB, batch fixed to 1 and Resize with float "
+                         "scales, the shapes onnxruntime-web's WebGL backend accepts; the page uses it on WebGL, one face per run. "
+                         f"Max |logit diff| vs `{sidecar['file']}` {v['parity']['max_abs_diff']:.2e} on {v['parity']['n']} test images.")
+            continue
         lines.append(f"- Variant {name}: {v['bytes'] / 1e6:.2f} MB, {test_key} accuracy {v.get('accuracy', float('nan')):.2%} "
                      f"(drop {v.get('accuracy_drop', float('nan')) * 100:+.2f} points){'; ' + v['error'] if 'error' in v else ''}. Not shipped.")
     lines += ["", "## Input contract",
@@ -187,6 +238,13 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         variants["fp16"] = {"file": fp16.name, "bytes": fp16.stat().st_size, "accuracy": acc16, "accuracy_drop": acc16 - accuracy[test_key]}
     except Exception as exc:  # reported, not fatal: the fp32 model is what ships
         variants["fp16"] = {"file": fp16.name, "bytes": fp16.stat().st_size if fp16.exists() else 0, "error": f"{type(exc).__name__}: {exc}"}
+    webgl = out_dir / "model.webgl.onnx"
+    to_webgl(final, webgl)
+    check_webgl = batch1_parity(final, webgl, eval_splits[test_key].images[:256])
+    if check_webgl["max_abs_diff"] > PARITY_ATOL or check_webgl["argmax_agreement"] < 1.0:
+        raise RuntimeError(f"the WebGL (batch 1) variant differs from the exported model beyond {PARITY_ATOL}: {check_webgl}")
+    variants["webgl"] = {"file": "emotion.webgl.onnx", "bytes": webgl.stat().st_size, "sha256": sha256_file(webgl), "batch": 1,
+                         "parity": check_webgl, "shipped": True}
     log(f"variants: {json.dumps(variants)}")
 
     name = f"emotion-{metrics['run']['dataset']}"
@@ -217,6 +275,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         ship = Path(ship)
         ship.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(final, ship / "emotion.onnx")
+        shutil.copyfile(webgl, ship / variants["webgl"]["file"])
         (ship / "emotion.json").write_text(json.dumps(sidecar, indent=1) + "\n")
         docs = ship / "card"
         docs.mkdir(exist_ok=True)

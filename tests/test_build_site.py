@@ -81,8 +81,11 @@ def test_site_has_the_page_runtime_and_models(site):
         if src.is_file() and rel.parts[0] != "models":
             assert (site / rel).read_bytes() == src.read_bytes(), rel
     if HAS_EMOTION:
-        assert manifest["models"] == {"face_detector": "models/face_detector.onnx", "emotion": "models/emotion.onnx",
-                                      "emotion_meta": "models/emotion.json"}
+        expected = {"face_detector": "models/face_detector.onnx", "emotion": "models/emotion.onnx",
+                    "emotion_meta": "models/emotion.json"}
+        if json.loads((ROOT / "web/models/emotion.json").read_text()).get("variants", {}).get("webgl", {}).get("shipped"):
+            expected["emotion_webgl"] = "models/emotion.webgl.onnx"
+        assert manifest["models"] == expected
     # Nothing from node_modules that the page does not load (source maps, other ort builds, console.html).
     assert not list(site.rglob("*.map")) and not (site / "vendor/pyodide/console.html").exists()
 
@@ -167,6 +170,23 @@ def test_stale_emotion_sidecar_is_rejected(web_copy):
     (models / "emotion.json").write_text(json.dumps(meta))
     assert set(bs.model_files(models, allow_missing_emotion=False)) == {
         "models/face_detector.onnx", "models/emotion.onnx", "models/emotion.json"}
+
+
+def test_webgl_variant_is_checked_against_its_sidecar(web_copy):
+    models = web_copy / "models"
+    (models / "emotion.onnx").write_bytes(b"stand-in model bytes")
+    (models / "emotion.webgl.onnx").write_bytes(b"stand-in batch-1 bytes")
+    meta = {"labels": ["a", "b"], "sha256": sha256(models / "emotion.onnx"),
+            "variants": {"webgl": {"file": "emotion.webgl.onnx", "sha256": "0" * 64, "shipped": True}}}
+    (models / "emotion.json").write_text(json.dumps(meta))
+    with pytest.raises(bs.BuildError, match="emotion.webgl.onnx has sha256"):
+        bs.model_files(models, allow_missing_emotion=False)
+    meta["variants"]["webgl"]["sha256"] = sha256(models / "emotion.webgl.onnx")
+    (models / "emotion.json").write_text(json.dumps(meta))
+    assert "models/emotion.webgl.onnx" in bs.model_files(models, allow_missing_emotion=False)
+    (models / "emotion.webgl.onnx").unlink()
+    with pytest.raises(bs.BuildError, match="emotion.webgl.onnx is missing"):
+        bs.model_files(models, allow_missing_emotion=False)
 
 
 def test_missing_node_modules_says_npm_ci(tmp_path):

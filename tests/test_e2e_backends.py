@@ -71,9 +71,12 @@ def test_forced_wasm(playwright_driver, app_server, group_photo):  # noqa: F811
     browser = launch_app_browser(playwright_driver)
     try:
         page = browser.new_page()
+        fetched = []
+        page.on("request", lambda r: fetched.append(r.url))
         s = open_app(page, app_server.url, "?ep=wasm")
         assert s["state"] == "ready", s["error"]
         assert s["ep"] == {"detector": "wasm", "emotion": "wasm"}
+        assert not [u for u in fetched if "emotion.webgl.onnx" in u or "ort.webgl" in u]  # WebGL files only for WebGL
         assert page.inner_text("#ro-ep") == "WASM"
         RESULTS["wasm"] = run_photo(page, group_photo)["lastResults"]
     finally:
@@ -91,10 +94,13 @@ def test_software_webgl_when_allowed(playwright_driver, app_server, group_photo)
         if not has_webgl:
             pytest.skip("no WebGL in this Chromium")
         assert s["ep"]["detector"] == "webgl", s["epAttempts"]
-        # The emotion model has a dynamic batch size, which the WebGL backend cannot run: it falls back.
-        assert s["ep"]["emotion"] in ("webgl", "wasm")
+        # WebGL takes only fixed shapes: the emotion model runs from its batch-1 copy, one face per run.
+        assert s["ep"]["emotion"] == "webgl", s["epAttempts"]["emotion"]
         check_ep_readout(page, s["ep"])
-        RESULTS["softgpu:webgl"] = run_photo(page, group_photo)["lastResults"]
+        webgl_fetches = []
+        page.on("request", lambda r: webgl_fetches.append(r.url) if "emotion.webgl.onnx" in r.url else None)
+        RESULTS["softgpu:webgl"] = run_photo(page, group_photo)["lastResults"]  # 4 faces: 4 batch-1 runs
+        assert not webgl_fetches  # fetched once while loading, not per frame
     finally:
         browser.close()
 

@@ -74,3 +74,22 @@ def test_accuracy_on_official_test_split(sidecar: dict, session) -> None:
     claimed = sidecar["accuracy"][sidecar["test_split"]]
     print(f"{sidecar['name']}: {sidecar['test_split']} accuracy {acc:.4f} on {len(test.labels)} images (card: {claimed:.4f})")
     assert acc >= claimed - TOLERANCE
+
+
+def test_webgl_variant_is_the_same_network_at_batch_one(sidecar: dict, session) -> None:
+    """The batch-1 copy the page runs on WebGL: its hash, fixed shapes, no int64 Resize sizes, same logits."""
+    variant = sidecar.get("variants", {}).get("webgl")
+    if not variant or not variant.get("shipped"):
+        pytest.skip("this export ships no WebGL variant")
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    path = MODEL.parent / variant["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == variant["sha256"]
+    graph = onnx.load(str(path)).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 1, 48, 48]
+    assert all(len(n.input) < 4 or not n.input[3] for n in graph.node if n.op_type == "Resize")
+    one = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).uniform(-1, 1, (8, 1, 48, 48)).astype(np.float32)
+    ref = session.run(["logits"], {"input": x})[0]
+    got = np.concatenate([one.run(["logits"], {"input": x[i : i + 1]})[0] for i in range(len(x))])
+    np.testing.assert_allclose(got, ref, atol=1e-4)

@@ -84,8 +84,10 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
     preferred, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu: allow,
   });
   onStep('verify', 'active', `Face detector running on ${detector.ep}. Starting the emotion model…`, 0.8);
+  // WebGL takes only fixed input shapes: it gets the batch-1 copy (fetched and verified only if WebGL is tried).
+  const variants = paths.emotion_webgl ? { webgl: { load: () => fetchVerified(paths.emotion_webgl), batch: 1 } } : {};
   const emotion = await createSession(emoBytes, {
-    preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu: allow,
+    preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu: allow, variants,
   });
   return { detector, emotion, sidecar };
 }

@@ -131,6 +131,26 @@ export class FrameEngine {
     }
   }
 
+  /**
+   * Emotion logits for N crops ({data, dims: [N, 1, 48, 48]}), as one Float32Array of N x C. A session fixed
+   * to batch 1 (the WebGL copy of the model) runs once per face.
+   */
+  async classify(crops) {
+    const em = this.emotion.session;
+    const [input, output] = [em.inputNames[0], em.outputNames[0]];
+    const n = crops.dims[0];
+    if (this.emotion.batch !== 1 || n === 1) return (await run(em, input, crops.data, crops.dims))[output].data;
+    const per = crops.data.length / n;
+    const parts = [];
+    for (let i = 0; i < n; i++) {
+      const one = crops.data.slice(i * per, (i + 1) * per); // a copy: a backend may keep the buffer
+      parts.push((await run(em, input, one, [1, ...crops.dims.slice(1)]))[output].data);
+    }
+    const logits = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    parts.reduce((offset, p) => (logits.set(p, offset), offset + p.length), 0);
+    return logits;
+  }
+
   async processWith(bridge, source, w, h, maxSide) {
     const t0 = now();
     const scale = Math.min(1, maxSide / Math.max(w, h));
@@ -160,9 +180,7 @@ export class FrameEngine {
 
     let logits = null;
     if (n > 0) {
-      const em = this.emotion.session;
-      const out = await run(em, em.inputNames[0], crops.data, crops.dims);
-      logits = out[em.outputNames[0]].data;
+      logits = await this.classify(crops);
     }
     const t5 = now();
 

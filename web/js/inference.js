@@ -109,16 +109,20 @@ function allFinite(outputs) {
  * may fail only at run time).
  * @param {ArrayBuffer|Uint8Array} modelBytes  the ONNX file (e.g. from fetchVerified)
  * @param {{preferred?: string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean,
+ *          variants?: Record<string, {load: () => Promise<ArrayBuffer|Uint8Array>, batch?: number}>,
  *          onAttempt?: (a: {ep: string, ok: boolean, reason?: string, ms: number}) => void}} [options]
+ *   variants: per EP, another file of the same network, loaded only when that EP is tried (WebGL takes
+ *   only fixed shapes, so it gets a batch-1 copy); `batch` is the batch size that file is fixed to.
  *   preferred: EPs in order (default ['webgpu', 'webgl', 'wasm']); warmupDims: shape of the warm-up input
  *   (pass it: WebGL cannot report input shapes; default: from the model's metadata, symbolic dims set to 1);
  *   name: used in error messages; allowSoftwareGpu: also use SwiftShader-like GPUs (tests of the chain).
- * @returns {Promise<{session: object, ep: string, attempts: Array<{ep: string, ok: boolean, reason?: string,
- *          ms: number}>, createMs: number, warmupMs: number}>}
+ * @returns {Promise<{session: object, ep: string, batch: number|null, attempts: Array<{ep: string, ok: boolean,
+ *          reason?: string, ms: number}>, createMs: number, warmupMs: number}>}  batch: fixed batch size, or
+ *          null when the session takes any batch
  * @throws {Error} when no EP works, listing why each one failed
  */
 export async function createSession(modelBytes, { preferred = EXECUTION_PROVIDERS, warmupDims, name = 'model',
-  allowSoftwareGpu = false, onAttempt } = {}) {
+  allowSoftwareGpu = false, variants = {}, onAttempt } = {}) {
   const bytes = modelBytes instanceof Uint8Array ? modelBytes : new Uint8Array(modelBytes);
   const attempts = [];
   const record = (attempt) => { attempts.push(attempt); onAttempt?.(attempt); };
@@ -130,10 +134,12 @@ export async function createSession(modelBytes, { preferred = EXECUTION_PROVIDER
       continue;
     }
     let session;
+    const variant = variants[ep];
     try {
       const ort = await loadOrt(ep);
       // A copy per attempt: a backend may keep or detach the buffer it was given.
-      session = await ort.InferenceSession.create(bytes.slice(), {
+      const epBytes = variant ? new Uint8Array(await variant.load()) : bytes.slice();
+      session = await ort.InferenceSession.create(epBytes, {
         executionProviders: [ep],
         graphOptimizationLevel: 'all',
       });
@@ -144,6 +150,7 @@ export async function createSession(modelBytes, { preferred = EXECUTION_PROVIDER
     }
     const createMs = performance.now() - t0;
     const t1 = performance.now();
+    const batch = variant?.batch ?? null;
     const dims = warmupDims ?? warmupDimsFromMetadata(session);
     try {
       if (dims) {
@@ -158,7 +165,7 @@ export async function createSession(modelBytes, { preferred = EXECUTION_PROVIDER
     }
     const warmupMs = performance.now() - t1;
     record({ ep, ok: true, ms: performance.now() - t0, ...(dims ? {} : { reason: 'no warm-up: input shape unknown' }) });
-    return { session, ep, attempts, createMs, warmupMs };
+    return { session, ep, batch, attempts, createMs, warmupMs };
   }
   const why = attempts.map((a) => `${a.ep}: ${a.reason}`).join('; ');
   throw new Error(`No execution provider could run the ${name} (${why}).`);

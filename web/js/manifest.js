@@ -14,7 +14,7 @@ let manifestPromise = null;
 
 /**
  * Load manifest.json once: {format, files: {path: {sha256, bytes}}, totals, groups, runtime_wheel,
- * models: {face_detector, emotion, emotion_meta}, versions}.
+ * models: {face_detector, emotion, emotion_meta, emotion_webgl?}, versions}.
  * @returns {Promise<object>}
  */
 export function loadManifest() {
