@@ -7,7 +7,7 @@ The output is deterministic: same inputs, same bytes, same manifest.json.
 
 Layout of the output:
   index.html, app.js, style.css, js/*.js ...   copied from web/ (everything but web/models)
-  coi-serviceworker.min.js                     at the root: a service worker controls only its own folder and below
+  sw.js                                        at the root (a service worker controls only its own folder and below)
   models/face_detector.onnx, emotion.onnx, emotion.json, emotion.webgl.onnx (batch 1, WebGL only)
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel
   vendor/ort/                                  onnxruntime-web: one bundle per execution provider
@@ -51,7 +51,6 @@ ORT_FILES = (
     "ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",  # wasm
 )
 
-COI_SERVICE_WORKER = "coi-serviceworker.min.js"
 
 FACE_DETECTOR = "face_detector.onnx"
 EMOTION_MODEL = "emotion.onnx"
@@ -305,8 +304,6 @@ def build(out: Path, inputs: Inputs, allow_missing_emotion_model: bool = False) 
     copied.update(py_copied)
     ort_copied, ort_version = ort_files(inputs.node_modules)
     copied.update(ort_copied)
-    copied[COI_SERVICE_WORKER] = require_file(inputs.node_modules / "coi-serviceworker" / COI_SERVICE_WORKER,
-                                              "run `npm ci` in the repository root.")
     wheel_name, wheel_bytes, runtime_version = build_runtime_wheel(inputs.pyproject, inputs.py_src)
     generated[f"wheels/{wheel_name}"] = wheel_bytes
     generated[".nojekyll"] = b""  # GitHub Pages: serve files as they are, no Jekyll pass

@@ -70,7 +70,7 @@ def test_manifest_lists_every_file_with_its_hash_and_size(site):
 
 def test_site_has_the_page_runtime_and_models(site):
     manifest = json.loads((site / "manifest.json").read_text())
-    for path in ["index.html", ".nojekyll", "coi-serviceworker.min.js", "js/runtime.js", "js/inference.js",
+    for path in ["index.html", ".nojekyll", "sw.js", "js/sw-register.js", "js/runtime.js", "js/inference.js",
                  "js/manifest.js", "models/face_detector.onnx", "vendor/pyodide/pyodide.mjs",
                  "vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip", manifest["runtime_wheel"],
                  *(f"vendor/ort/{name}" for name in bs.ORT_FILES)]:

@@ -146,7 +146,7 @@ def test_backends_agree():
 # ---------------------------------------------------------------- loading failures
 
 def test_model_failing_its_hash_check(playwright_driver, app_server, group_photo):  # noqa: F811
-    browser = launch_app_browser(playwright_driver)
+    browser = launch_app_browser(playwright_driver, service_workers="block")  # page.route below
     try:
         page = browser.new_page()
 
@@ -177,7 +177,7 @@ def test_model_failing_its_hash_check(playwright_driver, app_server, group_photo
 
 
 def test_runtime_load_timeout(playwright_driver, app_server):  # noqa: F811
-    browser = launch_app_browser(playwright_driver)
+    browser = launch_app_browser(playwright_driver, service_workers="block")  # page.route below
     try:
         page = browser.new_page()
         page.route("**/vendor/pyodide/pyodide.asm.wasm", lambda route: None)  # never answered

@@ -147,7 +147,7 @@ def test_csp_without_wasm_unsafe_eval_fails_fast_with_a_message(site_server, bro
 
 
 def test_tampered_model_is_rejected_naming_the_file(site_server, browser_context):
-    context = browser_context()
+    context = browser_context(service_workers="block")  # page.route cannot see what the service worker answers
     page = _open_boot_page(context, site_server.url)
     original = (site_server.dir / "models" / "face_detector.onnx").read_bytes()
     tampered = bytearray(original)

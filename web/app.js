@@ -8,7 +8,7 @@ import {
 } from './js/camera.js';
 import { clearResults, drawOverlay, renderFacePanel } from './js/render.js';
 import * as ui from './js/ui.js';
-import { loadEverything } from './js/app-boot.js';
+import { loadEverything, serviceWorkerControl } from './js/app-boot.js';
 
 const params = new URLSearchParams(location.search);
 const els = ui.els;
@@ -69,6 +69,7 @@ async function boot() {
     return;
   }
   try {
+    await serviceWorkerControl(); // first visit: let the worker see (and keep) the big downloads
     const loaded = await loadEverything({
       onStep: (step, state, text, fraction) => ui.setStep(step, state, text, fraction),
       ep: params.get('ep') || undefined,

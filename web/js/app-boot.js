@@ -93,6 +93,21 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
 }
 
 /**
+ * Wait (at most `timeoutMs`) until the service worker controls this page, so the runtime and models the page
+ * fetches next pass through it and are kept for offline use. Resolves at once where there is no worker.
+ * @param {number} [timeoutMs]
+ * @returns {Promise<boolean>} whether a worker controls the page
+ */
+export function serviceWorkerControl(timeoutMs = 4000) {
+  const sw = globalThis.isSecureContext && navigator.serviceWorker;
+  if (!sw || sw.controller) return Promise.resolve(Boolean(sw?.controller));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    sw.addEventListener('controllerchange', () => { clearTimeout(timer); resolve(true); }, { once: true });
+  });
+}
+
+/**
  * Load everything the frame engine needs.
  * @param {{onStep: (step: string, state: string, text?: string, fraction?: number) => void, ep?: string,
  *          allowSoftwareGpu?: boolean, timeoutMs?: number}} o

@@ -1,0 +1,98 @@
+"""End to end in headless Chromium: the service worker (web/sw.js).
+
+- after one online visit, the page reloads and analyses a photo with its server gone (offline use);
+- served like GitHub Pages (no COOP/COEP headers), the app reloads itself once through the worker and ends up
+  cross-origin isolated (WASM threads), without a reload loop.
+Run: pytest -m browser tests/test_e2e_offline.py
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from fixtures import videos
+from fixtures.e2e import (
+    app_server,  # noqa: F401 - fixture
+    launch_app_browser,
+    match_faces,
+    open_app,
+    upload,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def group_photo():
+    problem = videos.tools_problem()
+    if problem:
+        pytest.skip(problem)
+    return videos.still_png(videos.GROUP)
+
+
+def start_server(directory, pages_like: bool = False):
+    from serve import SiteHandler, make_server
+
+    class PagesLikeHandler(SiteHandler):
+        def end_headers(self) -> None:  # right MIME types, none of serve.py's COOP/COEP/CSP headers
+            http.server.SimpleHTTPRequestHandler.end_headers(self)
+
+    server = make_server(directory, "127.0.0.1", 0, quiet=True, handler_class=PagesLikeHandler if pages_like else SiteHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def stop_server(server) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def four_faces(page, photo) -> None:
+    s = upload(page, photo)
+    assert s["error"] is None, s["error"]
+    hits = match_faces(s["lastResults"], videos.face_centres_px(videos.GROUP))
+    assert s["faceCount"] == 4 and None not in hits, [f["box"] for f in s["lastResults"]]
+
+
+def test_reload_works_offline_after_first_visit(playwright_driver, app_server, group_photo):  # noqa: F811
+    server, url = start_server(app_server.dir)
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        s = open_app(page, url, "?ep=wasm")
+        assert s["state"] == "ready", s["error"]
+        assert page.evaluate("() => navigator.serviceWorker.controller !== null"), "the worker should control the page"
+        stop_server(server)
+        server = None
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(url + "manifest.json", timeout=5)  # really offline
+        s = open_app(page, url, "?ep=wasm")  # a fresh navigation, served by the worker alone
+        assert s["state"] == "ready", (s["error"], browser.console[-10:])
+        assert s["ep"] == {"detector": "wasm", "emotion": "wasm"}
+        four_faces(page, group_photo)
+    finally:
+        browser.close()
+        if server is not None:
+            stop_server(server)
+
+
+def test_github_pages_mode_reloads_once_into_isolation(playwright_driver, app_server, group_photo):  # noqa: F811
+    server, url = start_server(app_server.dir, pages_like=True)
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        navigations = []
+        page.on("framenavigated", lambda f: navigations.append(f.url) if f == page.main_frame else None)
+        s = open_app(page, url)
+        assert s["state"] == "ready", s["error"]
+        assert page.evaluate("() => window.crossOriginIsolated") is True
+        assert len(navigations) == 2, navigations  # the first visit, then exactly one reload through the worker
+        four_faces(page, group_photo)
+    finally:
+        browser.close()
+        stop_server(server)
