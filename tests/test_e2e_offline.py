@@ -8,8 +8,6 @@ Run: pytest -m browser tests/test_e2e_offline.py
 
 from __future__ import annotations
 
-import http.server
-import threading
 import urllib.error
 import urllib.request
 
@@ -21,6 +19,7 @@ from fixtures.e2e import (
     launch_app_browser,
     match_faces,
     open_app,
+    serve_dir,
     upload,
 )
 
@@ -33,18 +32,6 @@ def group_photo():
     if problem:
         pytest.skip(problem)
     return videos.still_png(videos.GROUP)
-
-
-def start_server(directory, pages_like: bool = False):
-    from serve import SiteHandler, make_server
-
-    class PagesLikeHandler(SiteHandler):
-        def end_headers(self) -> None:  # right MIME types, none of serve.py's COOP/COEP/CSP headers
-            http.server.SimpleHTTPRequestHandler.end_headers(self)
-
-    server = make_server(directory, "127.0.0.1", 0, quiet=True, handler_class=PagesLikeHandler if pages_like else SiteHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
 def stop_server(server) -> None:
@@ -60,7 +47,7 @@ def four_faces(page, photo) -> None:
 
 
 def test_reload_works_offline_after_first_visit(playwright_driver, app_server, group_photo):  # noqa: F811
-    server, url = start_server(app_server.dir)
+    server, url = serve_dir(app_server.dir)
     browser = launch_app_browser(playwright_driver)
     try:
         page = browser.new_page()
@@ -82,7 +69,7 @@ def test_reload_works_offline_after_first_visit(playwright_driver, app_server, g
 
 
 def test_github_pages_mode_reloads_once_into_isolation(playwright_driver, app_server, group_photo):  # noqa: F811
-    server, url = start_server(app_server.dir, pages_like=True)
+    server, url = serve_dir(app_server.dir, pages_like=True)
     browser = launch_app_browser(playwright_driver)
     try:
         page = browser.new_page()

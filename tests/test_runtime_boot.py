@@ -173,33 +173,25 @@ def test_manifest_served_matches_build(site_server, browser_context):
 @pytest.fixture(scope="module")
 def pages_like_server(site_server):
     """The same site served like GitHub Pages serves it: right MIME types, no COOP/COEP/CSP headers."""
-    import http.server
-    import threading
+    from fixtures.e2e import serve_dir
 
-    from serve import SiteHandler, make_server
-
-    class PagesLikeHandler(SiteHandler):
-        def end_headers(self) -> None:
-            http.server.SimpleHTTPRequestHandler.end_headers(self)
-
-    server = make_server(site_server.dir, "127.0.0.1", 0, quiet=True, handler_class=PagesLikeHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = serve_dir(site_server.dir, pages_like=True)
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield url
     finally:
         server.shutdown()
         server.server_close()
 
 
 def test_github_pages_mode_service_worker_isolates_and_runtime_boots(pages_like_server, browser_context):
-    """Without headers the coi service worker (at the site root) reloads the page once, cross-origin isolated."""
+    """Without headers the site's service worker (sw.js, at the root) reloads the page once, cross-origin isolated."""
     context = browser_context()
     page = context.new_page()
     page.goto(pages_like_server + "__test__/boot.html")
     page.wait_for_function("window.crossOriginIsolated === true && document.getElementById('status')?.textContent "
                            "=== 'ready'", timeout=30_000)
     result = _boot(page, preferred=["wasm"])
-    _report("GitHub Pages mode (coi-serviceworker)", result)
+    _report("GitHub Pages mode (service worker)", result)
     assert result["ep"] == "wasm" and result["ort"]["crossOriginIsolated"] is True
     assert result["ort"]["numThreads"] >= 1
     assert result["runtimeVersion"] == result["manifestVersions"]["emotion_runtime"]
