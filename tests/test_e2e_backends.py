@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import videos
 from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
+    group_photo,  # noqa: F401 - fixture
     launch_app_browser,
-    match_faces,
     open_app,
+    run_group_photo,
     status,
-    upload,
     wait_for,
 )
 
@@ -26,23 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EP_TEXT = {"webgpu": "WebGPU", "webgl": "WebGL", "wasm": "WASM"}
 RESULTS: dict[str, list[dict]] = {}  # EP run name -> faces found on the group photo
-
-
-@pytest.fixture(scope="module")
-def group_photo():
-    problem = videos.tools_problem()
-    if problem:
-        pytest.skip(problem)
-    return videos.still_png(videos.GROUP)
-
-
-def run_photo(page, photo) -> dict:
-    s = upload(page, photo)
-    assert s["error"] is None, s["error"]
-    centres = videos.face_centres_px(videos.GROUP)
-    hits = match_faces(s["lastResults"], centres)
-    assert s["faceCount"] == 4 and None not in hits, [f["box"] for f in s["lastResults"]]
-    return s
 
 
 def check_ep_readout(page, ep: dict) -> None:
@@ -62,7 +44,7 @@ def test_default_chain_without_webgpu(playwright_driver, app_server, group_photo
         assert s["ep"]["detector"] in ("webgl", "wasm")
         assert attempts[-1]["ok"] and attempts[-1]["ep"] == s["ep"]["detector"]
         check_ep_readout(page, s["ep"])
-        RESULTS[f"default:{s['ep']['detector']}"] = run_photo(page, group_photo)["lastResults"]
+        RESULTS[f"default:{s['ep']['detector']}"] = run_group_photo(page, group_photo)["lastResults"]
     finally:
         browser.close()
 
@@ -78,7 +60,7 @@ def test_forced_wasm(playwright_driver, app_server, group_photo):  # noqa: F811
         assert s["ep"] == {"detector": "wasm", "emotion": "wasm"}
         assert not [u for u in fetched if "emotion.webgl.onnx" in u or "ort.webgl" in u]  # WebGL files only for WebGL
         assert page.inner_text("#ro-ep") == "WASM"
-        RESULTS["wasm"] = run_photo(page, group_photo)["lastResults"]
+        RESULTS["wasm"] = run_group_photo(page, group_photo)["lastResults"]
     finally:
         browser.close()
 
@@ -99,7 +81,7 @@ def test_software_webgl_when_allowed(playwright_driver, app_server, group_photo)
         check_ep_readout(page, s["ep"])
         webgl_fetches = []
         page.on("request", lambda r: webgl_fetches.append(r.url) if "emotion.webgl.onnx" in r.url else None)
-        RESULTS["softgpu:webgl"] = run_photo(page, group_photo)["lastResults"]  # 4 faces: 4 batch-1 runs
+        RESULTS["softgpu:webgl"] = run_group_photo(page, group_photo)["lastResults"]  # 4 faces: 4 batch-1 runs
         assert not webgl_fetches  # fetched once while loading, not per frame
     finally:
         browser.close()
@@ -126,7 +108,7 @@ def test_webgpu_flag(playwright_driver, app_server, group_photo):  # noqa: F811
         assert s["state"] == "ready", s["error"]
         assert s["ep"]["detector"] == "webgpu", s["epAttempts"]
         check_ep_readout(page, s["ep"])
-        RESULTS["webgpu"] = run_photo(page, group_photo)["lastResults"]
+        RESULTS["webgpu"] = run_group_photo(page, group_photo)["lastResults"]
     finally:
         browser.close()
 
@@ -171,7 +153,7 @@ def test_model_failing_its_hash_check(playwright_driver, app_server, group_photo
         wait_for(page, "() => ['ready', 'error'].includes(window.__emotionApp.state)")
         assert status(page)["state"] == "ready", status(page)["error"]
         assert not page.is_visible("#error")
-        run_photo(page, group_photo)
+        run_group_photo(page, group_photo)
     finally:
         browser.close()
 

@@ -13,37 +13,21 @@ import urllib.request
 
 import pytest
 
-from fixtures import videos
 from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
+    group_photo,  # noqa: F401 - fixture
     launch_app_browser,
-    match_faces,
     open_app,
+    run_group_photo,
     serve_dir,
-    upload,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def group_photo():
-    problem = videos.tools_problem()
-    if problem:
-        pytest.skip(problem)
-    return videos.still_png(videos.GROUP)
-
-
 def stop_server(server) -> None:
     server.shutdown()
     server.server_close()
-
-
-def four_faces(page, photo) -> None:
-    s = upload(page, photo)
-    assert s["error"] is None, s["error"]
-    hits = match_faces(s["lastResults"], videos.face_centres_px(videos.GROUP))
-    assert s["faceCount"] == 4 and None not in hits, [f["box"] for f in s["lastResults"]]
 
 
 def test_reload_works_offline_after_first_visit(playwright_driver, app_server, group_photo):  # noqa: F811
@@ -61,7 +45,7 @@ def test_reload_works_offline_after_first_visit(playwright_driver, app_server, g
         s = open_app(page, url, "?ep=wasm")  # a fresh navigation, served by the worker alone
         assert s["state"] == "ready", (s["error"], browser.console[-10:])
         assert s["ep"] == {"detector": "wasm", "emotion": "wasm"}
-        four_faces(page, group_photo)
+        run_group_photo(page, group_photo)
     finally:
         browser.close()
         if server is not None:
@@ -79,7 +63,7 @@ def test_github_pages_mode_reloads_once_into_isolation(playwright_driver, app_se
         assert s["state"] == "ready", s["error"]
         assert page.evaluate("() => window.crossOriginIsolated") is True
         assert len(navigations) == 2, navigations  # the first visit, then exactly one reload through the worker
-        four_faces(page, group_photo)
+        run_group_photo(page, group_photo)
     finally:
         browser.close()
         stop_server(server)
