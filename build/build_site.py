@@ -51,7 +51,6 @@ ORT_FILES = (
     "ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",  # wasm
 )
 
-
 FACE_DETECTOR = "face_detector.onnx"
 EMOTION_MODEL = "emotion.onnx"
 EMOTION_META = "emotion.json"
@@ -138,14 +137,15 @@ def model_files(models: Path, allow_missing_emotion: bool) -> dict[str, Path]:
     hint = "export the trained model (model_export/) or pass --allow-missing-emotion-model for a test build."
     require_file(onnx, hint)
     require_file(meta, hint)
-    expected = json.loads(meta.read_text()).get("sha256")
+    sidecar = json.loads(meta.read_text())
+    expected = sidecar.get("sha256")
     actual = sha256_hex(onnx.read_bytes())
     if expected and expected != actual:
         raise BuildError(f"{meta} says sha256 {expected} but {onnx} has {actual}: the sidecar is stale, re-export.")
     out[f"models/{EMOTION_MODEL}"] = onnx
     out[f"models/{EMOTION_META}"] = meta
     # Optional batch-1 copy for onnxruntime-web's WebGL backend (fixed shapes only); fetched only on WebGL.
-    webgl = json.loads(meta.read_text()).get("variants", {}).get("webgl")
+    webgl = sidecar.get("variants", {}).get("webgl")
     if webgl and webgl.get("shipped"):
         if webgl.get("file") != EMOTION_WEBGL:
             raise BuildError(f"{meta} names the WebGL variant {webgl.get('file')!r}; the page expects {EMOTION_WEBGL!r}.")

@@ -89,11 +89,9 @@ def batch1_parity(reference: Path, batch1: Path, images: np.ndarray) -> dict:
     """Logits of the batch-1 variant, run one image at a time, against the dynamic-batch model."""
     import onnxruntime as ort
 
-    ref = onnx_logits(reference, images)
     sess = ort.InferenceSession(str(batch1), providers=["CPUExecutionProvider"])
     one = np.concatenate([sess.run(["logits"], {"input": to_input(images[i : i + 1]).numpy()})[0] for i in range(len(images))])
-    return {"max_abs_diff": float(np.abs(ref - one).max()), "argmax_agreement": float((ref.argmax(1) == one.argmax(1)).mean()),
-            "n": int(len(images))}
+    return logit_agreement(onnx_logits(reference, images), one)
 
 
 def to_fp16(src: Path, dst: Path) -> None:
@@ -115,11 +113,18 @@ def onnx_logits(path: Path, images: np.ndarray, batch_size: int = 256) -> np.nda
                            for i in range(0, len(images), batch_size)])
 
 
+def logit_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
+    return {"max_abs_diff": float(np.abs(reference - other).max()),
+            "argmax_agreement": float((reference.argmax(1) == other.argmax(1)).mean()), "n": int(len(reference))}
+
+
+def require_parity(check: dict, what: str) -> None:
+    if check["max_abs_diff"] > PARITY_ATOL or check["argmax_agreement"] < 1.0:
+        raise RuntimeError(f"{what} beyond {PARITY_ATOL}: {check}")
+
+
 def parity(model: nn.Module, path: Path, images: np.ndarray) -> dict:
-    torch_logits = predict_logits(model, images)
-    onnx_out = onnx_logits(path, images)
-    return {"max_abs_diff": float(np.abs(torch_logits - onnx_out).max()),
-            "argmax_agreement": float((torch_logits.argmax(1) == onnx_out.argmax(1)).mean()), "n": int(len(images))}
+    return logit_agreement(predict_logits(model, images), onnx_logits(path, images))
 
 
 def recorded_commands(out_dir: Path) -> list[str]:
@@ -224,8 +229,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     test_key = "test" if "test" in eval_splits else "val"
     check = parity(model, final, eval_splits[test_key].images[:256])
     log(f"ONNX parity vs torch: max abs diff {check['max_abs_diff']:.2e}, argmax agreement {check['argmax_agreement']:.4f}")
-    if check["max_abs_diff"] > PARITY_ATOL or check["argmax_agreement"] < 1.0:
-        raise RuntimeError(f"ONNX export differs from torch beyond {PARITY_ATOL}: {check}")
+    require_parity(check, "ONNX export differs from torch")
     onnx_results = {k: summarise(onnx_logits(final, v.images), v.labels, classes) for k, v in eval_splits.items()}
     accuracy = {k: r["accuracy"] for k, r in onnx_results.items()}
     log("ONNX fp32 accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))
@@ -241,8 +245,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     webgl = out_dir / "model.webgl.onnx"
     to_webgl(final, webgl)
     check_webgl = batch1_parity(final, webgl, eval_splits[test_key].images[:256])
-    if check_webgl["max_abs_diff"] > PARITY_ATOL or check_webgl["argmax_agreement"] < 1.0:
-        raise RuntimeError(f"the WebGL (batch 1) variant differs from the exported model beyond {PARITY_ATOL}: {check_webgl}")
+    require_parity(check_webgl, "the WebGL (batch 1) variant differs from the exported model")
     variants["webgl"] = {"file": "emotion.webgl.onnx", "bytes": webgl.stat().st_size, "sha256": sha256_file(webgl), "batch": 1,
                          "parity": check_webgl, "shipped": True}
     log(f"variants: {json.dumps(variants)}")

@@ -98,9 +98,15 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
  * @param {number} [timeoutMs]
  * @returns {Promise<boolean>} whether a worker controls the page
  */
-export function serviceWorkerControl(timeoutMs = 4000) {
+export async function serviceWorkerControl(timeoutMs = 4000) {
   const sw = globalThis.isSecureContext && navigator.serviceWorker;
-  if (!sw || sw.controller) return Promise.resolve(Boolean(sw?.controller));
+  if (!sw || sw.controller) return Boolean(sw?.controller);
+  const registration = await globalThis.emotionLensWorker?.catch(() => null);
+  if (sw.controller) return true; // claimed while we waited for the registration
+  // No worker (registration failed), or one already active that will not claim this page (a hard reload):
+  // nothing will take control, so do not wait for it.
+  const settled = registration?.active?.state === 'activated' && !registration.installing && !registration.waiting;
+  if (!registration || settled) return false;
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), timeoutMs);
     sw.addEventListener('controllerchange', () => { clearTimeout(timer); resolve(true); }, { once: true });

@@ -141,13 +141,13 @@ export class FrameEngine {
     const n = crops.dims[0];
     if (this.emotion.batch !== 1 || n === 1) return (await run(em, input, crops.data, crops.dims))[output].data;
     const per = crops.data.length / n;
-    const parts = [];
+    let logits = null; // n x C, C known after the first run
     for (let i = 0; i < n; i++) {
       const one = crops.data.slice(i * per, (i + 1) * per); // a copy: a backend may keep the buffer
-      parts.push((await run(em, input, one, [1, ...crops.dims.slice(1)]))[output].data);
+      const row = (await run(em, input, one, [1, ...crops.dims.slice(1)]))[output].data;
+      logits ??= new Float32Array(n * row.length);
+      logits.set(row, i * row.length);
     }
-    const logits = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-    parts.reduce((offset, p) => (logits.set(p, offset), offset + p.length), 0);
     return logits;
   }
 

@@ -13,7 +13,9 @@
     window.location.reload();
   };
   if (window.crossOriginIsolated) sessionStorage.removeItem(RELOAD_KEY);
-  navigator.serviceWorker.register(workerUrl).then(() => {
+  // Kept on window so app.js knows at once when there is no worker to wait for (see serviceWorkerControl).
+  window.emotionLensWorker = navigator.serviceWorker.register(workerUrl);
+  window.emotionLensWorker.then(() => {
     if (navigator.serviceWorker.controller) reloadOnce();
     else navigator.serviceWorker.addEventListener('controllerchange', reloadOnce, { once: true });
   }).catch((err) => console.warn(`Service worker not registered (no offline use, no WASM threads): ${err.message}`));
