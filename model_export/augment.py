@@ -27,6 +27,14 @@ class AugmentConfig:
     erase_area: tuple[float, float] = (0.02, 0.15)
 
 
+# Named presets for the command line. "wide" is the geometric range of the best published small FER models
+# (rotation +-30 deg, shift and zoom 20%, flips), with this module's photometric jitter and erasing kept.
+AUGMENT_PRESETS = {
+    "default": AugmentConfig(),
+    "wide": AugmentConfig(rotate_deg=30.0, scale=(0.8, 1.2), shift=0.20),
+}
+
+
 def _uniform(n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:
     return torch.empty(n, device=device).uniform_(lo, hi)
 

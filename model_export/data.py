@@ -40,6 +40,7 @@ class FaceDataset:
     classes: tuple[str, ...]
     name: str
     soft: np.ndarray | None = None  # (N, C) float32 vote distribution (FER+)
+    votes: np.ndarray | None = None  # (N, 10) int raw FER+ vote counts, label.csv column order
     source: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -47,13 +48,14 @@ class FaceDataset:
         n = len(self.images)
         if self.images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or self.images.dtype != np.uint8:
             raise DatasetError(f"{self.name}: images must be (N, 48, 48) uint8, got {self.images.shape} {self.images.dtype}")
-        if len(self.labels) != n or len(self.splits) != n or (self.soft is not None and len(self.soft) != n):
+        if len(self.labels) != n or len(self.splits) != n or any(a is not None and len(a) != n for a in (self.soft, self.votes)):
             raise DatasetError(f"{self.name}: images, labels, splits differ in length")
 
     def subset(self, mask: np.ndarray) -> "FaceDataset":
         return FaceDataset(
             images=self.images[mask], labels=self.labels[mask], splits=self.splits[mask], classes=self.classes,
-            name=self.name, soft=None if self.soft is None else self.soft[mask], source=self.source, notes=list(self.notes),
+            name=self.name, soft=None if self.soft is None else self.soft[mask],
+            votes=None if self.votes is None else self.votes[mask], source=self.source, notes=list(self.notes),
         )
 
     def split(self, name: str) -> "FaceDataset":
@@ -167,6 +169,20 @@ def ferplus_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels.astype(np.int64), soft
 
 
+def ferplus_reference_labels(votes: np.ndarray) -> np.ndarray:
+    """Labels under the FERPlus reference protocol (the one published FER+ accuracies use); -1 = excluded.
+
+    As the reference tooling does in majority mode: a single vote is an outlier (a count of 1 becomes 0); an
+    image is kept only if its top class then holds more than half of the remaining votes (all 10 columns), and
+    only if that class is an emotion (not unknown / not-a-face). On the official test split this keeps 3,137 images.
+    """
+    cleaned = np.where(votes <= 1, 0, votes).astype(np.float64)
+    top = cleaned.argmax(axis=1)
+    top_votes = cleaned.max(axis=1)
+    keep = (top_votes > 0.5 * cleaned.sum(axis=1)) & (top < len(FERPLUS_CLASSES))
+    return np.where(keep, top, -1).astype(np.int64)
+
+
 def load_ferplus_zip(path: str | os.PathLike) -> FaceDataset:
     """FER+ layout: FER2013{Train,Valid,Test}/ with images and label.csv (image, box, 10 vote counts)."""
     path = Path(path)
@@ -200,12 +216,13 @@ def load_ferplus_zip(path: str | os.PathLike) -> FaceDataset:
                 splits.append(split)
     if not images:
         raise DatasetError(f"{path}: no labelled images")
-    labels, soft = ferplus_targets(np.asarray(votes))
+    votes = np.asarray(votes, np.int64)
+    labels, soft = ferplus_targets(votes)
     keep = labels >= 0
     dropped = int((~keep).sum())
     ds = FaceDataset(
         np.stack(images)[keep], labels[keep], np.asarray(splits)[keep], FERPLUS_CLASSES, "ferplus",
-        soft=soft[keep], source=str(path),
+        soft=soft[keep], votes=votes[keep], source=str(path),
     )
     ds.notes.append(f"dropped {dropped} images whose majority vote is unknown/not-a-face")
     return ds
@@ -245,7 +262,7 @@ def load_image_folder(path: str | os.PathLike, classes: Sequence[str] | None = N
 
 def _cache_key(path: Path, kind: str) -> str:
     st = path.stat()
-    return hashlib.sha256(f"{kind}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v1".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{kind}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v2".encode()).hexdigest()[:16]
 
 
 def load_dataset(kind: str, path: str | os.PathLike, classes: Sequence[str] | None = None, cache_dir: str | os.PathLike | None = None) -> FaceDataset:
@@ -263,13 +280,15 @@ def load_dataset(kind: str, path: str | os.PathLike, classes: Sequence[str] | No
     if cached.exists():
         z = np.load(cached, allow_pickle=False)
         soft = z["soft"] if z["soft"].size else None
+        votes = z["votes"] if z["votes"].size else None
         return FaceDataset(z["images"], z["labels"], z["splits"], tuple(z["classes"].tolist()), str(z["name"]),
-                           soft=soft, source=str(path), notes=list(z["notes"].tolist()))
+                           soft=soft, votes=votes, source=str(path), notes=list(z["notes"].tolist()))
     ds = loaders[kind](path)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp.npz")
     np.savez(tmp, images=ds.images, labels=ds.labels, splits=ds.splits, classes=np.asarray(ds.classes), name=ds.name,
-             soft=ds.soft if ds.soft is not None else np.zeros(0, np.float32), notes=np.asarray(ds.notes, dtype=str))
+             soft=ds.soft if ds.soft is not None else np.zeros(0, np.float32),
+             votes=ds.votes if ds.votes is not None else np.zeros(0, np.int64), notes=np.asarray(ds.notes, dtype=str))
     os.replace(tmp, cached)
     return ds
 

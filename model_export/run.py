@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .augment import AUGMENT_PRESETS
 from .data import DatasetError, FaceDataset, load_dataset, stratified_split
 from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
-from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_best, predict_logits
+from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model, predict_logits
 
 STAGES = ("teacher", "student", "report", "export")
 
@@ -33,18 +34,33 @@ def softmax(logits: np.ndarray, t: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def make_splits(ds: FaceDataset, val_fraction: float, seed: int) -> dict[str, ArraySplit]:
-    """Stratified train/val split of the official training data; official test sets stay intact."""
+def _array_split(part: FaceDataset, idx: np.ndarray | None = None) -> ArraySplit:
+    idx = np.arange(len(part.labels)) if idx is None else idx
+    return ArraySplit(part.images[idx], part.labels[idx], None if part.soft is None else part.soft[idx],
+                      None if part.votes is None else part.votes[idx])
+
+
+def make_splits(ds: FaceDataset, val_fraction: float, seed: int, val_split: str = "stratified") -> dict[str, ArraySplit]:
+    """Train/val from the official training data; the official test set stays intact.
+
+    "stratified": a stratified `val_fraction` of the training split validates (the published recipe).
+    "official": all of the training split trains and the official validation split (FER-2013 PublicTest =
+    FER+ FER2013Valid) validates, as FER-2013 papers do; needs a dataset that has one.
+    """
     train_all = ds.split("train")
-    tr, va = stratified_split(train_all.labels, val_fraction, seed)
-    splits = {
-        "train": ArraySplit(train_all.images[tr], train_all.labels[tr], None if train_all.soft is None else train_all.soft[tr]),
-        "val": ArraySplit(train_all.images[va], train_all.labels[va], None if train_all.soft is None else train_all.soft[va]),
-    }
-    for name in ("public_test", "test"):
-        part = ds.split(name)
-        if len(part.images):
-            splits[name] = ArraySplit(part.images, part.labels, part.soft)
+    public = ds.split("public_test")
+    if val_split == "official":
+        if not len(public.labels):
+            raise DatasetError(f"{ds.name}: --val-split official needs an official validation split (PublicTest / FER2013Valid)")
+        splits = {"train": _array_split(train_all), "val": _array_split(public)}
+    else:
+        tr, va = stratified_split(train_all.labels, val_fraction, seed)
+        splits = {"train": _array_split(train_all, tr), "val": _array_split(train_all, va)}
+        if len(public.labels):
+            splits["public_test"] = _array_split(public)
+    test = ds.split("test")
+    if len(test.labels):
+        splits["test"] = _array_split(test)
     return splits
 
 
@@ -78,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="earlier run dir: start each model from its teacherN/ or student/ best.pt (train longer, or "
                          "fine-tune FER+ weights on your own classes; a classifier of another size starts fresh)")
     ap.add_argument("--val-fraction", type=float, default=0.125)
+    ap.add_argument("--val-split", choices=("stratified", "official"), default="stratified",
+                    help="validate on a stratified --val-fraction of the training split, or on the official validation split")
+    ap.add_argument("--student", choices=sorted(SPECS), default=STUDENT.name, help="student architecture (models.SPECS)")
+    ap.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), default="default", help="augmentation preset (augment.AUGMENT_PRESETS)")
+    ap.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
+    ap.add_argument("--class-weight-power", type=float, default=TrainConfig.class_weight_power,
+                    help="class weights ~ (1/frequency)**power, clipped to [0.5, 2]; 0 turns them off")
     ap.add_argument("--target", choices=("soft", "majority"), default="soft", help="FER+: vote distribution or majority label")
     ap.add_argument("--no-distill", action="store_true", help="train the student on labels only")
     ap.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (smoke runs)")
@@ -100,15 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.target == "majority":
         ds.soft = None
-    splits = make_splits(ds, args.val_fraction, args.seed)
+    try:
+        splits = make_splits(ds, args.val_fraction, args.seed, args.val_split)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.limit:
         tr = splits["train"]
         keep = np.random.default_rng(args.seed).permutation(len(tr.labels))[: args.limit]
-        splits["train"] = ArraySplit(tr.images[keep], tr.labels[keep], None if tr.soft is None else tr.soft[keep])
+        splits["train"] = ArraySplit(tr.images[keep], tr.labels[keep], None if tr.soft is None else tr.soft[keep],
+                                     None if tr.votes is None else tr.votes[keep])
     if args.eval_limit:
-        splits = {k: v if k == "train" else ArraySplit(v.images[: args.eval_limit], v.labels[: args.eval_limit],
-                                                         None if v.soft is None else v.soft[: args.eval_limit])
-                  for k, v in splits.items()}
+        splits = {k: v if k == "train" else v.head(args.eval_limit) for k, v in splits.items()}
     if args.threads:
         torch.set_num_threads(args.threads)
     num_classes = len(ds.classes)
@@ -125,9 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     log(f"command: {command}")
     log(f"dataset {ds.name} from {ds.source}: classes {ds.classes}; " + ", ".join(f"{k} {len(v.labels)}" for k, v in splits.items()) + "; " + "; ".join(ds.notes))
     base_cfg = TrainConfig(warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr, max_steps_per_epoch=args.max_steps,
-                           threads=args.threads, seed=args.seed)
+                           threads=args.threads, seed=args.seed, label_smoothing=args.label_smoothing,
+                           class_weight_power=args.class_weight_power, augment=AUGMENT_PRESETS[args.augment])
+    student_spec = SPECS[args.student]
     run_meta = {"command": command, "dataset": ds.name, "source": ds.source, "classes": list(ds.classes), "target": args.target if ds.soft is not None else "majority",
-                "split": {k: int(len(v.labels)) for k, v in splits.items()}, "val_fraction": args.val_fraction, "seed": args.seed,
+                "split": {k: int(len(v.labels)) for k, v in splits.items()}, "val_split": args.val_split,
+                "val_fraction": args.val_fraction if args.val_split == "stratified" else None, "seed": args.seed,
+                "student": student_spec.name, "augment": args.augment,
                 "notes": ds.notes, "config": asdict(base_cfg), "teachers": args.teachers,
                 "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill,
                 "init_from": str(args.init_from) if args.init_from else None}
@@ -174,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"teacher ensemble soft targets for {len(teacher_probs)} images in {time.time() - t0:.0f} s")
         cfg = replace(base_cfg, epochs=args.student_epochs)
         torch.manual_seed(cfg.seed)
-        model = build_model(STUDENT, num_classes, pretrained=not args.no_pretrained)
-        log(f"student: {STUDENT.name}, {count_parameters(model) / 1e6:.2f} M params, distillation {'on' if teacher_probs is not None else 'off'}")
+        model = build_model(student_spec, num_classes, pretrained=not args.no_pretrained)
+        log(f"student: {student_spec.name}, {count_parameters(model) / 1e6:.2f} M params, distillation {'on' if teacher_probs is not None else 'off'}")
         maybe_init(model, student_dir.name)
         Trainer(model, splits["train"], splits["val"], num_classes, cfg, student_dir, teacher_probs=teacher_probs, log=log).fit()
         (student_dir / "done").write_text("ok")
@@ -183,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     if "report" in stages or "export" in stages:
         from .report import write_reports  # matplotlib only needed from here on
 
-        student = load_best(build_model(STUDENT, num_classes, pretrained=False), student_dir)
-        teachers = [load_best(build_model(TEACHER, num_classes, pretrained=False), d) for d in teacher_dirs if (d / "best.pt").exists()]
+        student = load_run_model(student_dir, num_classes)
+        teachers = [load_run_model(d, num_classes) for d in teacher_dirs if (d / "best.pt").exists()]
         metrics = write_reports(args.out, student, teachers, splits, ds.classes, run_meta, log=log)
         if "export" in stages:
             from .export import export_model

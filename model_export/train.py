@@ -53,6 +53,12 @@ class ArraySplit:
     images: np.ndarray  # (N, 48, 48) uint8
     labels: np.ndarray  # (N,) int64
     soft: np.ndarray | None = None  # (N, C) vote distribution, if the dataset has one
+    votes: np.ndarray | None = None  # (N, 10) raw FER+ vote counts (for the reference evaluation protocol)
+
+    def head(self, n: int) -> "ArraySplit":
+        """The first `n` images (smoke runs)."""
+        return ArraySplit(self.images[:n], self.labels[:n], None if self.soft is None else self.soft[:n],
+                          None if self.votes is None else self.votes[:n])
 
 
 def to_input(images_u8: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -268,7 +274,11 @@ def init_from_checkpoint(model: EmotionNet, path: Path, log: Callable[[str], Non
     return model
 
 
-def load_best(model: EmotionNet, out_dir: Path) -> EmotionNet:
+def load_run_model(out_dir: Path, num_classes: int) -> EmotionNet:
+    """The best weights of one trained model directory, in the architecture its checkpoint names."""
+    from .models import build_model
+
     ck = torch.load(Path(out_dir) / "best.pt", map_location="cpu", weights_only=False)
+    model = build_model(ck["spec"]["name"], num_classes, pretrained=False)
     model.load_state_dict(ck["model"])
     return model.eval()

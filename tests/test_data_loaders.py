@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_export.data import (FER2013_CLASSES, FERPLUS_CLASSES, DatasetError, ferplus_targets, load_dataset,
+from model_export.data import (FER2013_CLASSES, FERPLUS_CLASSES, DatasetError, ferplus_reference_labels, ferplus_targets, load_dataset,
                                load_fer2013_csv, load_fer2013_zip, load_ferplus_zip, load_image_folder, stratified_split)
 
 
@@ -116,6 +116,16 @@ def test_ferplus_majority_soft_and_dropped() -> None:
     labels, soft = ferplus_targets(votes)
     assert labels.tolist() == [0, -1, 1]
     np.testing.assert_allclose(soft[0], [0.6, 0, 0, 0.1, 0.3, 0, 0, 0])
+
+
+def test_ferplus_reference_protocol() -> None:
+    votes = np.array([[6, 0, 0, 1, 3, 0, 0, 0, 0, 0],  # single vote removed: 6 of 9 -> neutral
+                      [4, 0, 0, 3, 3, 0, 0, 0, 0, 0],  # 4 of 10 is no majority -> excluded
+                      [1, 3, 1, 1, 1, 1, 1, 1, 0, 0],  # ones are outliers: 3 of 3 -> happiness
+                      [0, 2, 0, 0, 0, 0, 0, 0, 6, 2],  # unknown wins -> excluded
+                      [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # nothing left -> excluded
+                      [0, 0, 0, 0, 0, 0, 0, 5, 0, 4]])  # contempt 5 of 9
+    assert ferplus_reference_labels(votes).tolist() == [0, -1, 1, -1, -1, 7]
 
 
 def ferplus_rows(prefix: str) -> list[str]:

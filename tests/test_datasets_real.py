@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dataset_paths import FER2013_ZIP, FERPLUS_ZIP, needs_fer2013, needs_ferplus
-from model_export.data import FER2013_CLASSES, FERPLUS_CLASSES, load_dataset
+from model_export.data import FER2013_CLASSES, FERPLUS_CLASSES, ferplus_reference_labels, load_dataset
 from model_export.run import make_splits
 
 pytestmark = pytest.mark.dataset
@@ -36,3 +36,15 @@ def test_ferplus_splits_soft_targets_and_recipe() -> None:
     assert len(splits["test"].labels) == sizes["test"]  # the official test set stays intact
     ratio = np.bincount(splits["val"].labels, minlength=8) / np.bincount(splits["train"].labels, minlength=8)
     assert np.all(np.abs(ratio - 1 / 7) < 0.02)  # stratified: every class split 87.5/12.5
+
+
+@needs_ferplus
+def test_ferplus_reference_protocol_and_official_validation() -> None:
+    ds = load_dataset("ferplus", FERPLUS_ZIP)
+    # The FERPlus reference tooling keeps 3,137 of the 3,573 official test images.
+    assert int((ferplus_reference_labels(ds.split("test").votes) >= 0).sum()) == 3137
+    splits = make_splits(ds, 0.125, seed=0, val_split="official")
+    assert len(splits["train"].labels) == int((ds.splits == "train").sum())  # all of FER2013Train trains
+    assert len(splits["val"].labels) == int((ds.splits == "public_test").sum())  # FER2013Valid validates
+    assert "public_test" not in splits and len(splits["test"].labels) == int((ds.splits == "test").sum())
+    assert splits["test"].votes.shape == (len(splits["test"].labels), 10)
