@@ -219,6 +219,16 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
     return "\n".join(lines)
 
 
+TITLES = {"ferplus": "FER+", "fer2013": "FER-2013"}
+
+
+def model_title(dataset: str, num_classes: int) -> str:
+    """What the page's model choice shows, e.g. "FER+ · 8 expressions" or "my_faces · 3 classes"."""
+    if dataset in TITLES:
+        return f"{TITLES[dataset]} · {num_classes} expressions"
+    return f"{dataset} · {num_classes} classes"
+
+
 def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Sequence[str], metrics: dict, out_dir: Path,
                  ship: Path | None = None, log: Callable[[str], None] = print) -> dict:
     out_dir = Path(out_dir)
@@ -246,16 +256,19 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     to_webgl(final, webgl)
     check_webgl = batch1_parity(final, webgl, eval_splits[test_key].images[:256])
     require_parity(check_webgl, "the WebGL (batch 1) variant differs from the exported model")
-    variants["webgl"] = {"file": "emotion.webgl.onnx", "bytes": webgl.stat().st_size, "sha256": sha256_file(webgl), "batch": 1,
+    variants["webgl"] = {"file": webgl.name, "bytes": webgl.stat().st_size, "sha256": sha256_file(webgl), "batch": 1,
                          "parity": check_webgl, "shipped": True}
     log(f"variants: {json.dumps(variants)}")
 
-    name = f"emotion-{metrics['run']['dataset']}"
+    dataset = metrics["run"]["dataset"]
+    model_id = metrics["run"].get("model_id") or f"{model.spec.name}.{dataset}"
     sidecar = {
-        "name": name,
-        "file": "emotion.onnx",
+        "id": model_id,
+        "title": model_title(dataset, len(classes)),
+        "name": f"emotion-{dataset}",
+        "file": final.name,
         "labels": list(classes),
-        "dataset": metrics["run"]["dataset"],
+        "dataset": dataset,
         "input": {"name": "input", "shape": [None, 1, preprocess.EMOTION_INPUT_SIZE, preprocess.EMOTION_INPUT_SIZE], "dtype": "float32",
                   "color": "gray (ITU-R 601 luma)", "mean": preprocess.NORM_MEAN, "std": preprocess.NORM_STD},
         "output": {"name": "logits", "shape": [None, len(classes)]},
@@ -275,11 +288,11 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     card = model_card(sidecar, metrics, variants, recorded_commands(out_dir))
     (out_dir / "model_card.md").write_text(card)
     if ship:
-        ship = Path(ship)
+        ship = Path(ship) / "emotion" / model_id  # the site lists every such folder (build/build_site.py)
         ship.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(final, ship / "emotion.onnx")
-        shutil.copyfile(webgl, ship / variants["webgl"]["file"])
-        (ship / "emotion.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+        shutil.copyfile(final, ship / final.name)
+        shutil.copyfile(webgl, ship / webgl.name)
+        (ship / "model.json").write_text(json.dumps(sidecar, indent=1) + "\n")
         docs = ship / "card"
         docs.mkdir(exist_ok=True)
         (docs / "model_card.md").write_text(card)
@@ -288,5 +301,5 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
                 shutil.copyfile(out_dir / png, docs / png)
         slim = {k: v for k, v in metrics.items() if k != "histories"}
         (docs / "metrics.json").write_text(json.dumps(slim, indent=1, default=str))
-        log(f"shipped {ship / 'emotion.onnx'} ({sidecar['bytes'] / 1e6:.2f} MB) and its card")
+        log(f"shipped {ship / final.name} ({sidecar['bytes'] / 1e6:.2f} MB) and its card")
     return sidecar

@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-pretrained", action="store_true")
-    ap.add_argument("--ship", type=Path, default=None, help="copy the exported model here (e.g. web/models/emotion)")
+    ap.add_argument("--ship", type=Path, default=None,
+                    help="models folder of the site (web/models): the model is copied to <ship>/emotion/<model id>/")
+    ap.add_argument("--model-id", default=None, help="id of the shipped model (default <student arch>.<dataset>, e.g. lite0s5-48.ferplus)")
     args = ap.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = set(stages) - set(STAGES)
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 "student": student_spec.name, "augment": args.augment,
                 "notes": ds.notes, "config": asdict(base_cfg), "teachers": args.teachers,
                 "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill,
-                "init_from": str(args.init_from) if args.init_from else None}
+                "init_from": str(args.init_from) if args.init_from else None, "model_id": args.model_id}
     (args.out / "run.json").write_text(json.dumps(run_meta, indent=1, default=str))
 
     def maybe_init(model: torch.nn.Module, name: str) -> None:

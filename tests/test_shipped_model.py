@@ -1,4 +1,5 @@
-"""The committed emotion model: contract, integrity, and accuracy on the real official test split."""
+"""Every committed emotion model (web/models/emotion/<id>/): contract, integrity, and accuracy on the real
+official test split of its dataset."""
 from __future__ import annotations
 
 import hashlib
@@ -11,29 +12,35 @@ import pytest
 from dataset_paths import FER2013_ZIP, FERPLUS_ZIP
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "web" / "models" / "emotion.onnx"
-SIDECAR = ROOT / "web" / "models" / "emotion.json"
-CARD = ROOT / "web" / "models" / "card" / "model_card.md"
+SHIPPED = ROOT / "web" / "models" / "emotion"
+MODEL_DIRS = sorted(p.parent for p in SHIPPED.glob("*/model.onnx"))
 TOLERANCE = 0.005  # half a point below what the card claims fails the test
 MAX_BYTES = 5 * 1024 * 1024
 
-pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not built yet (python -m model_export.run ... --ship web/models)")
+pytestmark = pytest.mark.skipif(not MODEL_DIRS, reason=f"no model in {SHIPPED} yet (python -m model_export.run ... --ship web/models)")
+
+
+@pytest.fixture(scope="module", params=MODEL_DIRS, ids=[d.name for d in MODEL_DIRS])
+def model_dir(request: pytest.FixtureRequest) -> Path:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def sidecar() -> dict:
-    return json.loads(SIDECAR.read_text())
+def sidecar(model_dir: Path) -> dict:
+    return json.loads((model_dir / "model.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def session():
+def session(model_dir: Path):
     ort = pytest.importorskip("onnxruntime")
-    return ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
 
 
-def test_sidecar_matches_file_and_contract(sidecar: dict, session) -> None:
-    assert hashlib.sha256(MODEL.read_bytes()).hexdigest() == sidecar["sha256"]
-    assert MODEL.stat().st_size == sidecar["bytes"] <= MAX_BYTES
+def test_sidecar_matches_file_and_contract(model_dir: Path, sidecar: dict, session) -> None:
+    assert sidecar["id"] == model_dir.name and sidecar["file"] == "model.onnx"
+    model = model_dir / "model.onnx"
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == sidecar["sha256"]
+    assert model.stat().st_size == sidecar["bytes"] <= MAX_BYTES
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
     assert (inp.name, inp.shape[1:], out.name) == ("input", [1, 48, 48], "logits")
     assert out.shape[1] == len(sidecar["labels"])
@@ -43,8 +50,8 @@ def test_sidecar_matches_file_and_contract(sidecar: dict, session) -> None:
     assert sidecar["crop"]["scale"] == preprocess.CROP_SCALE
 
 
-def test_card_states_the_tested_accuracy(sidecar: dict) -> None:
-    card = CARD.read_text()
+def test_card_states_the_tested_accuracy(model_dir: Path, sidecar: dict) -> None:
+    card = (model_dir / "card" / "model_card.md").read_text()
     split = sidecar["test_split"]
     assert f"{split} accuracy {sidecar['accuracy'][split]:.2%}" in card
 
@@ -76,14 +83,14 @@ def test_accuracy_on_official_test_split(sidecar: dict, session) -> None:
     assert acc >= claimed - TOLERANCE
 
 
-def test_webgl_variant_is_the_same_network_at_batch_one(sidecar: dict, session) -> None:
+def test_webgl_variant_is_the_same_network_at_batch_one(model_dir: Path, sidecar: dict, session) -> None:
     """The batch-1 copy the page runs on WebGL: its hash, fixed shapes, no int64 Resize sizes, same logits."""
     variant = sidecar.get("variants", {}).get("webgl")
     if not variant or not variant.get("shipped"):
         pytest.skip("this export ships no WebGL variant")
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    path = MODEL.parent / variant["file"]
+    path = model_dir / variant["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == variant["sha256"]
     graph = onnx.load(str(path)).graph
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 1, 48, 48]
