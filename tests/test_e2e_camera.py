@@ -130,7 +130,8 @@ def test_smoothing_setting(cam):
     page.select_option("#smoothing-mode", "median")
     page.fill("#smoothing-k", "3")
     page.click("#settings-form button[type=submit]")
-    assert "median over 3 frame" in page.inner_text("#settings-status")
+    # Applied by the engine (in its worker, between two frames): the page confirms once it is in force.
+    wait_for(page, "() => document.getElementById('settings-status').textContent.includes('median over 3 frame')")
     assert status(page)["smoothing"] == {"mode": "median", "k": 3}
     s = wait_frames(page, status(page)["frames"] + 5)
     assert s["faceCount"] == 1 and s["error"] is None

@@ -1,25 +1,28 @@
-// Emotion Lens: page controller. Loads the runtime and models, runs the camera / photo through the frame
-// engine, and keeps the DOM and window.__emotionApp in step. Errors become messages; the UI is never wiped.
+// Emotion Lens demo page: the engine (js/emotion-lens.js) does the work; this file wires it to the page. Frames
+// go in through the camera or a photo; results come back as the engine's events and flow one way into the DOM
+// (render.js, ui.js) and window.__emotionApp (app-status.js, read by the tests and the benchmark).
+// Errors become messages; the UI is never wiped.
 
 import * as status from './js/app-status.js';
-import { FrameEngine, MAX_FACES } from './js/app-engine.js';
 import {
-  browserSupportProblem, cameraSupportProblem, describeCameraError, onVideoFrames, startCamera, stopCamera,
+  browserSupportProblem, cameraSupportProblem, describeCameraError, startCamera, stopCamera,
 } from './js/camera.js';
+import { EVENTS, createEmotionLens, fitSize } from './js/emotion-lens.js';
 import { clearResults, drawOverlay, renderFacePanel } from './js/render.js';
 import * as ui from './js/ui.js';
-import { loadEverything, serviceWorkerControl } from './js/app-boot.js';
 
 const params = new URLSearchParams(location.search);
 const els = ui.els;
+const MODEL_KEY = 'emotion-lens:model'; // the visitor's model choice (localStorage)
 
-let engine = null;
-let camera = null; // {stream, cancelFrames}
-let busy = false; // one frame in flight at most
-let lastStill = null; // {bitmap, result} for re-rendering the photo on resize
+let lens = null;
+let camera = null; // {stream, stopWatch}
+let lastStill = null; // result of the photo on screen, for re-drawing on resize
 let noFaceFrames = 0;
 let fpsEma = null;
 let lastFrameAt = null;
+let cameraBase = { frames: 0, dropped: 0 }; // the engine's counters when the camera started
+let switchingModel = false;
 
 status.expose();
 
@@ -42,19 +45,65 @@ function notify(code, message) {
   ui.setNotice(message);
 }
 
-function epName(ep) {
-  const names = { webgpu: 'WebGPU', webgl: 'WebGL', wasm: 'WASM', cpu: 'WASM' };
-  return names[String(ep).toLowerCase()] || String(ep);
+/** A Python traceback is noise to a user: keep its last line ("TypeError: ..."). */
+function readable(err) {
+  let text = (err && err.message) || String(err);
+  if (text.includes('Traceback (most recent call last)')) {
+    const lines = text.trim().split('\n').filter((l) => l.trim());
+    text = `internal error in the Python runtime (${lines[lines.length - 1].trim()})`;
+  }
+  return text;
 }
 
-function epText(ep) {
-  if (!ep) return '–';
-  const d = epName(ep.detector);
-  const e = epName(ep.emotion);
-  return d === e ? d : `${d} (detector) · ${e} (emotion)`;
+// ---------------------------------------------------------------- engine options from the address and storage
+
+/** Demo-page overrides: ?ep=webgpu|webgl|wasm puts one EP first (WASM stays the fallback), ?softgpu=1 allows
+ *  software GPUs (also implied by ?ep=), ?loadTimeout=ms, ?worker=0 runs the pipeline on the main thread. */
+function pageConfig() {
+  const ep = params.get('ep');
+  const config = { model: storedModel() };
+  if (ep) {
+    const wanted = ep.toLowerCase();
+    config.executionProviders = wanted === 'wasm' ? ['wasm'] : [wanted, 'wasm'];
+  }
+  if (ep || params.get('softgpu') === '1') config.allowSoftwareGpu = true;
+  if (params.has('loadTimeout')) config.timeouts = { load: Number(params.get('loadTimeout')) };
+  if (params.get('worker') === '0') config.worker = false;
+  return config;
+}
+
+function storedModel() {
+  try {
+    return localStorage.getItem(MODEL_KEY);
+  } catch {
+    return null; // storage blocked: the build's default model
+  }
+}
+
+function storeModel(id) {
+  try {
+    localStorage.setItem(MODEL_KEY, id);
+  } catch {
+    // storage blocked: the choice lasts for this visit only
+  }
 }
 
 // ---------------------------------------------------------------- loading
+
+function applyInfo(info) {
+  status.update({
+    ep: info.ep,
+    epAttempts: info.epAttempts,
+    labels: info.model.labels,
+    model: { id: info.model.id, title: info.model.title, dataset: info.model.dataset },
+    models: info.models,
+    smoothing: { ...info.smoothing },
+    thread: info.backend.thread,
+    threadReason: info.backend.reason,
+  });
+  ui.setReadouts({ ep: ui.epText(info.ep) });
+  ui.setModelChoice(info.models, info.model.id);
+}
 
 async function boot() {
   clearFailure();
@@ -63,56 +112,46 @@ async function boot() {
   ui.setControls({ ready: false, cameraOn: false });
   const unsupported = browserSupportProblem();
   if (unsupported) {
-    ui.setStep('python', 'failed', 'This browser cannot run the app.');
+    ui.showProgress({ status: 'failed', step: 'python' });
+    ui.setLoadText('This browser cannot run the app.');
     status.update({ state: 'error' });
     fail('unsupported', unsupported);
     return;
   }
   try {
-    await serviceWorkerControl(); // first visit: let the worker see (and keep) the big downloads
-    const loaded = await loadEverything({
-      onStep: (step, state, text, fraction) => ui.setStep(step, state, text, fraction),
-      ep: params.get('ep') || undefined,
-      allowSoftwareGpu: params.get('softgpu') === '1',
-      timeoutMs: params.has('loadTimeout') ? Number(params.get('loadTimeout')) : undefined,
-    });
-    engine = new FrameEngine({ ...loaded, maxFaces: MAX_FACES });
-    // One blank frame compiles kernels / warms caches so the first real frame is not the slow one.
-    const warm = document.createElement('canvas');
-    warm.width = 64;
-    warm.height = 48;
-    await engine.process(warm, 64, 48);
-    engine.reset();
-    const ep = { detector: loaded.detector.ep, emotion: loaded.emotion.ep };
-    status.update({
-      state: 'ready',
-      ep,
-      epAttempts: { detector: loaded.detector.attempts, emotion: loaded.emotion.attempts },
-      labels: engine.labels,
-      smoothing: { ...engine.smoothing },
-      loadMs: Math.round(performance.now()),
-    });
-    ui.setReadouts({ ep: epText(ep) });
-    ui.setLoadDone(`Ready. Models run with ${epText(ep)}; nothing is uploaded.`);
+    lens ??= createLens();
+    const info = await lens.load();
+    applyInfo(info);
+    status.update({ state: 'ready', loadMs: Math.round(performance.now()) });
+    ui.setLoadDone(ui.readyText(info));
     ui.setControls({ ready: true, cameraOn: false });
     if (!cameraSupportProblem()) els.start.focus({ preventScroll: true });
   } catch (err) {
     console.error(err);
-    const code = (err && err.code) || 'load';
     status.update({ state: 'error' });
+    ui.showProgress({ status: 'failed', step: err.step || 'python' });
     ui.setLoadText('Loading failed.');
-    fail(code, loadErrorMessage(err), { retry: true });
+    fail(err.code || 'load', `Loading failed: ${readable(err)}`, { retry: true });
   }
 }
 
-function loadErrorMessage(err) {
-  let text = (err && err.message) || String(err);
-  // A Python traceback is noise to a user: keep its last line ("TypeError: ...").
-  if (text.includes('Traceback (most recent call last)')) {
-    const lines = text.trim().split('\n').filter((l) => l.trim());
-    text = `internal error in the Python runtime (${lines[lines.length - 1].trim()})`;
-  }
-  return `Loading failed: ${text}`;
+function createLens() {
+  const engine = createEmotionLens(pageConfig());
+  engine.addEventListener(EVENTS.PROGRESS, (e) => {
+    if (switchingModel) ui.setModelProgress(e.detail);
+    else ui.showProgress(e.detail);
+  });
+  engine.addEventListener(EVENTS.RESULT, (e) => onResult(e.detail));
+  engine.addEventListener(EVENTS.MODEL, (e) => applyInfo(e.detail));
+  engine.addEventListener(EVENTS.ERROR, (e) => onEngineError(e.detail));
+  return engine;
+}
+
+function onEngineError({ code, message }) {
+  if (!camera) return;
+  fail(code, `Processing a frame failed: ${readable({ message })}. The camera was stopped; start it again ` +
+    'to retry, or analyse a photo.');
+  onStopCamera();
 }
 
 // ---------------------------------------------------------------- camera
@@ -133,13 +172,14 @@ async function onStartCamera() {
   try {
     const stream = await startCamera(els.video);
     lastStill = null;
-    engine.reset();
+    await lens.reset();
     resetFrameStats();
     ui.setViewportMode('camera');
     status.update({ state: 'running', source: 'camera', frames: 0, dropped: 0 });
     ui.setControls({ ready: true, cameraOn: true });
     ui.setLoadText('Camera on. Frames are processed on this device only.');
-    camera = { stream, cancelFrames: onVideoFrames(els.video, onVideoFrame) };
+    cameraBase = lens.stats;
+    camera = { stream, stopWatch: lens.watch(els.video) };
     for (const track of stream.getVideoTracks()) {
       track.addEventListener('ended', () => {
         if (!camera || camera.stream !== stream) return;
@@ -157,12 +197,11 @@ async function onStartCamera() {
   }
 }
 
-async function onStopCamera() {
+function onStopCamera() {
   if (!camera) return;
-  camera.cancelFrames();
+  camera.stopWatch();
   stopCamera(els.video, camera.stream);
-  camera = null;
-  await waitIdle();
+  camera = null; // results of frames still in flight are ignored from here on
   clearResults(els.faceList, els.overlay);
   ui.setFaceCount(0);
   ui.setReadouts({ fps: null });
@@ -180,61 +219,52 @@ function resetFrameStats() {
   lastFrameAt = null;
 }
 
-function onVideoFrame() {
-  if (busy) {
-    status.update({ dropped: status.get('dropped') + 1 });
-    return;
+// ---------------------------------------------------------------- results (the engine's RESULT events)
+
+function onResult(result) {
+  if (result.kind === 'video') {
+    if (camera) showCameraResult(result);
+  } else {
+    showStillResult(result);
   }
-  const video = els.video;
-  if (!video.videoWidth || !camera) return;
-  busy = true;
-  processVideoFrame(video)
-    .catch((err) => {
-      console.error(err);
-      fail('frame', `Processing a frame failed: ${err.message || err}. The camera was stopped; start it again ` +
-        'to retry, or analyse a photo.');
-      setTimeout(onStopCamera, 0); // one message, not one per frame
-    })
-    .finally(() => { busy = false; });
 }
 
-async function processVideoFrame(video) {
-  const result = await engine.process(video, video.videoWidth, video.videoHeight, { maxSide: 640 });
-  if (!camera) return; // stopped while this frame was in flight
+function showCameraResult(result) {
   const t = performance.now();
   if (lastFrameAt !== null) {
     const inst = 1000 / Math.max(1, t - lastFrameAt);
     fpsEma = fpsEma === null ? inst : 0.9 * fpsEma + 0.1 * inst;
   }
   lastFrameAt = t;
-  const frames = status.get('frames') + 1;
-  status.update({ frames, fps: fpsEma });
+  const stats = lens.stats;
+  status.update({ frames: status.get('frames') + 1, dropped: stats.dropped - cameraBase.dropped, fps: fpsEma });
   if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(t) });
   if (status.get('firstFrameMs') === null) status.update({ firstFrameMs: Math.round(t) });
   showResult(result, { mirror: true, live: true });
 }
 
-function waitIdle() {
-  return new Promise((resolve) => {
-    const check = () => (busy ? setTimeout(check, 10) : resolve());
-    check();
-  });
+function showStillResult(result) {
+  lastStill = result;
+  resetFrameStats();
+  status.update({ state: 'still', source: 'image', fps: null, frames: 1 });
+  if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(performance.now()) });
+  showResult(result, { mirror: false, live: false });
 }
-
-// ---------------------------------------------------------------- results
 
 function showResult(result, { mirror, live }) {
   const { faces, detected, width, height, timings } = result;
+  const display = lens.model.display;
+  const maxFaces = lens.config.maxFaces;
   status.pushTimings({ ...timings, faces: faces.length });
   status.update({ lastResults: faces, faceCount: faces.length, timings });
-  drawOverlay(els.overlay, faces, engine.display, { srcW: width, srcH: height, mirror });
-  renderFacePanel(els.faceList, faces, engine.display);
+  drawOverlay(els.overlay, faces, display, { srcW: width, srcH: height, mirror });
+  renderFacePanel(els.faceList, faces, display);
   ui.setFaceCount(faces.length);
   ui.setReadouts({ fps: status.get('fps'), timings });
 
-  if (detected > MAX_FACES) {
-    notify('too-many-faces', `Too many faces: ${detected} found, showing the ${MAX_FACES} clearest. ` +
-      `Up to ${MAX_FACES} faces are analysed at once.`);
+  if (detected > maxFaces) {
+    notify('too-many-faces', `Too many faces: ${detected} found, showing the ${maxFaces} clearest. ` +
+      `Up to ${maxFaces} faces are analysed at once.`);
   } else if (detected === 0) {
     noFaceFrames += 1;
     // Live video: wait a few frames so a single missed frame does not flash a message.
@@ -252,41 +282,31 @@ function showResult(result, { mirror, live }) {
 // ---------------------------------------------------------------- photos
 
 async function analyseFile(file) {
-  if (!file || !engine) return;
+  if (!file || lens?.state !== 'ready') return;
   clearFailure();
   notify(null, '');
-  if (camera) await onStopCamera();
+  if (camera) onStopCamera();
   let bitmap;
   try {
-    bitmap = await createImageBitmap(file);
+    bitmap = await createImageBitmap(file); // decoded off the main thread
   } catch (err) {
     fail('decode', `“${file.name}” could not be read as an image (it may be damaged or in an unsupported ` +
       'format). Try a JPEG, PNG or WebP photo.');
     return;
   }
-  await waitIdle();
-  busy = true;
+  // Show the photo at the resolution the engine reads it at; the engine then takes the bitmap (transferred).
+  const { width, height } = fitSize(bitmap.width, bitmap.height, lens.config.maxSide.image);
+  els.still.width = width;
+  els.still.height = height;
+  els.still.getContext('2d').drawImage(bitmap, 0, 0, width, height);
+  ui.setViewportMode('still');
   try {
-    engine.reset();
-    const maxSide = 1280;
-    const result = await engine.process(bitmap, bitmap.width, bitmap.height, { maxSide });
-    // Show the photo at the resolution it was analysed at.
-    els.still.width = result.width;
-    els.still.height = result.height;
-    els.still.getContext('2d').drawImage(bitmap, 0, 0, result.width, result.height);
-    ui.setViewportMode('still');
-    lastStill = result;
-    resetFrameStats();
-    status.update({ state: 'still', source: 'image', fps: null, frames: 1 });
-    if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(performance.now()) });
-    showResult(result, { mirror: false, live: false });
-    ui.setLoadText(`Analysed “${file.name}”: ${result.faces.length} face(s).`);
+    await lens.reset();
+    const result = await lens.detect(bitmap);
+    if (result) ui.setLoadText(`Analysed “${file.name}”: ${result.faces.length} face(s).`);
   } catch (err) {
     console.error(err);
-    fail('frame', `Analysing the photo failed: ${err.message || err}`);
-  } finally {
-    bitmap.close();
-    busy = false;
+    fail('frame', `Analysing the photo failed: ${readable(err)}`);
   }
 }
 
@@ -297,20 +317,21 @@ function onUploadChange() {
 
 function setUpDragAndDrop() {
   const vp = els.viewport;
+  const ready = () => lens?.state === 'ready';
   // Stop the browser from navigating to a file dropped anywhere on the page.
   for (const type of ['dragover', 'drop']) {
     document.addEventListener(type, (e) => e.preventDefault());
   }
   vp.addEventListener('dragenter', () => { vp.dataset.drop = 'over'; });
   vp.addEventListener('dragover', (e) => {
-    e.dataTransfer.dropEffect = engine ? 'copy' : 'none';
+    e.dataTransfer.dropEffect = ready() ? 'copy' : 'none';
     vp.dataset.drop = 'over';
   });
   vp.addEventListener('dragleave', () => { delete vp.dataset.drop; });
   vp.addEventListener('drop', (e) => {
     delete vp.dataset.drop;
     const file = e.dataTransfer.files && e.dataTransfer.files[0];
-    if (!engine) {
+    if (!ready()) {
       fail('not-ready', 'The app is still loading; drop the photo again once it is ready.');
       return;
     }
@@ -320,25 +341,41 @@ function setUpDragAndDrop() {
 
 // ---------------------------------------------------------------- settings
 
-function onSettingsSubmit(e) {
+async function onSettingsSubmit(e) {
   e.preventDefault();
-  if (!engine) return;
-  const mode = els.smoothingMode.value;
-  const k = Number(els.smoothingK.value);
-  engine.setSmoothing({ mode, k });
-  const s = engine.smoothing;
+  if (lens?.state !== 'ready') return;
+  const s = await lens.setSmoothing({ mode: els.smoothingMode.value, k: Number(els.smoothingK.value) });
   status.update({ smoothing: { ...s } });
-  const names = { ema: 'exponential moving average', mean: 'window mean', median: 'window median' };
-  els.settingsStatus.textContent = s.mode === 'none'
-    ? 'Smoothing off: raw per-frame probabilities.'
-    : `Smoothing: ${names[s.mode]} over ${s.k} frame(s).`;
+  ui.setSmoothingText(s);
+}
+
+async function onModelChange() {
+  const id = els.modelSelect.value;
+  if (lens?.state !== 'ready' || id === lens.model.id) return;
+  clearFailure();
+  switchingModel = true;
+  els.modelSelect.disabled = true;
+  try {
+    const info = await lens.setModel(id);
+    storeModel(id);
+    clearResults(els.faceList, els.overlay); // the old model's cards have the old labels
+    ui.setModelProgress(null, info.model.title);
+  } catch (err) {
+    console.error(err);
+    fail(err.code || 'model', `Switching the model failed: ${readable(err)} The previous model is still in use.`);
+    ui.setModelChoice(lens.info.models, lens.model.id);
+    ui.setModelProgress(null, lens.model.title);
+  } finally {
+    switchingModel = false;
+    els.modelSelect.disabled = false;
+  }
 }
 
 // ---------------------------------------------------------------- wiring
 
 function onResize() {
   if (lastStill && els.viewport.dataset.mode === 'still') {
-    drawOverlay(els.overlay, lastStill.faces, engine.display,
+    drawOverlay(els.overlay, lastStill.faces, lens.model.display,
       { srcW: lastStill.width, srcH: lastStill.height, mirror: false });
   }
 }
@@ -348,6 +385,7 @@ els.stop.addEventListener('click', onStopCamera);
 els.upload.addEventListener('change', onUploadChange);
 els.retry.addEventListener('click', () => { if (status.get('state') === 'error') boot(); });
 els.settingsForm.addEventListener('submit', onSettingsSubmit);
+els.modelSelect.addEventListener('change', onModelChange);
 window.addEventListener('resize', onResize);
 setUpDragAndDrop();
 

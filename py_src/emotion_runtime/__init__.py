@@ -1,5 +1,6 @@
 """emotion_runtime: the pure Python + numpy part of the in-browser emotion recogniser (runs in Pyodide)."""
 
+from .bridge import AppBridge, smoothing_settings
 from .detector import ANCHORS, Detections, Face, decode, detect, generate_anchors, nms, to_frame, weighted_nms
 from .labels import FER2013_LABELS, FERPLUS_LABELS, LabelMap, as_label_map
 from .pipeline import FramePipeline
@@ -24,9 +25,10 @@ from .preprocess import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ANCHORS", "CROP_SCALE", "DETECTOR_INPUT_SIZE", "EMOTION_INPUT_SIZE", "FER2013_LABELS", "FERPLUS_LABELS",
-    "GRAY_WEIGHTS", "NORM_MEAN", "NORM_STD", "Detections", "EmaSmoother", "Face", "FaceTracker",
+    "ANCHORS", "AppBridge", "CROP_SCALE", "DETECTOR_INPUT_SIZE", "EMOTION_INPUT_SIZE", "FER2013_LABELS",
+    "FERPLUS_LABELS", "GRAY_WEIGHTS", "NORM_MEAN", "NORM_STD", "Detections", "EmaSmoother", "Face", "FaceTracker",
     "FramePipeline", "LabelMap", "Letterbox", "WindowSmoother", "as_label_map", "decode", "detect",
     "detector_input", "face_batch", "face_crop", "generate_anchors", "make_smoother", "nms", "normalise",
-    "resize_antialiased", "rgba_to_gray", "softmax", "square_crop", "to_frame", "weighted_nms", "__version__",
+    "resize_antialiased", "rgba_to_gray", "smoothing_settings", "softmax", "square_crop", "to_frame",
+    "weighted_nms", "__version__",
 ]

@@ -1,52 +1,50 @@
-// Loading sequence for the page: Python runtime (Pyodide + numpy + emotion_runtime) and the two models
-// (downloaded, sha256-checked against manifest.json, sessions created with the EP fallback chain) in parallel,
-// reported as the four steps the page shows: python, numpy, models, verify.
-import { createSession, EXECUTION_PROVIDERS } from './inference.js';
+// Loading for the frame pipeline (js/lens-pipeline.js, in the engine's Web Worker or on the main thread): the
+// Python runtime (Pyodide + numpy + emotion_runtime) and the two models (downloaded, sha256-checked against
+// manifest.json, sessions created with the EP fallback chain) in parallel. Progress is reported as plain data
+// (LoadProgress) over the four steps the demo page shows: python, numpy, models, verify.
+import { ERROR_CODES, LensError, asLensError } from './errors.js';
+import { createSession } from './inference.js';
 import { fetchVerified, loadManifest } from './manifest.js';
 import { loadPython } from './runtime.js';
 
-/** Error with a machine-readable `code` for window.__emotionApp (integrity | timeout | csp | load). */
-function classify(err) {
-  const message = (err && err.message) || String(err);
-  let code = 'load';
-  if (/integrity check/i.test(message)) code = 'integrity';
-  else if (/did not start within/i.test(message)) code = 'timeout';
-  else if (/Content-Security-Policy/i.test(message)) code = 'csp';
-  const out = new Error(message);
-  out.code = code;
-  out.cause = err;
-  return out;
-}
+/**
+ * @typedef {object} LoadProgress
+ * @property {'active'|'done'|'failed'} status
+ * @property {'python'|'numpy'|'models'|'verify'} step
+ * @property {'runtime'|'detector'|'emotion'} [stage]  finer stage: installing emotion_runtime (numpy step);
+ *   creating the detector / emotion session (verify step)
+ * @property {number} [loaded]  bytes downloaded so far (models step)
+ * @property {number} [total]  bytes to download (models step)
+ * @property {string} [ep]  execution provider the detector runs on (verify step, stage emotion)
+ * @property {number} [fraction]  overall progress in 0..1, where known
+ */
 
 /**
- * Execution providers to try. By default the full chain. `?ep=webgpu|webgl|wasm` puts one first and keeps
- * WASM as the fallback for a model that EP cannot run (WebGL cannot take a dynamic batch dimension).
+ * @typedef {object} ModelEntry  one emotion model of manifest.json's catalog
+ * @property {string} id
+ * @property {string} title
+ * @property {string|null} dataset
+ * @property {string[]} labels
+ * @property {string} model  site path of the ONNX file
+ * @property {string} meta  site path of the sidecar
+ * @property {string} [webgl]  site path of the batch-1 copy for WebGL
  */
-export function preferredEps(ep) {
-  if (!ep) return [...EXECUTION_PROVIDERS];
-  const wanted = String(ep).toLowerCase();
-  if (!EXECUTION_PROVIDERS.includes(wanted)) {
-    throw Object.assign(new Error(`Unknown execution provider "${ep}" in the address (use webgpu, webgl or wasm).`),
-      { code: 'load' });
-  }
-  return wanted === 'wasm' ? ['wasm'] : [wanted, 'wasm'];
-}
 
-async function loadPythonStep(onStep, timeoutMs) {
-  onStep('python', 'active', 'Loading the Python runtime…', 0.02);
+async function loadPythonStep(progress, timeoutMs) {
+  progress({ status: 'active', step: 'python', fraction: 0.02 });
   const py = await loadPython({
     timeoutMs,
-    onProgress: ({ stage, message }) => {
+    onProgress: ({ stage }) => {
       if (stage === 'numpy') {
-        onStep('python', 'done', `${message}…`, 0.3);
-        onStep('numpy', 'active');
+        progress({ status: 'done', step: 'python', fraction: 0.3 });
+        progress({ status: 'active', step: 'numpy' });
       } else if (stage === 'runtime') {
-        onStep('numpy', 'active', `${message}…`, 0.45);
+        progress({ status: 'active', step: 'numpy', stage: 'runtime', fraction: 0.45 });
       }
     },
   });
-  onStep('python', 'done');
-  onStep('numpy', 'done', 'Python runtime ready.', 0.5);
+  progress({ status: 'done', step: 'python' });
+  progress({ status: 'done', step: 'numpy', fraction: 0.5 });
   return py;
 }
 
@@ -54,98 +52,115 @@ async function loadPythonStep(onStep, timeoutMs) {
  * The catalog entry of the emotion model to load: `modelId` if the build lists it, else the build's default.
  * @param {object} models  manifest.json's `models` table
  * @param {string} [modelId]
- * @returns {{id: string, title: string, labels: string[], model: string, meta: string, webgl?: string}}
+ * @returns {ModelEntry}
  */
 export function pickEmotionModel(models, modelId) {
   const catalog = Array.isArray(models?.emotion) ? models.emotion : [];
   const entry = catalog.find((m) => m.id === modelId) || catalog.find((m) => m.id === models.emotion_default);
   if (!entry) {
-    throw Object.assign(new Error('This build of the site has no emotion model (models/emotion/); ' +
-      'it cannot classify faces.'), { code: 'load' });
+    throw new LensError(ERROR_CODES.LOAD, 'This build of the site has no emotion model (models/emotion/); ' +
+      'it cannot classify faces.');
   }
   return entry;
 }
 
-async function loadModelsStep(onStep, ep, allowSoftwareGpu, modelId) {
-  const preferred = preferredEps(ep);
-  // A software GPU (SwiftShader) is skipped by default: WASM is much faster there. An explicit ?ep= or
-  // ?softgpu=1 (testing the chain in headless browsers) uses it anyway.
-  const allow = Boolean(allowSoftwareGpu || ep);
+/**
+ * The emotion session of a catalog entry, from its verified bytes. WebGL takes only fixed input shapes: it gets
+ * the batch-1 copy (fetched and verified only if WebGL is tried).
+ */
+async function emotionSession(entry, modelBytes, metaBytes, { eps, allowSoftwareGpu }) {
+  const sidecar = JSON.parse(new TextDecoder().decode(metaBytes));
+  if (!Array.isArray(sidecar.labels) || sidecar.labels.length === 0) {
+    throw new LensError(ERROR_CODES.LOAD, `${entry.meta} has no labels list.`);
+  }
+  const variants = entry.webgl ? { webgl: { load: () => fetchVerified(entry.webgl), batch: 1 } } : {};
+  // Warm-up shape given explicitly: the WebGL backend cannot report model input metadata.
+  const session = await createSession(modelBytes, {
+    preferred: eps, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu, variants,
+  });
+  return { ...session, entry, sidecar: { ...sidecar, id: entry.id, title: entry.title } };
+}
+
+/**
+ * Load (download, verify, start) one emotion model of the catalog, e.g. to switch models without reloading
+ * anything else.
+ * @param {string} modelId  an id of manifest.json's catalog
+ * @param {{eps: string[], allowSoftwareGpu: boolean}} options
+ * @param {(p: LoadProgress) => void} [progress]
+ * @returns {Promise<{session: object, ep: string, batch: number|null, attempts: object[], entry: ModelEntry,
+ *          sidecar: object}>}
+ * @throws {LensError} code `model` when the catalog has no such id, `integrity` or `load` otherwise
+ */
+export async function loadEmotionModel(modelId, options, progress = () => {}) {
+  const manifest = await loadManifest();
+  const entry = (manifest.models?.emotion || []).find((m) => m.id === modelId);
+  if (!entry) throw new LensError(ERROR_CODES.MODEL, `This site has no emotion model "${modelId}".`);
+  const paths = [entry.model, entry.meta];
+  const total = paths.reduce((sum, p) => sum + (manifest.files[p]?.bytes || 0), 0);
+  const loaded = {};
+  progress({ status: 'active', step: 'models', loaded: 0, total });
+  const [modelBytes, metaBytes] = await Promise.all(paths.map((p) => fetchVerified(p, {
+    onProgress: ({ loaded: n }) => {
+      loaded[p] = n;
+      progress({ status: 'active', step: 'models', loaded: sum(loaded), total });
+    },
+  })));
+  progress({ status: 'done', step: 'models', loaded: total, total });
+  progress({ status: 'active', step: 'verify', stage: 'emotion' });
+  const emotion = await emotionSession(entry, modelBytes, metaBytes, options);
+  progress({ status: 'done', step: 'verify' });
+  return emotion;
+}
+
+const sum = (table) => Object.values(table).reduce((a, b) => a + b, 0);
+
+async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
   const manifest = await loadManifest();
   const entry = pickEmotionModel(manifest.models, modelId);
   const paths = [manifest.models.face_detector, entry.model, entry.meta];
-  onStep('models', 'active');
-  const sizes = paths.map((p) => manifest.files[p]?.bytes || 0);
-  const total = sizes.reduce((a, b) => a + b, 0) || 1;
+  progress({ status: 'active', step: 'models' });
+  const total = paths.reduce((n, p) => n + (manifest.files[p]?.bytes || 0), 0);
   const loaded = {};
   const onProgress = ({ path, loaded: n }) => {
     loaded[path] = n;
-    const done = Object.values(loaded).reduce((a, b) => a + b, 0);
-    onStep('models', 'active', `Downloading models… ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`);
+    progress({ status: 'active', step: 'models', loaded: sum(loaded), total });
   };
   // fetchVerified checks each file's size and sha256 against manifest.json before returning it.
-  const [detBytes, emoBytes, metaBytes] = await Promise.all(
-    paths.map((p) => fetchVerified(p, { onProgress })));
-  onStep('models', 'done');
-  onStep('verify', 'active', 'Models verified (sha256). Starting inference…', 0.7);
-  const sidecar = JSON.parse(new TextDecoder().decode(metaBytes));
-  if (!Array.isArray(sidecar.labels) || sidecar.labels.length === 0) {
-    throw Object.assign(new Error(`${entry.meta} has no labels list.`), { code: 'load' });
-  }
-  // Warm-up shapes given explicitly: the WebGL backend cannot report model input metadata.
+  const [detBytes, emoBytes, metaBytes] = await Promise.all(paths.map((p) => fetchVerified(p, { onProgress })));
+  progress({ status: 'done', step: 'models', loaded: total, total });
+  progress({ status: 'active', step: 'verify', stage: 'detector', fraction: 0.7 });
+  // Warm-up shape given explicitly: the WebGL backend cannot report model input metadata.
   const detector = await createSession(detBytes, {
-    preferred, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu: allow,
+    preferred: eps, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu,
   });
-  onStep('verify', 'active', `Face detector running on ${detector.ep}. Starting the emotion model…`, 0.8);
-  // WebGL takes only fixed input shapes: it gets the batch-1 copy (fetched and verified only if WebGL is tried).
-  const variants = entry.webgl ? { webgl: { load: () => fetchVerified(entry.webgl), batch: 1 } } : {};
-  const emotion = await createSession(emoBytes, {
-    preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu: allow, variants,
-  });
-  return { detector, emotion, sidecar: { ...sidecar, id: entry.id, title: entry.title } };
+  progress({ status: 'active', step: 'verify', stage: 'emotion', ep: detector.ep, fraction: 0.8 });
+  const emotion = await emotionSession(entry, emoBytes, metaBytes, { eps, allowSoftwareGpu });
+  const catalog = manifest.models.emotion.map(({ id, title, dataset, labels }) => ({ id, title, dataset, labels }));
+  return { detector, emotion, catalog };
 }
 
 /**
- * Wait (at most `timeoutMs`) until the service worker controls this page, so the runtime and models the page
- * fetches next pass through it and are kept for offline use. Resolves at once where there is no worker.
- * @param {number} [timeoutMs]
- * @returns {Promise<boolean>} whether a worker controls the page
- */
-export async function serviceWorkerControl(timeoutMs = 4000) {
-  const sw = globalThis.isSecureContext && navigator.serviceWorker;
-  if (!sw || sw.controller) return Boolean(sw?.controller);
-  const registration = await globalThis.emotionLensWorker?.catch(() => null);
-  if (sw.controller) return true; // claimed while we waited for the registration
-  // No worker (registration failed), or one already active that will not claim this page (a hard reload):
-  // nothing will take control, so do not wait for it.
-  const settled = registration?.active?.state === 'activated' && !registration.installing && !registration.waiting;
-  if (!registration || settled) return false;
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    sw.addEventListener('controllerchange', () => { clearTimeout(timer); resolve(true); }, { once: true });
-  });
-}
-
-/**
- * Load everything the frame engine needs.
- * @param {{onStep: (step: string, state: string, text?: string, fraction?: number) => void, ep?: string,
- *          allowSoftwareGpu?: boolean, timeoutMs?: number, modelId?: string}} o  modelId: an id of manifest.json's
+ * Load everything the frame pipeline needs.
+ * @param {{progress: (p: LoadProgress) => void, eps: string[], allowSoftwareGpu: boolean, timeoutMs: number,
+ *          modelId?: string|null}} o  eps: execution providers in order; modelId: an id of manifest.json's
  *          emotion model catalog (default: the build's default model)
- * @returns {Promise<{pyodide: object, detector: {session, ep}, emotion: {session, ep}, sidecar: object}>}
- * @throws {Error} with `code` (integrity | timeout | csp | load) and a message fit for the user
+ * @returns {Promise<{pyodide: object, runtime: object, detector: object, emotion: object,
+ *          catalog: Array<{id: string, title: string, dataset: string|null, labels: string[]}>}>}
+ * @throws {LensError} with `code` (integrity | timeout | csp | load) and `step` (the step that failed)
  */
-export async function loadEverything({ onStep, ep, allowSoftwareGpu, timeoutMs, modelId }) {
+export async function loadEverything({ progress, eps, allowSoftwareGpu, timeoutMs, modelId }) {
   // The two branches run side by side (one is mostly CPU, the other mostly network); each remembers its
   // current step so a failure is shown on the right one.
   const branch = () => {
     const b = { current: null };
-    b.step = (name, state, text, fraction) => {
-      if (state === 'active') b.current = name;
-      onStep(name, state, text, fraction);
+    b.progress = (p) => {
+      if (p.status === 'active') b.current = p.step;
+      progress(p);
     };
     b.tag = (err) => {
-      err.step = /integrity check/i.test(err.message || '') ? 'verify' : b.current;
-      throw err;
+      const e = asLensError(err, ERROR_CODES.LOAD);
+      e.step = e.code === ERROR_CODES.INTEGRITY ? 'verify' : b.current;
+      throw e;
     };
     return b;
   };
@@ -153,14 +168,15 @@ export async function loadEverything({ onStep, ep, allowSoftwareGpu, timeoutMs, 
   const modelBranch = branch();
   try {
     const [py, models] = await Promise.all([
-      loadPythonStep(pyBranch.step, timeoutMs).catch(pyBranch.tag),
-      loadModelsStep(modelBranch.step, ep, allowSoftwareGpu, modelId).catch(modelBranch.tag),
+      loadPythonStep(pyBranch.progress, timeoutMs).catch(pyBranch.tag),
+      loadModelsStep(modelBranch.progress, { eps, allowSoftwareGpu, modelId }).catch(modelBranch.tag),
     ]);
-    onStep('verify', 'done', 'Ready.', 1);
-    return { pyodide: py.pyodide, ...models };
+    progress({ status: 'done', step: 'verify', fraction: 1 });
+    return { pyodide: py.pyodide, runtime: py.runtime, ...models };
   } catch (err) {
-    const e = classify(err);
-    onStep(err.step || 'python', 'failed', e.message);
+    const e = asLensError(err, ERROR_CODES.LOAD);
+    e.step ||= 'python';
+    progress({ status: 'failed', step: e.step });
     throw e;
   }
 }

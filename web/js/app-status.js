@@ -7,14 +7,18 @@ const state = {
   epAttempts: null, // {detector, emotion}: [{ep, ok, reason, ms}] from the fallback chain
   error: null, // {code, message} of the message on screen, or null
   notice: null, // {code, message}: no-face / too-many-faces, or null
-  labels: [],
+  labels: [], // class ids of the emotion model in use
+  model: null, // {id, title, dataset} of the emotion model in use
+  models: [], // the site's catalog: [{id, title, dataset, labels}]
+  thread: null, // where the pipeline runs: worker | main
+  threadReason: null, // why not in a worker, when it runs on the main thread
   smoothing: null, // {mode, k}
   lastResults: [], // faces of the last processed frame
   faceCount: 0,
   fps: null,
   timings: null, // last frame: {capture, detect, pre, classify, post, total} in ms
   frames: 0, // frames processed since the camera started
-  dropped: 0, // frames skipped because one was still in flight
+  dropped: 0, // camera frames dropped since the camera started (a newer one arrived while the engine was busy)
   loadMs: null, // navigation start -> ready (performance.now())
   firstResultMs: null, // navigation start -> first processed frame or photo
   cameraClickMs: null, // when Start camera was last pressed

@@ -21,9 +21,10 @@ const SOFTWARE_GPU = /swiftshader|llvmpipe|softpipe|lavapipe|software|basic rend
 const bundles = new Map(); // bundle file -> Promise<ort namespace>
 const sessionOrt = new WeakMap(); // session -> the ort namespace that created it
 
-/** Threads for the wasm backend: several only when cross-origin isolated (SharedArrayBuffer). */
+/** Threads for the wasm backend: several only when cross-origin isolated (SharedArrayBuffer) and able to start
+ *  workers (its threads are workers). */
 function wasmThreads() {
-  return globalThis.crossOriginIsolated ? Math.max(1, Math.min(MAX_THREADS, navigator.hardwareConcurrency || 1)) : 1;
+  return globalThis.crossOriginIsolated && typeof Worker === 'function' ? Math.max(1, Math.min(MAX_THREADS, navigator.hardwareConcurrency || 1)) : 1;
 }
 
 /**

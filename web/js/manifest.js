@@ -1,13 +1,26 @@
 // The site's manifest.json (written by build/build_site.py) and integrity-checked fetches.
 // Every file the page loads itself (models, the Python runtime wheel) is checked against its sha256
 // before use, so a truncated download or a stale cache shows as a clear error, not as wrong results.
+import { ERROR_CODES, LensError } from './errors.js';
 
-/** URL of the site root (this file lives in <root>/js/), so the page works under any sub-path. */
-export const SITE_ROOT = new URL('../', import.meta.url);
+// The site root (this file lives in <root>/js/), so the page works under any sub-path; an embedding page may
+// point it elsewhere (setSiteRoot) before anything is loaded.
+let siteRoot = new URL('../', import.meta.url);
 
 /** Absolute URL of a path relative to the site root. */
 export function siteUrl(path) {
-  return new URL(path, SITE_ROOT).href;
+  return new URL(path, siteRoot).href;
+}
+
+/**
+ * Load the site's files (manifest.json, runtime, models) from `root` instead of this module's site.
+ * @param {string|URL} root  a folder URL (a trailing slash is added)
+ */
+export function setSiteRoot(root) {
+  const url = new URL(String(root), globalThis.location?.href);
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  if (url.href !== siteRoot.href) manifestPromise = null;
+  siteRoot = url;
 }
 
 let manifestPromise = null;
@@ -22,11 +35,11 @@ export function loadManifest() {
     manifestPromise = (async () => {
       const response = await fetch(siteUrl('manifest.json'), { cache: 'no-cache' });
       if (!response.ok) {
-        throw new Error(`manifest.json could not be loaded (HTTP ${response.status}); the site build is incomplete.`);
+        throw new LensError(ERROR_CODES.LOAD, `manifest.json could not be loaded (HTTP ${response.status}); the site build is incomplete.`);
       }
       const manifest = await response.json();
       if (!manifest || typeof manifest.files !== 'object') {
-        throw new Error('manifest.json is malformed (no "files" table); rebuild the site.');
+        throw new LensError(ERROR_CODES.LOAD, 'manifest.json is malformed (no "files" table); rebuild the site.');
       }
       return manifest;
     })();
@@ -42,7 +55,7 @@ function toHex(buffer) {
 /** sha256 of bytes as lowercase hex. Needs a secure context (https, localhost or 127.0.0.1). */
 export async function sha256Hex(buffer) {
   if (!globalThis.crypto?.subtle) {
-    throw new Error('The integrity check needs a secure context: open the page over https or on localhost.');
+    throw new LensError(ERROR_CODES.LOAD, 'The integrity check needs a secure context: open the page over https or on localhost.');
   }
   return toHex(await crypto.subtle.digest('SHA-256', buffer));
 }
@@ -73,25 +86,26 @@ async function readWithProgress(response, expectedBytes, onProgress) {
  * @param {string} path  path relative to the site root, as listed in manifest.json (e.g. "models/face_detector.onnx")
  * @param {{onProgress?: (p: {path: string, loaded: number, total: number}) => void}} [options]
  * @returns {Promise<ArrayBuffer>}
- * @throws {Error} naming the file when it is not in the manifest, cannot be fetched, or fails its check
+ * @throws {LensError} naming the file: code `load` when it is not in the manifest or cannot be fetched,
+ *   `integrity` when it fails its check
  */
 export async function fetchVerified(path, { onProgress } = {}) {
   const manifest = await loadManifest();
   const entry = manifest.files[path];
-  if (!entry) throw new Error(`${path} is not listed in manifest.json; the site build is incomplete.`);
+  if (!entry) throw new LensError(ERROR_CODES.LOAD, `${path} is not listed in manifest.json; the site build is incomplete.`);
   let response;
   try {
     response = await fetch(siteUrl(path));
   } catch (err) {
-    throw new Error(`${path} could not be downloaded: ${err.message}`);
+    throw new LensError(ERROR_CODES.LOAD, `${path} could not be downloaded: ${err.message}`, { cause: err });
   }
-  if (!response.ok) throw new Error(`${path} could not be downloaded (HTTP ${response.status}).`);
+  if (!response.ok) throw new LensError(ERROR_CODES.LOAD, `${path} could not be downloaded (HTTP ${response.status}).`);
   const report = onProgress ? (p) => onProgress({ path, ...p }) : null;
   const buffer = await readWithProgress(response, entry.bytes, report);
   const digest = await sha256Hex(buffer);
   if (buffer.byteLength !== entry.bytes || digest !== entry.sha256) {
     const kind = path.startsWith('models/') ? 'model file' : 'file';
-    throw new Error(
+    throw new LensError(ERROR_CODES.INTEGRITY,
       `The ${kind} ${path} failed its integrity check (got ${buffer.byteLength} bytes, sha256 ${digest.slice(0, 12)}…; ` +
       `expected ${entry.bytes} bytes, sha256 ${entry.sha256.slice(0, 12)}…). Reload the page; if it persists the ` +
       'site deployment is inconsistent.');

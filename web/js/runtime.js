@@ -1,6 +1,7 @@
 // Start Python in the page: Pyodide from this origin, numpy from the vendored Pyodide wheel, then the
 // emotion_runtime wheel (checked against manifest.json) unpacked into site-packages. Nothing is fetched
 // from any other origin.
+import { ERROR_CODES, LensError } from './errors.js';
 import { fetchVerified, loadManifest, siteUrl } from './manifest.js';
 
 const PYODIDE_DIR = 'vendor/pyodide/';
@@ -13,7 +14,7 @@ function guard(promise, ms, stageRef) {
   let timer;
   let onViolation;
   const watchdog = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(
+    timer = setTimeout(() => reject(new LensError(ERROR_CODES.TIMEOUT,
       `The Python runtime did not start within ${Math.round(ms / 1000)} s (stuck while: ${stageRef.message}). ` +
       'A slow connection can cause this; so can a Content-Security-Policy without \'wasm-unsafe-eval\', ' +
       'which makes Pyodide hang instead of failing.')), ms);
@@ -21,16 +22,17 @@ function guard(promise, ms, stageRef) {
     onViolation = (event) => {
       // Only WebAssembly compilation: a blocked JS eval (an extension, a test driver) is not our failure.
       if (event.blockedURI === 'wasm-eval') {
-        reject(new Error(
+        reject(new LensError(ERROR_CODES.CSP,
           'The page\'s Content-Security-Policy blocks WebAssembly (it needs \'wasm-unsafe-eval\' in script-src), ' +
           'so the Python runtime cannot start.'));
       }
     };
-    globalThis.document?.addEventListener('securitypolicyviolation', onViolation);
+    // On globalThis: the event reaches the window from the document, and a worker's own global scope.
+    globalThis.addEventListener?.('securitypolicyviolation', onViolation);
   });
   return Promise.race([promise, watchdog]).finally(() => {
     clearTimeout(timer);
-    globalThis.document?.removeEventListener('securitypolicyviolation', onViolation);
+    globalThis.removeEventListener?.('securitypolicyviolation', onViolation);
   });
 }
 
@@ -79,7 +81,7 @@ async function start(onProgress) {
  *          timeoutMs?: number}} [options]
  * @returns {Promise<{pyodide: object, runtime: object, timings: {pyodideMs: number, numpyMs: number,
  *          runtimeMs: number, totalMs: number}, versions: object}>}  runtime is the emotion_runtime module proxy
- * @throws {Error} with a message fit for the user (timeout, CSP, integrity check, download failure)
+ * @throws {LensError} with a message fit for the user and its code: timeout, csp, integrity or load
  */
 export function loadPython({ onProgress, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
   if (!pending) {

@@ -25,6 +25,8 @@ export const els = {
   smoothingMode: $('smoothing-mode'),
   smoothingK: $('smoothing-k'),
   settingsStatus: $('settings-status'),
+  modelSelect: $('model-select'),
+  modelStatus: $('model-status'),
   ro: {
     ep: $('ro-ep'),
     fps: $('ro-fps'),
@@ -47,6 +49,86 @@ export function setStep(step, state, text, fraction) {
     const value = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
     els.progress.value = Math.max(els.progress.value, value);
   }
+}
+
+const mb = (bytes) => (bytes / 1e6).toFixed(1);
+
+/** What a loading step's progress (the engine's LoadProgress) says to the user, or null for nothing new. */
+export function progressText(p) {
+  if (p.status === 'active') {
+    if (p.step === 'python') return 'Loading the Python runtime…';
+    if (p.step === 'numpy') return p.stage === 'runtime' ? 'Installing the emotion runtime…' : 'Loading numpy…';
+    if (p.step === 'models') return p.total ? `Downloading models… ${mb(p.loaded || 0)} of ${mb(p.total)} MB` : null;
+    if (p.step === 'verify') {
+      return p.stage === 'emotion' && p.ep
+        ? `Face detector running on ${epName(p.ep)}. Starting the emotion model…`
+        : 'Models verified (sha256). Starting inference…';
+    }
+  }
+  if (p.status === 'done' && p.step === 'numpy') return 'Python runtime ready.';
+  if (p.status === 'done' && p.step === 'verify' && p.fraction === 1) return 'Ready.';
+  return null;
+}
+
+/** Show the engine's loading progress on the four steps, the bar and the status line. */
+export function showProgress(p) {
+  setStep(p.step, p.status, progressText(p), p.fraction);
+}
+
+export function epName(ep) {
+  const names = { webgpu: 'WebGPU', webgl: 'WebGL', wasm: 'WASM', cpu: 'WASM' };
+  return names[String(ep).toLowerCase()] || String(ep);
+}
+
+/** The execution providers in use, e.g. "WASM" or "WebGL (detector) · WASM (emotion)". */
+export function epText(ep) {
+  if (!ep) return '–';
+  const d = epName(ep.detector);
+  const e = epName(ep.emotion);
+  return d === e ? d : `${d} (detector) · ${e} (emotion)`;
+}
+
+/** The status line once the engine is ready (LensInfo): where the models run, and a warning without a worker. */
+export function readyText(info) {
+  const where = info.backend.thread === 'worker'
+    ? 'in a background thread'
+    : `on the page's main thread, because a background worker could not run (${info.backend.reason}); ` +
+      'the page may respond slowly while the camera runs';
+  return `Ready. Models run with ${epText(info.ep)} ${where}; nothing is uploaded.`;
+}
+
+/** Fill the model choice from the catalog (one entry: shown, but nothing to choose). */
+export function setModelChoice(models, currentId) {
+  const select = els.modelSelect;
+  const ids = [...select.options].map((o) => o.value).join('\n');
+  if (ids !== models.map((m) => m.id).join('\n')) {
+    select.replaceChildren(...models.map((m) => {
+      const option = document.createElement('option');
+      option.value = m.id;
+      option.textContent = `${m.title} (${m.labels.length} classes)`;
+      return option;
+    }));
+  }
+  select.value = currentId;
+  select.disabled = models.length < 2;
+}
+
+/** Model switching progress (LoadProgress), or, with p = null, the model now in use. */
+export function setModelProgress(p, title) {
+  if (!p) {
+    els.modelStatus.textContent = title ? `Using ${title}.` : '';
+  } else if (p.status === 'active') {
+    els.modelStatus.textContent = p.step === 'models' && p.total
+      ? `Downloading the model… ${mb(p.loaded || 0)} of ${mb(p.total)} MB`
+      : 'Starting the model…';
+  }
+}
+
+export function setSmoothingText(s) {
+  const names = { ema: 'exponential moving average', mean: 'window mean', median: 'window median' };
+  els.settingsStatus.textContent = s.mode === 'none'
+    ? 'Smoothing off: raw per-frame probabilities.'
+    : `Smoothing: ${names[s.mode]} over ${s.k} frame(s).`;
 }
 
 export function setLoadText(text) {

@@ -1,0 +1,90 @@
+"""AppBridge: the page's handle on FramePipeline (web/js/lens-pipeline.js drives it from Pyodide)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emotion_runtime import FERPLUS_LABELS, AppBridge, FramePipeline, smoothing_settings
+from test_pipeline import BOX, H, W, _frame, _outputs
+
+SIDECAR = {"id": "test.model", "labels": list(FERPLUS_LABELS)}
+
+
+class FakeJsProxy:
+    """What a JS typed array looks like from Python in Pyodide: an object with to_py() -> memoryview."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def to_py(self) -> memoryview:
+        return memoryview(self.array.tobytes())
+
+
+def test_same_results_as_the_pipeline_from_js_proxies_and_buffers():
+    frame, (reg, sc) = _frame(3), _outputs()
+    logits = np.arange(len(FERPLUS_LABELS), dtype=np.float32)[None]
+    pipe = FramePipeline(SIDECAR, smoothing="ema", alpha=2 / 6, window=5, max_faces=None)
+    expected_x = pipe.detector_input(frame, W, H)
+    assert pipe.decode_faces(reg, sc) == 1
+    expected_crops = pipe.emotion_input()
+    expected = json.loads(pipe.update_json(logits))
+
+    bridge = AppBridge(json.dumps(SIDECAR))  # JSON text, as the page passes it
+    np.testing.assert_array_equal(bridge.detector_input(FakeJsProxy(frame.reshape(-1)), W, H), expected_x)
+    assert bridge.decode_faces(FakeJsProxy(reg), FakeJsProxy(sc)) == 1 and bridge.detected == 1
+    np.testing.assert_array_equal(bridge.emotion_input(), expected_crops)
+    got = json.loads(bridge.update_json(FakeJsProxy(logits)))
+    assert got == expected
+    assert got[0]["box"] == list(BOX)
+
+
+def test_no_face_takes_none_logits():
+    bridge = AppBridge(SIDECAR)
+    bridge.detector_input(_frame(), W, H)
+    reg, sc = _outputs(score=-5.0)
+    assert bridge.decode_faces(reg, sc) == 0
+    assert bridge.emotion_input().shape == (0, 1, 48, 48)
+    assert json.loads(bridge.update_json(None)) == []
+
+
+def test_cap_keeps_the_count_of_faces_seen():
+    bridge = AppBridge(SIDECAR, max_faces=1)
+    bridge.detector_input(_frame(), W, H)
+    reg, sc = _outputs()
+    # A second face far from the first: the stride-8 anchor at cell (row 8, col 2), a weaker score.
+    second = (8 * 16 + 2) * 2
+    reg[0, second, :4] = [0.0, 0.0, 12.8, 12.8]
+    sc[0, second, 0] = 1.0
+    assert bridge.decode_faces(reg, sc) == 1
+    assert bridge.detected == 2
+    assert bridge.emotion_input().shape == (1, 1, 48, 48)
+
+
+def test_smoothing_settings_are_checked_and_clamped():
+    assert smoothing_settings("ema", 5) == {"mode": "ema", "k": 5, "alpha": pytest.approx(1 / 3)}
+    assert smoothing_settings("median", 99)["k"] == 30
+    assert smoothing_settings("mean", 0)["k"] == 1
+    assert smoothing_settings("none", 2.6)["k"] == 3
+    with pytest.raises(ValueError, match="unknown smoothing mode"):
+        smoothing_settings("kalman", 5)
+    with pytest.raises(ValueError):
+        AppBridge(SIDECAR, max_faces=0)
+
+
+def test_set_smoothing_forgets_tracks_and_reports_settings():
+    bridge = AppBridge(SIDECAR)
+    frame, (reg, sc) = _frame(), _outputs()
+    logits = np.zeros((1, len(FERPLUS_LABELS)), np.float32)
+    for _ in range(2):
+        bridge.detector_input(frame, W, H)
+        bridge.decode_faces(reg, sc)
+        first_id = json.loads(bridge.update_json(logits))[0]["id"]
+    assert json.loads(bridge.set_smoothing("median", 3)) == {"mode": "median", "k": 3}
+    assert bridge.smoothing == {"mode": "median", "k": 3}
+    bridge.detector_input(frame, W, H)
+    bridge.decode_faces(reg, sc)
+    assert json.loads(bridge.update_json(logits))[0]["id"] == first_id  # a fresh tracker starts at the same id
+    assert json.loads(bridge.labels_json())["labels"] == list(FERPLUS_LABELS)

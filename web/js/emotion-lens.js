@@ -1,0 +1,558 @@
+// Emotion Lens engine: on-device facial expression recognition as one ES module. The demo page (app.js) and the
+// example page (example/) use it; so can any page of the same site.
+//
+//   import { createEmotionLens, EVENTS } from './js/emotion-lens.js';
+//   const lens = createEmotionLens({ maxFaces: 4 });
+//   lens.addEventListener(EVENTS.RESULT, (e) => console.log(e.detail.faces));
+//   await lens.load();
+//   const stop = lens.watch(videoElement);        // or: const result = await lens.detect(imageBitmap);
+//
+// The pipeline (Pyodide + numpy, onnxruntime-web, the per-frame Python) runs in a dedicated module Web Worker
+// (js/lens-worker.js); this thread only grabs frames (a VideoFrame or ImageBitmap, transferred, never copied here)
+// and hands out results. Where a worker cannot start, the same pipeline module runs on this thread instead, and
+// `backend.thread` says so with the reason. One frame is in flight at a time; a frame that arrives while one is
+// being processed waits in a single slot, where a newer frame replaces it (the older one is dropped and counted).
+import { ERROR_CODES, LensError, asLensError } from './errors.js';
+import { fitSize } from './lens-pipeline.js';
+import { serviceWorkerControl } from './sw-control.js';
+
+export { ERROR_CODES, LensError, fitSize };
+
+/** Names of the events an EmotionLens dispatches (CustomEvent; the payload is `event.detail`). */
+export const EVENTS = Object.freeze({
+  /** detail: LoadProgress, while load() or setModel() runs */
+  PROGRESS: 'progress',
+  /** detail: LensInfo, once load() has finished */
+  READY: 'ready',
+  /** detail: FrameResult, for every processed frame (detect() and watch()) */
+  RESULT: 'result',
+  /** detail: LensInfo, after setModel() switched the emotion model */
+  MODEL: 'model',
+  /** detail: {code, message}: an error no promise reports (a frame of watch(), a crashed worker) */
+  ERROR: 'error',
+  /** detail: {state}: the engine's state changed */
+  STATE: 'state',
+});
+
+/** The execution providers the engine knows, fastest first. */
+export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
+
+/**
+ * Every option of createEmotionLens and its default. Options are merged over these once, checked, and frozen.
+ * @typedef {object} LensConfig
+ * @property {number} maxFaces  faces classified per frame (the clearest first); more are counted in `detected`
+ * @property {{video: number, image: number}} maxSide  frames are read at most this many pixels on their long side
+ *   (video: camera frames; image: photos, canvases, ImageData)
+ * @property {{mode: 'ema'|'mean'|'median'|'none', k: number}} smoothing  temporal smoothing of each tracked face's
+ *   probabilities over k frames (1..30)
+ * @property {string|null} model  id of the emotion model (manifest.json `models.emotion`); null: the build's default
+ * @property {string|null} baseUrl  folder holding manifest.json, models/ and vendor/; null: this module's site
+ * @property {{load: number, workerStart: number}} timeouts  ms: the Python runtime's start; the worker's start
+ *   (past it the engine falls back to the main thread)
+ * @property {string[]} executionProviders  tried in order (subset of EXECUTION_PROVIDERS)
+ * @property {boolean} allowSoftwareGpu  also use WebGPU/WebGL on a software renderer (SwiftShader); WASM is faster
+ * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
+ * @property {boolean} warmup  run one blank frame at load so the first real frame is not the slow one
+ */
+
+/** @type {Readonly<LensConfig>} */
+export const DEFAULTS = deepFreeze({
+  maxFaces: 8,
+  maxSide: { video: 640, image: 1280 },
+  smoothing: { mode: 'ema', k: 5 },
+  model: null,
+  baseUrl: null,
+  timeouts: { load: 120_000, workerStart: 20_000 },
+  executionProviders: [...EXECUTION_PROVIDERS],
+  allowSoftwareGpu: false,
+  worker: true,
+  warmup: true,
+});
+
+/**
+ * One face in a FrameResult (built by emotion_runtime.pipeline.FramePipeline.update).
+ * @typedef {object} FaceResult
+ * @property {number} id  tracker id, stable while the face stays in view
+ * @property {number[]} box  [x, y, w, h] in the frame's read pixels (FrameResult width x height)
+ * @property {number} score  detector confidence
+ * @property {string} label  top class of the smoothed probabilities (the model's label id)
+ * @property {string} display  its display name
+ * @property {string} emoji
+ * @property {string} colour
+ * @property {number[]} probs  smoothed probabilities, in the model's label order
+ * @property {number[]} raw_probs  this frame's probabilities
+ */
+
+/**
+ * @typedef {object} FrameResult
+ * @property {FaceResult[]} faces  at most maxFaces
+ * @property {number} detected  faces found before the cap
+ * @property {number} width  the frame as read (after maxSide)
+ * @property {number} height
+ * @property {'video'|'image'} kind
+ * @property {{grab: number, capture: number, detect: number, pre: number, classify: number, post: number,
+ *   total: number, roundTrip: number}} timings  ms: grab (this thread: taking the frame), capture (reading its
+ *   pixels), detect / classify (onnxruntime), pre / post (Python), total (the pipeline), roundTrip (detect() call
+ *   to result, including any wait)
+ */
+
+/**
+ * @typedef {object} ModelInfo
+ * @property {string} id
+ * @property {string} title
+ * @property {string|null} dataset
+ * @property {string[]} labels  class ids, in output order
+ * @property {string[]} display  display names
+ * @property {string[]} emoji
+ * @property {string[]} colours
+ */
+
+/**
+ * @typedef {object} LensInfo
+ * @property {{thread: 'worker'|'main', reason: string|null}} backend  where the pipeline runs, and why not in a
+ *   worker when it does not
+ * @property {{detector: string, emotion: string}} ep  execution providers in use
+ * @property {{detector: object[], emotion: object[]}} epAttempts  the fallback chain: [{ep, ok, reason?, ms}]
+ * @property {ModelInfo} model
+ * @property {Array<{id: string, title: string, dataset: string|null, labels: string[]}>} models  the catalog
+ * @property {{mode: string, k: number}} smoothing
+ */
+
+function deepFreeze(o) {
+  for (const v of Object.values(o)) if (v && typeof v === 'object') deepFreeze(v);
+  return Object.freeze(o);
+}
+
+const SMOOTHING_MODES = ['ema', 'mean', 'median', 'none'];
+
+/**
+ * DEFAULTS with `config` merged over them (nested objects one level deep), checked and frozen.
+ * @param {Partial<LensConfig>} [config]
+ * @returns {Readonly<LensConfig>}
+ * @throws {LensError} code `config`, naming the option
+ */
+export function resolveConfig(config = {}) {
+  const bad = (what) => { throw new LensError(ERROR_CODES.CONFIG, `createEmotionLens: ${what}`); };
+  const unknown = Object.keys(config).filter((k) => !(k in DEFAULTS));
+  if (unknown.length) bad(`unknown option(s) ${unknown.join(', ')}`);
+  const c = structuredClone({ ...DEFAULTS, ...config });
+  for (const key of ['maxSide', 'smoothing', 'timeouts']) c[key] = { ...DEFAULTS[key], ...(config[key] || {}) };
+  const positiveInt = (v) => Number.isInteger(v) && v > 0;
+  if (!positiveInt(c.maxFaces)) bad(`maxFaces must be a positive integer, got ${c.maxFaces}`);
+  if (!positiveInt(c.maxSide.video) || !positiveInt(c.maxSide.image)) bad('maxSide.video/image must be positive integers');
+  if (!SMOOTHING_MODES.includes(c.smoothing.mode)) bad(`smoothing.mode must be one of ${SMOOTHING_MODES.join(', ')}`);
+  if (!(c.smoothing.k >= 1 && c.smoothing.k <= 30)) bad(`smoothing.k must be in 1..30, got ${c.smoothing.k}`);
+  if (!(c.timeouts.load > 0 && c.timeouts.workerStart > 0)) bad('timeouts must be positive numbers of ms');
+  const eps = c.executionProviders;
+  if (!Array.isArray(eps) || eps.length === 0 || !eps.every((ep) => EXECUTION_PROVIDERS.includes(ep))) {
+    bad(`executionProviders must list some of ${EXECUTION_PROVIDERS.join(', ')}, got ${JSON.stringify(eps)}`);
+  }
+  if (c.model !== null && typeof c.model !== 'string') bad('model must be a model id (string) or null');
+  c.baseUrl = new URL(c.baseUrl ?? '../', import.meta.url).href;
+  return deepFreeze(c);
+}
+
+// ---------------------------------------------------------------- where the pipeline runs
+
+/** The pipeline in a module Web Worker. Resolves once the worker has started, rejects if it cannot. */
+function startWorker(onMessage, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    if (typeof Worker !== 'function') {
+      reject(new Error('this browser has no Web Workers'));
+      return;
+    }
+    let worker;
+    try {
+      worker = new Worker(new URL('./lens-worker.js', import.meta.url), { type: 'module', name: 'emotion-lens' });
+    } catch (err) {
+      reject(err);
+      return;
+    }
+    const timer = setTimeout(() => {
+      worker.terminate();
+      reject(new Error(`the worker did not start within ${Math.round(timeoutMs / 1000)} s`));
+    }, timeoutMs);
+    const onStartError = (event) => {
+      clearTimeout(timer);
+      worker.terminate();
+      // A browser without module workers fails here (no message, or a SyntaxError on `import`).
+      reject(new Error(`the worker could not start (${event.message || 'module workers unsupported'})`));
+    };
+    worker.addEventListener('error', onStartError, { once: true });
+    worker.addEventListener('message', (event) => {
+      if (event.data?.status === 'started') {
+        clearTimeout(timer);
+        worker.removeEventListener('error', onStartError);
+        resolve({
+          thread: 'worker',
+          post: (message, transfer) => worker.postMessage(message, transfer),
+          terminate: () => worker.terminate(),
+          worker,
+        });
+        return;
+      }
+      onMessage(event.data);
+    });
+  });
+}
+
+/** The same pipeline module on this thread (the fallback). Replies are delivered asynchronously, like a worker's. */
+async function startInline(onMessage) {
+  const { createPipelineHost } = await import('./lens-pipeline.js');
+  const host = createPipelineHost((message) => setTimeout(() => onMessage(message), 0));
+  return { thread: 'main', post: (message) => host.handle(message), terminate: () => {} };
+}
+
+// ---------------------------------------------------------------- frames
+
+/** The frame to send for `source`: {frame: VideoFrame|ImageBitmap, kind}. The caller's own bitmap/frame is consumed. */
+async function grabFrame(source) {
+  if (typeof VideoFrame === 'function' && source instanceof VideoFrame) return { frame: source, kind: 'video' };
+  if (typeof ImageBitmap === 'function' && source instanceof ImageBitmap) return { frame: source, kind: 'image' };
+  if (typeof HTMLVideoElement === 'function' && source instanceof HTMLVideoElement) {
+    if (!source.videoWidth) throw new LensError(ERROR_CODES.INPUT, 'The video has no frame yet (not playing?).');
+    // A VideoFrame refers to the decoded frame: no pixel copy on this thread.
+    const frame = typeof VideoFrame === 'function' ? new VideoFrame(source) : await createImageBitmap(source);
+    return { frame, kind: 'video' };
+  }
+  const readable = ['HTMLCanvasElement', 'OffscreenCanvas', 'HTMLImageElement', 'SVGImageElement', 'ImageData', 'Blob']
+    .some((name) => typeof globalThis[name] === 'function' && source instanceof globalThis[name]);
+  if (!readable) {
+    throw new LensError(ERROR_CODES.INPUT, 'detect() takes a video element, canvas, image, ImageBitmap, VideoFrame, ' +
+      'ImageData or Blob.');
+  }
+  try {
+    return { frame: await createImageBitmap(source), kind: 'image' };
+  } catch (err) {
+    throw new LensError(ERROR_CODES.INPUT, `The image could not be read (${err.message || err}).`, { cause: err });
+  }
+}
+
+// ---------------------------------------------------------------- the engine
+
+/** @typedef {'idle'|'loading'|'ready'|'error'|'disposed'} LensState */
+
+export class EmotionLens extends EventTarget {
+  #config;
+  #state = 'idle';
+  #channel = null;
+  #loading = null;
+  #calls = new Map(); // id -> {resolve, reject}
+  #nextId = 1;
+  #info = null; // LensInfo
+  #backend = { thread: null, reason: null };
+  #result = null;
+  #inFlight = false; // one frame in the pipeline at a time
+  #waiting = null; // the next frame's job: {source, options, resolve, reject}
+  #frames = 0;
+  #dropped = 0;
+  #stopWatch = null;
+
+  /** @param {Partial<LensConfig>} [config] */
+  constructor(config) {
+    super();
+    this.#config = resolveConfig(config);
+  }
+
+  /** @returns {Readonly<LensConfig>} the options in force */
+  get config() { return this.#config; }
+
+  /** @returns {LensState} */
+  get state() { return this.#state; }
+
+  /** @returns {FrameResult|null} the last processed frame's result */
+  get result() { return this.#result; }
+
+  /** @returns {LensInfo|null} backend, execution providers, model and catalog (null before load()) */
+  get info() { return this.#info && structuredClone({ ...this.#info, backend: this.#backend }); }
+
+  /** @returns {ModelInfo|null} the emotion model in use */
+  get model() { return this.#info && structuredClone(this.#info.model); }
+
+  /** @returns {{frames: number, dropped: number, busy: boolean}} frames processed and dropped since load */
+  get stats() { return { frames: this.#frames, dropped: this.#dropped, busy: this.#inFlight }; }
+
+  #setState(state) {
+    if (state === this.#state) return;
+    this.#state = state;
+    this.#emit(EVENTS.STATE, { state });
+  }
+
+  #emit(name, detail) {
+    this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+
+  #onMessage = (message) => {
+    const call = this.#calls.get(message.id);
+    if (!call) return;
+    if (message.status === 'progress') {
+      this.#emit(EVENTS.PROGRESS, message.data);
+      return;
+    }
+    this.#calls.delete(message.id);
+    if (message.status === 'error') call.reject(new LensError(message.error.code, message.error.message, message.error));
+    else call.resolve(message.data);
+  };
+
+  #call(type, data, transfer) {
+    if (!this.#channel) {
+      return Promise.reject(new LensError(ERROR_CODES.NOT_READY, 'The engine is not loaded (call load() first).'));
+    }
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#calls.set(id, { resolve, reject });
+      this.#channel.post({ type, id, data }, transfer);
+    });
+  }
+
+  #failAll(error) {
+    for (const call of this.#calls.values()) call.reject(error);
+    this.#calls.clear();
+  }
+
+  async #openChannel() {
+    const c = this.#config;
+    if (c.worker) {
+      try {
+        const channel = await startWorker(this.#onMessage, c.timeouts.workerStart);
+        channel.worker.addEventListener('error', (event) => {
+          const error = new LensError(ERROR_CODES.WORKER, `The engine's worker crashed: ${event.message || 'unknown error'}`);
+          this.#failAll(error);
+          this.#setState('error');
+          this.#emit(EVENTS.ERROR, error.toJSON());
+        });
+        return { channel, reason: null };
+      } catch (err) {
+        const channel = await startInline(this.#onMessage);
+        return { channel, reason: `${err.message || err}` };
+      }
+    }
+    return { channel: await startInline(this.#onMessage), reason: 'turned off by the worker option' };
+  }
+
+  /**
+   * Start the pipeline: Python runtime, face detector and emotion model (downloaded once, sha256-checked), with
+   * PROGRESS events on the way. Calling it again while loading (or once loaded) returns the same promise;
+   * after a failure it tries again.
+   * @returns {Promise<LensInfo>}
+   * @throws {LensError} code unsupported | integrity | timeout | csp | load | config, `step` the failed step
+   */
+  load() {
+    if (this.#state === 'disposed') return Promise.reject(new LensError(ERROR_CODES.DISPOSED, 'This engine was disposed.'));
+    if (this.#loading) return this.#loading;
+    this.#setState('loading');
+    this.#loading = (async () => {
+      if (typeof WebAssembly !== 'object' || typeof WebAssembly.instantiate !== 'function') {
+        throw new LensError(ERROR_CODES.UNSUPPORTED, 'Unsupported browser: WebAssembly is not available, so the ' +
+          'on-device models cannot run. Please use a current version of Chrome, Edge, Firefox or Safari.',
+        { step: 'python' });
+      }
+      await serviceWorkerControl(); // first visit: let the site's service worker see (and keep) the big downloads
+      if (!this.#channel) {
+        const { channel, reason } = await this.#openChannel();
+        this.#channel = channel;
+        this.#backend = { thread: channel.thread, reason };
+      }
+      const c = this.#config;
+      const info = await this.#call('load', {
+        baseUrl: c.baseUrl, executionProviders: [...c.executionProviders], allowSoftwareGpu: c.allowSoftwareGpu,
+        timeouts: { ...c.timeouts }, model: c.model, maxFaces: c.maxFaces, smoothing: { ...c.smoothing },
+        warmup: c.warmup,
+      });
+      this.#info = info;
+      this.#setState('ready');
+      this.#emit(EVENTS.READY, this.info);
+      return this.info;
+    })();
+    this.#loading.catch(() => {
+      this.#loading = null;
+      if (this.#state !== 'disposed') this.#setState('error');
+    });
+    return this.#loading;
+  }
+
+  /**
+   * Process one frame. While another frame is being processed, this one waits; a newer call replaces a waiting
+   * frame, whose promise then resolves to null (counted in stats.dropped). An ImageBitmap or VideoFrame passed in
+   * is consumed (transferred to the worker and closed).
+   * @param {HTMLVideoElement|HTMLCanvasElement|OffscreenCanvas|HTMLImageElement|ImageBitmap|VideoFrame|ImageData|Blob} source
+   * @param {{maxSide?: number}} [options]  maxSide: default config.maxSide.video for a video / VideoFrame, else .image
+   * @returns {Promise<FrameResult|null>}
+   * @throws {LensError} code input | frame | not-ready | worker | disposed
+   */
+  detect(source, options = {}) {
+    if (this.#state !== 'ready') {
+      return Promise.reject(new LensError(ERROR_CODES.NOT_READY, `The engine is ${this.#state}, not ready.`));
+    }
+    return new Promise((resolve, reject) => {
+      const job = { source, options, resolve, reject };
+      if (!this.#inFlight) {
+        this.#run(job);
+        return;
+      }
+      if (this.#waiting) {
+        this.#dropped += 1;
+        this.#waiting.resolve(null);
+      }
+      this.#waiting = job;
+    });
+  }
+
+  async #run(job) {
+    this.#inFlight = true;
+    const t0 = performance.now();
+    try {
+      const { frame, kind } = await grabFrame(job.source);
+      const grab = performance.now() - t0;
+      const maxSide = job.options.maxSide ?? this.#config.maxSide[kind];
+      const result = await this.#call('detect', { frame, maxSide, kind }, [frame]);
+      result.timings.grab = grab;
+      result.timings.roundTrip = performance.now() - t0;
+      this.#frames += 1;
+      this.#result = result;
+      this.#emit(EVENTS.RESULT, result);
+      job.resolve(result);
+    } catch (err) {
+      job.reject(asLensError(err, ERROR_CODES.FRAME));
+    } finally {
+      this.#inFlight = false;
+      const next = this.#waiting;
+      this.#waiting = null;
+      if (next && this.#state === 'ready') this.#run(next);
+      else next?.resolve(null);
+    }
+  }
+
+  /**
+   * Process a playing video continuously: each new video frame is offered to detect(); while one is in flight the
+   * newest frame waits and is sent when the result arrives. Results arrive as RESULT events (and results());
+   * a failing frame is reported as an ERROR event and stops the loop. One video at a time: a new watch() stops
+   * the previous one.
+   * @param {HTMLVideoElement} video
+   * @param {{maxSide?: number}} [options]
+   * @returns {() => void} stop: no further frames are sent (a frame in flight still delivers its result)
+   */
+  watch(video, options = {}) {
+    this.#stopWatch?.();
+    let active = true;
+    const useRvfc = typeof video.requestVideoFrameCallback === 'function';
+    let handle = 0;
+    const schedule = () => {
+      handle = useRvfc ? video.requestVideoFrameCallback(tick) : requestAnimationFrame(tick);
+    };
+    const stop = () => {
+      if (!active) return;
+      active = false;
+      if (useRvfc) video.cancelVideoFrameCallback(handle);
+      else cancelAnimationFrame(handle);
+      if (this.#waiting?.source === video) {
+        this.#waiting.resolve(null);
+        this.#waiting = null;
+      }
+      if (this.#stopWatch === stop) this.#stopWatch = null;
+    };
+    const tick = () => {
+      if (!active) return;
+      if (video.videoWidth && this.#state === 'ready') {
+        this.detect(video, options).catch((err) => {
+          if (!active) return;
+          stop();
+          this.#emit(EVENTS.ERROR, asLensError(err, ERROR_CODES.FRAME).toJSON());
+        });
+      }
+      schedule();
+    };
+    schedule();
+    this.#stopWatch = stop;
+    return stop;
+  }
+
+  /**
+   * The results as an async iterator (newest first: a slow consumer skips results, it never falls behind).
+   * Ends when the engine is disposed.
+   * @returns {AsyncGenerator<FrameResult>}
+   */
+  async* results() {
+    let latest = null;
+    let wake = null;
+    const onResult = (e) => { latest = e.detail; wake?.(); };
+    const onState = () => wake?.();
+    this.addEventListener(EVENTS.RESULT, onResult);
+    this.addEventListener(EVENTS.STATE, onState);
+    try {
+      while (this.#state !== 'disposed') {
+        if (!latest) await new Promise((resolve) => { wake = resolve; });
+        wake = null;
+        if (latest) {
+          const out = latest;
+          latest = null;
+          yield out;
+        }
+      }
+    } finally {
+      this.removeEventListener(EVENTS.RESULT, onResult);
+      this.removeEventListener(EVENTS.STATE, onState);
+    }
+  }
+
+  /**
+   * Switch the emotion model (an id of info.models) without reloading anything else; face tracks start afresh.
+   * On failure the current model stays in use.
+   * @param {string} modelId
+   * @returns {Promise<LensInfo>}
+   * @throws {LensError} code model | integrity | load
+   */
+  async setModel(modelId) {
+    if (this.#state !== 'ready') throw new LensError(ERROR_CODES.NOT_READY, `The engine is ${this.#state}, not ready.`);
+    if (!this.#info.models.some((m) => m.id === modelId)) {
+      throw new LensError(ERROR_CODES.MODEL, `This site has no emotion model "${modelId}".`);
+    }
+    this.#info = await this.#call('setModel', { modelId });
+    this.#emit(EVENTS.MODEL, this.info);
+    return this.info;
+  }
+
+  /**
+   * Change the smoothing (forgets the face tracks).
+   * @param {{mode: 'ema'|'mean'|'median'|'none', k: number}} smoothing
+   * @returns {Promise<{mode: string, k: number}>} the settings in force (k rounded and clamped to 1..30)
+   */
+  async setSmoothing({ mode, k }) {
+    if (!SMOOTHING_MODES.includes(mode)) {
+      throw new LensError(ERROR_CODES.CONFIG, `smoothing mode must be one of ${SMOOTHING_MODES.join(', ')}`);
+    }
+    const smoothing = await this.#call('setSmoothing', { mode, k: Number(k) || 1 });
+    this.#info.smoothing = smoothing;
+    return { ...smoothing };
+  }
+
+  /** Forget the face tracks (e.g. when the source changes from the camera to a photo). */
+  async reset() {
+    await this.#call('reset');
+    this.#result = null;
+  }
+
+  /** Stop watching, release the sessions and end the worker. The engine cannot be used afterwards. */
+  async dispose() {
+    if (this.#state === 'disposed') return;
+    this.#stopWatch?.();
+    const channel = this.#channel;
+    if (channel) await this.#call('dispose').catch(() => {});
+    channel?.terminate();
+    this.#channel = null;
+    this.#failAll(new LensError(ERROR_CODES.DISPOSED, 'The engine was disposed.'));
+    this.#waiting?.resolve(null);
+    this.#waiting = null;
+    this.#setState('disposed');
+  }
+}
+
+/**
+ * Create an engine (nothing is loaded until load()).
+ * @param {Partial<LensConfig>} [config]  options over DEFAULTS
+ * @returns {EmotionLens}
+ * @throws {LensError} code `config` for an invalid option
+ */
+export function createEmotionLens(config = {}) {
+  return new EmotionLens(config);
+}

@@ -1,0 +1,263 @@
+// The frame pipeline behind the EmotionLens engine: the Python runtime, the two onnxruntime sessions and the
+// per-frame work (pixels -> Python pre -> detector -> Python decode/crop -> emotion model -> Python post).
+// One module for both places it runs: the engine's Web Worker (js/lens-worker.js), or the main thread where no
+// worker can run. It speaks only messages, handled one at a time in arrival order:
+//   in:  {type, id, data}   type: load | detect | setModel | setSmoothing | reset | dispose
+//   out: {status: 'progress', id, data: LoadProgress} ... then {status: 'done', id, data} or
+//        {status: 'error', id, error: {code, message, step?}}
+// A frame arrives as a VideoFrame or ImageBitmap (transferred, no copy on the sender's side) and is closed here.
+import { loadEmotionModel, loadEverything } from './app-boot.js';
+import { ERROR_CODES, LensError, asLensError } from './errors.js';
+import { run } from './inference.js';
+import { setSiteRoot } from './manifest.js';
+
+const now = () => performance.now();
+// A blank frame of this size compiles kernels and warms caches at load, so the first real frame is not the slow one.
+const WARMUP_SIZE = [64, 48];
+
+/** The size a w x h frame is read at: scaled down (never up) so its long side is at most `maxSide`. */
+export function fitSize(w, h, maxSide) {
+  const scale = Math.min(1, maxSide / Math.max(w, h));
+  return { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
+}
+
+/** Copy a float32 numpy array (PyProxy) into a JS Float32Array and free the proxy. */
+function takeFloat32(proxy) {
+  const buf = proxy.getBuffer('f32');
+  try {
+    return { data: new Float32Array(buf.data), dims: Array.from(buf.shape) };
+  } finally {
+    buf.release();
+    proxy.destroy();
+  }
+}
+
+/** Pick the detector outputs by shape: regressors (1, 896, 16), scores (1, 896, 1). */
+function detectorOutputs(session, outputs) {
+  let reg = null;
+  let sc = null;
+  for (const name of session.outputNames) {
+    const t = outputs[name];
+    const last = t.dims[t.dims.length - 1];
+    if (last === 16) reg = t;
+    else if (last === 1) sc = t;
+  }
+  if (!reg || !sc) throw new Error(`unexpected detector outputs: ${session.outputNames.join(', ')}`);
+  return { reg, sc };
+}
+
+function inWorker() {
+  return typeof WorkerGlobalScope !== 'undefined' && globalThis instanceof WorkerGlobalScope;
+}
+
+/** A 2-D canvas to read pixels from: OffscreenCanvas (workers, modern browsers), else a DOM canvas. */
+function pixelCanvas() {
+  const canvas = typeof OffscreenCanvas === 'function' ? new OffscreenCanvas(1, 1) : document.createElement('canvas');
+  return { canvas, ctx: canvas.getContext('2d', { willReadFrequently: true }) };
+}
+
+class Pipeline {
+  constructor() {
+    this.loaded = null; // {pyodide, runtime, detector, emotion, catalog}
+    this.bridge = null; // emotion_runtime.AppBridge (PyProxy)
+    this.options = null;
+    this.pixels = null;
+  }
+
+  async load(data, progress) {
+    const o = data;
+    if (o.baseUrl) setSiteRoot(o.baseUrl);
+    this.options = o;
+    this.loaded = await loadEverything({
+      progress, eps: o.executionProviders, allowSoftwareGpu: o.allowSoftwareGpu, timeoutMs: o.timeouts.load,
+      modelId: o.model,
+    });
+    this.useEmotion(this.loaded.emotion, o.smoothing);
+    if (o.warmup) {
+      const [w, h] = WARMUP_SIZE;
+      await this.processRgba(new Uint8ClampedArray(w * h * 4), w, h);
+      this.bridge.reset();
+    }
+    return this.describe();
+  }
+
+  /** What the engine reports once loaded or after a model switch. */
+  describe() {
+    const { detector, emotion, catalog } = this.loaded;
+    return {
+      thread: inWorker() ? 'worker' : 'main',
+      ep: { detector: detector.ep, emotion: emotion.ep },
+      epAttempts: { detector: detector.attempts, emotion: emotion.attempts },
+      model: this.model,
+      models: catalog,
+      smoothing: { ...this.smoothing },
+    };
+  }
+
+  /** Make `emotion` the model in use: a fresh AppBridge (tracks forgotten) with its sidecar. */
+  useEmotion(emotion, smoothing) {
+    const bridge = this.loaded.runtime.AppBridge(JSON.stringify(emotion.sidecar), this.options.maxFaces,
+      smoothing.mode, smoothing.k);
+    this.bridge?.destroy();
+    this.bridge = bridge;
+    this.loaded.emotion = emotion;
+    this.smoothing = JSON.parse(bridge.smoothing_json());
+    const look = JSON.parse(bridge.labels_json());
+    const { id, title, dataset } = emotion.entry;
+    this.model = { id, title, dataset: dataset ?? null, ...look };
+  }
+
+  async setModel({ modelId }, progress) {
+    this.requireLoaded();
+    const old = this.loaded.emotion;
+    if (old.entry.id === modelId) return this.describe();
+    const { executionProviders: eps, allowSoftwareGpu } = this.options;
+    // The old model stays in use until the new one is running: a failed switch loses nothing.
+    const emotion = await loadEmotionModel(modelId, { eps, allowSoftwareGpu }, progress);
+    this.useEmotion(emotion, this.smoothing);
+    await old.session.release().catch(() => {});
+    return this.describe();
+  }
+
+  setSmoothing({ mode, k }) {
+    this.requireLoaded();
+    this.smoothing = JSON.parse(this.bridge.set_smoothing(mode, k));
+    return { ...this.smoothing };
+  }
+
+  reset() {
+    this.requireLoaded();
+    this.bridge.reset();
+    return null;
+  }
+
+  requireLoaded() {
+    if (!this.loaded) throw new LensError(ERROR_CODES.NOT_READY, 'The engine is not loaded yet: call load() first.');
+  }
+
+  /** One frame (VideoFrame | ImageBitmap, closed here), read at most `maxSide` px on its long side. */
+  async detect({ frame, maxSide, kind }) {
+    try {
+      this.requireLoaded();
+      const t0 = now();
+      const w = frame.displayWidth ?? frame.width;
+      const h = frame.displayHeight ?? frame.height;
+      const { width, height } = fitSize(w, h, maxSide);
+      this.pixels ??= pixelCanvas();
+      const { canvas, ctx } = this.pixels;
+      if (canvas.width !== width || canvas.height !== height) {
+        canvas.width = width;
+        canvas.height = height;
+      }
+      ctx.drawImage(frame, 0, 0, width, height);
+      frame.close();
+      const rgba = ctx.getImageData(0, 0, width, height).data;
+      const result = await this.processRgba(rgba, width, height);
+      result.kind = kind;
+      result.timings.capture = now() - t0 - result.timings.total;
+      result.timings.total = now() - t0;
+      return result;
+    } finally {
+      frame.close?.(); // a second close is a no-op
+    }
+  }
+
+  /**
+   * Emotion logits for N crops ({data, dims: [N, 1, 48, 48]}), as one Float32Array of N x C. A session fixed
+   * to batch 1 (the WebGL copy of the model) runs once per face.
+   */
+  async classify(crops) {
+    const em = this.loaded.emotion.session;
+    const [input, output] = [em.inputNames[0], em.outputNames[0]];
+    const n = crops.dims[0];
+    if (this.loaded.emotion.batch !== 1 || n === 1) return (await run(em, input, crops.data, crops.dims))[output].data;
+    const per = crops.data.length / n;
+    let logits = null; // n x C, C known after the first run
+    for (let i = 0; i < n; i++) {
+      const one = crops.data.slice(i * per, (i + 1) * per); // a copy: a backend may keep the buffer
+      const row = (await run(em, input, one, [1, ...crops.dims.slice(1)]))[output].data;
+      logits ??= new Float32Array(n * row.length);
+      logits.set(row, i * row.length);
+    }
+    return logits;
+  }
+
+  async processRgba(rgba, width, height) {
+    const bridge = this.bridge;
+    const t1 = now();
+    const x = takeFloat32(bridge.detector_input(rgba, width, height));
+    const t2 = now();
+    const det = this.loaded.detector.session;
+    const { reg, sc } = detectorOutputs(det, await run(det, det.inputNames[0], x.data, x.dims));
+    const t3 = now();
+    const n = bridge.decode_faces(reg.data, sc.data);
+    const detected = bridge.detected;
+    const crops = n > 0 ? takeFloat32(bridge.emotion_input()) : null;
+    const t4 = now();
+    const logits = n > 0 ? await this.classify(crops) : null;
+    const t5 = now();
+    const faces = JSON.parse(bridge.update_json(logits));
+    const t6 = now();
+    return {
+      faces,
+      detected,
+      width,
+      height,
+      timings: {
+        capture: 0,
+        detect: t3 - t2,
+        pre: (t2 - t1) + (t4 - t3), // detector_input + decode_faces + emotion_input
+        classify: t5 - t4,
+        post: t6 - t5,
+        total: t6 - t1,
+      },
+    };
+  }
+
+  async dispose() {
+    if (this.loaded) {
+      await Promise.all([this.loaded.detector.session.release(), this.loaded.emotion.session.release()])
+        .catch(() => {});
+    }
+    this.bridge?.destroy();
+    this.bridge = null;
+    this.loaded = null;
+    return null;
+  }
+}
+
+/**
+ * A message handler around one Pipeline.
+ * @param {(message: object, transfer?: Transferable[]) => void} send  where replies go
+ * @returns {{handle: (message: {type: string, id: number, data?: object}) => void}}
+ */
+export function createPipelineHost(send) {
+  const pipeline = new Pipeline();
+  let queue = Promise.resolve();
+  const handlers = {
+    load: (data, progress) => pipeline.load(data, progress),
+    detect: (data) => pipeline.detect(data),
+    setModel: (data, progress) => pipeline.setModel(data, progress),
+    setSmoothing: (data) => pipeline.setSmoothing(data),
+    reset: () => pipeline.reset(),
+    dispose: () => pipeline.dispose(),
+  };
+  const handleOne = async ({ type, id, data }) => {
+    try {
+      const handler = handlers[type];
+      if (!handler) throw new LensError(ERROR_CODES.INPUT, `unknown message type "${type}"`);
+      const result = await handler(data ?? {}, (p) => send({ status: 'progress', id, data: p }));
+      send({ status: 'done', id, data: result });
+    } catch (err) {
+      if (type === 'detect') data?.frame?.close?.();
+      if (!(err instanceof LensError)) console.error(err);
+      const e = asLensError(err, type === 'detect' ? ERROR_CODES.FRAME : ERROR_CODES.LOAD);
+      send({ status: 'error', id, error: e.toJSON() });
+    }
+  };
+  return {
+    handle(message) {
+      queue = queue.then(() => handleOne(message));
+    },
+  };
+}
