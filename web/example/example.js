@@ -1,0 +1,67 @@
+// Minimal use of the Emotion Lens engine: load it, feed it the camera or a photo, list the faces it reports.
+import { EVENTS, createEmotionLens } from '../js/emotion-lens.js';
+
+const $ = (id) => document.getElementById(id);
+const lens = createEmotionLens({ maxFaces: 4 });
+let stopWatching = null;
+
+// Progress while loading arrives as plain data: {status, step, loaded?, total?}.
+lens.addEventListener(EVENTS.PROGRESS, ({ detail: p }) => {
+  $('status').textContent = `Loading: ${p.step} ${p.status}` +
+    (p.total ? ` (${(p.loaded / 1e6).toFixed(1)} of ${(p.total / 1e6).toFixed(1)} MB)` : '');
+});
+lens.addEventListener(EVENTS.ERROR, ({ detail }) => { $('status').textContent = `Error (${detail.code}): ${detail.message}`; });
+
+/** One list item per face: its tracker id and top expression. */
+function show(result) {
+  const { display } = lens.model;
+  $('faces').replaceChildren(...result.faces.map((face) => {
+    const top = face.probs.indexOf(Math.max(...face.probs));
+    const item = document.createElement('li');
+    item.dataset.label = face.label;
+    item.textContent = `Face ${face.id}: ${display[top]} ${Math.round(face.probs[top] * 100)}%`;
+    return item;
+  }));
+  $('faces').dataset.frames = String(lens.stats.frames);
+}
+
+async function main() {
+  try {
+    const info = await lens.load();
+    $('status').textContent = `Ready: ${info.model.title}, ${info.ep.detector} (${info.backend.thread} thread).`;
+  } catch (err) {
+    $('status').textContent = `Could not load (${err.code}): ${err.message}`;
+    return;
+  }
+  $('start').disabled = false;
+  $('photo').disabled = false;
+  // Every result, from the camera or a photo, as an async iterator.
+  for await (const result of lens.results()) show(result);
+}
+
+$('start').addEventListener('click', async () => {
+  const video = $('video');
+  video.srcObject = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  await video.play();
+  stopWatching = lens.watch(video);
+  $('start').disabled = true;
+  $('stop').disabled = false;
+});
+
+$('stop').addEventListener('click', () => {
+  stopWatching?.();
+  for (const track of $('video').srcObject.getTracks()) track.stop();
+  $('video').srcObject = null;
+  $('start').disabled = false;
+  $('stop').disabled = true;
+});
+
+$('photo').addEventListener('change', async () => {
+  const file = $('photo').files[0];
+  if (!file) return;
+  stopWatching?.();
+  await lens.reset();
+  await lens.detect(await createImageBitmap(file)); // the result arrives through results() above
+});
+
+main();
