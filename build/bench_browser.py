@@ -1,16 +1,22 @@
 """Benchmark the built site in headless Chromium with a fake webcam (not a test: it prints numbers).
 
-For each execution-provider setting it starts a fresh browser (empty cache), opens the page, presses
-"Start camera" as soon as the page is ready, lets N frames through the whole chain and reads the page's
-own per-frame timings from window.__emotionApp. It prints:
-  - cold start: navigation -> ready, and -> first prediction (ready + Start camera -> first result),
-  - per-frame latency: detect / Python pre / classify / Python post / total (median and p90), FPS,
-  - page weight: manifest.json totals and groups, and the bytes this EP setting actually fetched.
+Each run starts a fresh browser (empty cache) and measures, reading the page's own figures from window.__emotionApp:
+  - page ready: cold (first visit) and warm (a second visit, cached), navigation -> ready;
+  - a camera run of --camera-seconds: per-frame stages (grab on the main thread; capture, detect, Python pre,
+    classify, Python post, total in the engine; the frame's lag = grab -> result), processed FPS, dropped frames,
+    main-thread long tasks (> 50 ms, PerformanceObserver) and main-thread busy time per processed frame (Chromium's
+    TaskDuration metric over the run, divided by the frames processed);
+  - with the CPU throttled --throttle times (CDP Emulation.setCPUThrottlingRate, a mid-range phone proxy): processed
+    FPS and click-response latency (a click's event time -> the next animation frame after it was handled).
+Every figure is printed per run and as the median of --runs runs. --soak-seconds N adds one long camera run that
+prints, every --soak-interval s, the main thread's JS heap, Python's WebAssembly heap (in the engine's worker), the
+renderer processes' resident memory, FPS and frame lag, and their growth after warm-up.
 
 Usage (repo root, venv with playwright; /usr/bin/chromium and ffmpeg installed):
-    python build/bench_browser.py                      # builds dist/site if missing; wasm and auto
-    python build/bench_browser.py --eps wasm,auto,webgl,webgpu --frames 200 --json bench.json
-    python build/bench_browser.py --site /path/to/site --no-build
+    python build/bench_browser.py                          # builds dist/site if missing; wasm, 3 runs
+    python build/bench_browser.py --eps wasm,auto --runs 3 --camera-seconds 60 --json bench.json
+    python build/bench_browser.py --runs 0 --soak-seconds 600
+    python build/bench_browser.py --query worker=0         # the main-thread fallback, for comparison
 EP settings: wasm (?ep=wasm), auto (the page's default chain), webgl / webgpu (?ep=..., software GPUs
 allowed, so headless SwiftShader is measured too; add --webgpu-flag for WebGPU in headless Chromium).
 """
@@ -30,8 +36,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-STAGES = ("capture", "detect", "pre", "classify", "post", "total")
-QUERIES = {"wasm": "?ep=wasm", "auto": "", "webgl": "?ep=webgl", "webgpu": "?ep=webgpu"}
+STAGES = ("grab", "capture", "detect", "pre", "classify", "post", "total", "roundTrip")
+QUERIES = {"wasm": "ep=wasm", "auto": "", "webgl": "ep=webgl", "webgpu": "ep=webgpu"}
+LONG_TASK_MS = 50
+
+# Installed before any page script: long tasks and click latency, recorded where the benchmark can read them.
+PROBES = """
+window.__bench = { longTasks: [], clicks: [] };
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__bench.longTasks.push({ start: e.startTime, ms: e.duration });
+  }).observe({ type: 'longtask', buffered: true });
+} catch (err) { window.__bench.longTasks = null; }
+addEventListener('click', (e) => {
+  const t = e.timeStamp;
+  requestAnimationFrame(() => setTimeout(() => window.__bench.clicks.push(performance.now() - t), 0));
+}, true);
+"""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,92 +74,285 @@ def ensure_site(site: Path, build: bool) -> dict:
     return json.loads(manifest.read_text())
 
 
-def bench_one(playwright, url: str, setting: str, video: Path, frames: int, webgpu_flag: bool,
-              timeout_s: float) -> dict:
-    from fixtures.e2e import launch_app_browser, status, wait_for
+def query_string(setting: str, extra: str) -> str:
+    parts = [p for p in (QUERIES[setting], extra) if p]
+    return "?" + "&".join(parts) if parts else ""
 
-    extra = ["--enable-unsafe-webgpu"] if webgpu_flag else []
-    browser = launch_app_browser(playwright, *extra, fake_video=video)
+
+# ---------------------------------------------------------------- process memory (Linux /proc)
+
+def _proc(pid: int, name: str) -> str:
+    return (Path("/proc") / str(pid) / name).read_text(errors="replace")
+
+
+def renderer_rss_bytes(profile_dir: str) -> int | None:
+    """Resident memory of the renderer processes of the Chromium using `profile_dir` (the page and its workers)."""
+    procs: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int(_proc(int(entry.name), "stat").rsplit(")", 1)[1].split()[1])
+            procs[int(entry.name)] = (ppid, _proc(int(entry.name), "cmdline").replace("\0", " "))
+        except (OSError, IndexError, ValueError):
+            continue
+    roots = {pid for pid, (_, cmd) in procs.items() if f"--user-data-dir={profile_dir}" in cmd and "--type=" not in cmd}
+    if not roots:
+        return None
+    total = 0
+    for pid, (_, cmd) in procs.items():
+        if "--type=renderer" not in cmd:
+            continue
+        parent = pid
+        for _ in range(5):  # renderers are children (or grandchildren, via the zygote) of the browser process
+            parent = procs.get(parent, (0, ""))[0]
+            if parent in roots:
+                try:
+                    rss = next(line for line in _proc(pid, "status").splitlines() if line.startswith("VmRSS:"))
+                    total += int(rss.split()[1]) * 1024
+                except (OSError, StopIteration):
+                    pass
+                break
+    return total
+
+
+# ---------------------------------------------------------------- one run
+
+def open_ready(page, url: str, timeout_s: float) -> dict:
+    from fixtures.e2e import status, wait_for
+
+    page.goto(url)
+    wait_for(page, "() => window.__emotionApp && ['ready', 'error'].includes(window.__emotionApp.state)",
+             int(timeout_s * 1000))
+    return status(page)
+
+
+def task_seconds(cdp) -> float:
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return metrics["TaskDuration"]
+
+
+def camera_window(page, cdp, seconds: float) -> dict:
+    """Run the camera for `seconds` (after a short settling time) and measure the main thread meanwhile."""
+    from fixtures.e2e import status, wait_for
+
+    page.click("#start-camera")
+    wait_for(page, "() => window.__emotionApp.frames >= 5 || window.__emotionApp.error !== null", 120_000)
+    s0 = status(page)
+    busy0, t0 = task_seconds(cdp), time.perf_counter()
+    page_t0 = page.evaluate("() => performance.now()")
+    page.wait_for_timeout(seconds * 1000)
+    busy1, t1 = task_seconds(cdp), time.perf_counter()
+    s1 = status(page)
+    long_tasks = page.evaluate(f"() => window.__bench.longTasks && window.__bench.longTasks.filter("
+                               f"(t) => t.start >= {page_t0} && t.ms > {LONG_TASK_MS})")
+    frames = s1["frames"] - s0["frames"]
+    history = s1["history"][-max(1, min(frames, 300)):]
+    page.click("#stop-camera")
+    wait_for(page, "() => window.__emotionApp.state === 'ready'")
+    return {
+        "frames": frames,
+        "seconds": t1 - t0,
+        "fps": frames / (t1 - t0),
+        "dropped": s1["dropped"] - s0["dropped"],
+        "faces": statistics.median(h["faces"] for h in history) if history else 0,
+        "main_busy_ms_per_frame": (busy1 - busy0) * 1000 / max(1, frames),
+        "long_tasks": long_tasks,
+        "stages": {k: {"median": statistics.median(h[k] for h in history),
+                       "p90": percentile([h[k] for h in history], 90)}
+                   for k in STAGES if history and all(k in h for h in history)},
+        "error": s1["error"],
+    }
+
+
+def throttled_window(page, cdp, rate: float, seconds: float, clicks: int) -> dict:
+    from fixtures.e2e import status, wait_for
+
+    cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
     try:
-        page = browser.new_page()
-        t0 = time.perf_counter()
-        page.goto(url + QUERIES[setting])
-        wait_for(page, "() => window.__emotionApp && ['ready', 'error'].includes(window.__emotionApp.state)",
-                 int(timeout_s * 1000))
+        page.click("#start-camera")
+        wait_for(page, "() => window.__emotionApp.frames >= 3 || window.__emotionApp.error !== null", 180_000)
+        page.wait_for_timeout(2000)  # settle
+        f0, t0 = status(page)["frames"], time.perf_counter()
+        page.evaluate("() => { window.__bench.clicks = []; }")
+        gap_ms = seconds * 1000 / (clicks + 1)
+        for _ in range(clicks):
+            page.wait_for_timeout(gap_ms)
+            page.click(".settings summary")  # opens / closes the settings: a visible answer to the click
+        page.wait_for_timeout(gap_ms)
         s = status(page)
+        f1, t1 = s["frames"], time.perf_counter()
+        latencies = page.evaluate("() => window.__bench.clicks")
+        page.click("#stop-camera")
+        wait_for(page, "() => window.__emotionApp.state === 'ready'")
+    finally:
+        cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+    return {"rate": rate, "fps": (f1 - f0) / (t1 - t0), "click_ms": latencies, "error": s["error"]}
+
+
+def bench_one(playwright, url: str, setting: str, extra_query: str, video: Path, args) -> dict:
+    from fixtures.e2e import launch_app_browser
+
+    flags = ["--enable-unsafe-webgpu"] if args.webgpu_flag or setting == "webgpu" else []
+    browser = launch_app_browser(playwright, *flags, fake_video=video)
+    try:
+        browser.context.add_init_script(PROBES)
+        page = browser.new_page()
+        cdp = browser.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        address = url + query_string(setting, extra_query)
+        s = open_ready(page, address, args.timeout)
         if s["state"] != "ready":
             return {"setting": setting, "error": s["error"]}
-        page.click("#start-camera")
-        wait_for(page, f"() => window.__emotionApp.frames >= {frames} || window.__emotionApp.error !== null",
-                 int(timeout_s * 1000))
-        wall = time.perf_counter() - t0
-        s = status(page)
-        if s["error"]:
-            return {"setting": setting, "error": s["error"]}
-        history = s["history"][-frames:]
+        out = {"setting": setting, "ep": s["ep"], "thread": s["thread"], "cold_ready_ms": s["loadMs"]}
         fetched = [u[len(url):].split("?")[0] for u in browser.requests if u.startswith(url)]
-        return {
-            "setting": setting,
-            "ep": s["ep"],
-            "ep_attempts": s["epAttempts"],
-            "load_ms": s["loadMs"],
-            "first_prediction_ms": s["loadMs"] + (s["firstFrameMs"] - s["cameraClickMs"]),
-            "frames": len(history),
-            "faces": statistics.median(h["faces"] for h in history),
-            "fps": s["fps"],
-            "dropped": s["dropped"],
-            "stages": {k: {"median": statistics.median(h[k] for h in history),
-                           "p90": percentile([h[k] for h in history], 90)} for k in STAGES},
-            "fetched_paths": sorted(set(fetched)),
-            "wall_s": wall,
-        }
+        out["fetched_paths"] = sorted(set(fetched))
+        out["camera"] = camera_window(page, cdp, args.camera_seconds)
+        out["throttled"] = throttled_window(page, cdp, args.throttle, args.throttle_seconds, args.clicks)
+        s = open_ready(page, address, args.timeout)  # a second visit: HTTP cache and service worker warm
+        out["warm_ready_ms"] = s["loadMs"]
+        return out
     finally:
         browser.close()
 
+
+# ---------------------------------------------------------------- soak
+
+def soak(playwright, url: str, setting: str, extra_query: str, video: Path, args) -> list[dict]:
+    from fixtures.e2e import launch_app_browser, status, wait_for
+
+    browser = launch_app_browser(playwright, fake_video=video)
+    samples = []
+    try:
+        page = browser.new_page()
+        cdp = browser.context.new_cdp_session(page)
+        s = open_ready(page, url + query_string(setting, extra_query), args.timeout)
+        if s["state"] != "ready":
+            raise SystemExit(f"soak: page did not load: {s['error']}")
+        page.click("#start-camera")
+        wait_for(page, "() => window.__emotionApp.frames >= 3", 120_000)
+        start = time.perf_counter()
+        last_frames, last_t = status(page)["frames"], start
+        print(f"\nSoak: {args.soak_seconds} s camera run ({setting}, {s['thread']} thread), a sample every "
+              f"{args.soak_interval} s")
+        print(f"{'t s':>6s} {'frames':>7s} {'FPS':>5s} {'dropped':>7s} {'lag med/p90 ms':>15s} "
+              f"{'main JS heap MB':>15s} {'Python wasm MB':>14s} {'renderer RSS MB':>15s}")
+        while time.perf_counter() - start < args.soak_seconds:
+            page.wait_for_timeout(args.soak_interval * 1000)
+            cdp.send("HeapProfiler.collectGarbage")
+            heap = cdp.send("Runtime.getHeapUsage")["usedSize"]
+            memory = page.evaluate("() => window.__emotionApp.memory()")
+            st = status(page)
+            now = time.perf_counter()
+            new = st["frames"] - last_frames
+            lags = [h["roundTrip"] for h in st["history"][-max(1, min(new, 300)):]]
+            sample = {
+                "t": now - start, "frames": st["frames"], "fps": new / (now - last_t), "dropped": st["dropped"],
+                "lag_median": statistics.median(lags), "lag_p90": percentile(lags, 90),
+                "js_heap": heap, "python_wasm": memory["pythonWasmBytes"],
+                "renderer_rss": renderer_rss_bytes(browser._profile.name), "error": st["error"],
+            }
+            samples.append(sample)
+            last_frames, last_t = st["frames"], now
+            rss = sample["renderer_rss"]
+            print(f"{sample['t']:6.0f} {sample['frames']:7d} {sample['fps']:5.1f} {sample['dropped']:7d} "
+                  f"{sample['lag_median']:7.1f} / {sample['lag_p90']:<6.1f} {heap / 1e6:15.1f} "
+                  f"{sample['python_wasm'] / 1e6:14.1f} {(rss or 0) / 1e6:15.1f}", flush=True)
+            if st["error"]:
+                print(f"soak: the page reported an error: {st['error']}")
+                break
+    finally:
+        browser.close()
+    warm = [s for s in samples if s["t"] >= args.soak_seconds * 0.2] or samples
+    if len(warm) >= 2:
+        first, last = warm[0], warm[-1]
+
+        def growth(key: str) -> str:
+            a, b = first[key], last[key]
+            return f"{100 * (b - a) / a:+.1f}%" if a else "n/a"
+
+        print(f"after warm-up (t >= {first['t']:.0f} s): JS heap {growth('js_heap')}, Python wasm "
+              f"{growth('python_wasm')}, renderer RSS {growth('renderer_rss')}, frame lag median "
+              f"{first['lag_median']:.1f} -> {last['lag_median']:.1f} ms, FPS {first['fps']:.1f} -> {last['fps']:.1f}")
+    return samples
+
+
+# ---------------------------------------------------------------- report
 
 def fetched_bytes(manifest: dict, paths: list[str]) -> int:
     files = manifest["files"]
     return sum(files[p]["bytes"] for p in paths if p in files)
 
 
-def print_report(manifest: dict, runs: list[dict], frames: int, video: Path) -> None:
+def machine_line() -> str:
+    chromium = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{chromium}, {os.cpu_count()} CPU cores, load average at the end {load}"
+
+
+def med(values: list[float]) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
     mb = lambda n: f"{n / 1e6:.1f}"  # noqa: E731
     t = manifest["totals"]
-    cpu = os.cpu_count()
-    chromium = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"\n{chromium}, {cpu} CPU cores, fake webcam {video.name}, {frames} frames per run\n")
+    print(f"\n{machine_line()}\nfake webcam {video.name}; camera run {args.camera_seconds:g} s; "
+          f"throttled {args.throttle:g}x for {args.throttle_seconds:g} s with {args.clicks} clicks\n")
     print(f"Page weight (manifest.json): {t['files']} files, {mb(t['bytes'])} MB raw, {mb(t['gzip_bytes'])} MB gzip")
-    for name, g in manifest["groups"].items():
-        print(f"  {name:14s} {mb(g['bytes']):>6s} MB raw {mb(g['gzip_bytes']):>6s} MB gzip")
-    print()
-    head = (f"{'setting':8s} {'EP det/emo':13s} {'ready s':>7s} {'1st pred s':>10s} {'FPS':>5s} "
-            + " ".join(f"{k + ' med/p90 ms':>18s}" for k in ("detect", "pre", "classify", "post", "total"))
-            + f" {'fetched MB':>10s}")
-    print(head)
-    print("-" * len(head))
+    ok = [r for r in runs if "error" not in r and not r["camera"]["error"]]
     for r in runs:
-        if "error" in r:
-            print(f"{r['setting']:8s} error: {r['error']}")
-            continue
-        ep = f"{r['ep']['detector']}/{r['ep']['emotion']}"
-        cells = " ".join(
-            f"{r['stages'][k]['median']:>8.1f} / {r['stages'][k]['p90']:<7.1f}"
-            for k in ("detect", "pre", "classify", "post", "total"))
-        fps = f"{r['fps']:.1f}" if r["fps"] else "-"
-        print(f"{r['setting']:8s} {ep:13s} {r['load_ms'] / 1000:>7.2f} {r['first_prediction_ms'] / 1000:>10.2f} "
-              f"{fps:>5s} {cells} {mb(fetched_bytes(manifest, r['fetched_paths'])):>10s}")
-    print("\npre = detector_input + decode_faces + emotion_input (Python); post = update (Python);"
-          " detect / classify = onnxruntime-web runs; total also includes reading the video frame.")
+        if r not in ok:
+            print(f"{r['setting']}: error {r.get('error') or r['camera']['error']}")
+    for setting in dict.fromkeys(r["setting"] for r in ok):
+        rs = [r for r in ok if r["setting"] == setting]
+        print(f"\n== {setting}: EP {rs[0]['ep']['detector']}/{rs[0]['ep']['emotion']}, pipeline in the "
+              f"{rs[0]['thread']} thread, {len(rs)} run(s); per run, then the median")
+        head = (f"{'run':>4s} {'cold s':>6s} {'warm s':>6s} {'FPS':>5s} {'dropped':>7s} {'long tasks':>10s} "
+                f"{'main ms/frame':>13s} {'4x FPS':>6s} {'click med/max ms':>16s} {'fetched MB':>10s}")
+        print(head)
+        rows = []
+        for i, r in enumerate(rs, 1):
+            c, th = r["camera"], r["throttled"]
+            n_long = None if c["long_tasks"] is None else len(c["long_tasks"])
+            row = [r["cold_ready_ms"] / 1000, r["warm_ready_ms"] / 1000, c["fps"], c["dropped"], n_long,
+                   c["main_busy_ms_per_frame"], th["fps"], med(th["click_ms"]), max(th["click_ms"], default=None)]
+            rows.append(row)
+            print(f"{i:>4d} {row[0]:6.2f} {row[1]:6.2f} {row[2]:5.1f} {row[3]:7d} {str(row[4]):>10s} {row[5]:13.2f} "
+                  f"{row[6]:6.1f} {row[7]:7.0f} / {row[8] or float('nan'):<6.0f} "
+                  f"{mb(fetched_bytes(manifest, r['fetched_paths'])):>10s}")
+        m = [med([row[k] for row in rows]) for k in range(len(rows[0]))]
+        print(f"{'med':>4s} {m[0]:6.2f} {m[1]:6.2f} {m[2]:5.1f} {m[3]:7.0f} {m[4]:>10.0f} {m[5]:13.2f} {m[6]:6.1f} "
+              f"{m[7]:7.0f} / {m[8]:<6.0f}")
+        longest = max((t["ms"] for r in rs for t in (r["camera"]["long_tasks"] or [])), default=0)
+        print(f"longest main-thread task during the camera runs: {longest:.0f} ms")
+        print(f"\n{'stage':10s} {'median ms':>9s} {'p90 ms':>7s}   (median over runs of each run's median / p90)")
+        for k in STAGES:
+            if all(k in r["camera"]["stages"] for r in rs):
+                print(f"{k:10s} {med([r['camera']['stages'][k]['median'] for r in rs]):9.1f} "
+                      f"{med([r['camera']['stages'][k]['p90'] for r in rs]):7.1f}")
+    print("\ngrab = taking the frame on the main thread; capture = reading its pixels (engine); pre = detector_input +"
+          " decode_faces + emotion_input (Python); post = update (Python); detect / classify = onnxruntime-web;"
+          " total = the engine's whole frame; roundTrip = grab -> result on the main thread (the frame's lag)."
+          " main ms/frame = Chromium's main-thread TaskDuration over the camera run / frames processed.")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--site", type=Path, default=ROOT / "dist/site")
     parser.add_argument("--no-build", action="store_true", help="do not build the site when it is missing")
-    parser.add_argument("--eps", default="wasm,auto", help="comma list of: wasm, auto, webgl, webgpu")
-    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--eps", default="wasm", help="comma list of: wasm, auto, webgl, webgpu")
+    parser.add_argument("--runs", type=int, default=3, help="fresh-browser runs per EP setting (median printed)")
+    parser.add_argument("--query", default="", help="extra page parameters, e.g. worker=0")
+    parser.add_argument("--camera-seconds", type=float, default=20.0)
+    parser.add_argument("--throttle", type=float, default=4.0, help="CPU throttling rate for the throttled run")
+    parser.add_argument("--throttle-seconds", type=float, default=10.0)
+    parser.add_argument("--clicks", type=int, default=8, help="clicks during the throttled run")
+    parser.add_argument("--soak-seconds", type=float, default=0.0, help="add a long camera run (e.g. 600)")
+    parser.add_argument("--soak-interval", type=float, default=30.0, help="seconds between soak samples")
     parser.add_argument("--webgpu-flag", action="store_true", help="launch Chromium with --enable-unsafe-webgpu")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds for a page to get ready")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = parser.parse_args(argv)
 
@@ -156,20 +370,23 @@ def main(argv: list[str] | None = None) -> int:
     manifest = ensure_site(args.site, not args.no_build)
     video = videos.y4m(videos.HAPPY)
     server, url = serve_dir(args.site)
-    runs = []
+    runs, soak_samples = [], []
     try:
         with sync_playwright() as p:
             for setting in settings:
-                print(f"running {setting} ...", flush=True)
-                runs.append(bench_one(p, url, setting, video, args.frames,
-                                      args.webgpu_flag or setting == "webgpu", args.timeout))
+                for i in range(args.runs):
+                    print(f"running {setting} ({i + 1}/{args.runs}) ...", flush=True)
+                    runs.append(bench_one(p, url, setting, args.query, video, args))
+            if args.soak_seconds > 0:
+                soak_samples = soak(p, url, settings[0], args.query, video, args)
     finally:
         server.shutdown()
         server.server_close()
-    print_report(manifest, runs, args.frames, video)
+    if runs:
+        print_report(manifest, runs, args, video)
     if args.json:
         args.json.write_text(json.dumps({"manifest_totals": manifest["totals"], "groups": manifest["groups"],
-                                         "runs": runs}, indent=1))
+                                         "machine": machine_line(), "runs": runs, "soak": soak_samples}, indent=1))
     return 0 if all("error" not in r for r in runs) else 1
 
 

@@ -144,6 +144,7 @@ function createLens() {
   engine.addEventListener(EVENTS.RESULT, (e) => onResult(e.detail));
   engine.addEventListener(EVENTS.MODEL, (e) => applyInfo(e.detail));
   engine.addEventListener(EVENTS.ERROR, (e) => onEngineError(e.detail));
+  status.setMemoryProbe(() => engine.memory());
   return engine;
 }
 

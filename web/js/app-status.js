@@ -46,6 +46,13 @@ function snapshot() {
   return structuredClone(state);
 }
 
+let memoryProbe = null;
+
+/** Where window.__emotionApp.memory() gets its figures (the engine's memory()), for the benchmark's soak run. */
+export function setMemoryProbe(probe) {
+  memoryProbe = probe;
+}
+
 /** Install window.__emotionApp: every property read returns a fresh copy, so callers cannot change the app. */
 export function expose() {
   const api = {};
@@ -53,6 +60,7 @@ export function expose() {
     Object.defineProperty(api, key, { enumerable: true, get: () => structuredClone(state[key]) });
   }
   Object.defineProperty(api, 'snapshot', { value: snapshot });
+  Object.defineProperty(api, 'memory', { value: () => (memoryProbe ? memoryProbe() : Promise.resolve(null)) });
   Object.freeze(api);
   Object.defineProperty(window, '__emotionApp', { value: api, writable: false, configurable: false });
 }

@@ -92,8 +92,8 @@ export const DEFAULTS = deepFreeze({
  * @property {'video'|'image'} kind
  * @property {{grab: number, capture: number, detect: number, pre: number, classify: number, post: number,
  *   total: number, roundTrip: number}} timings  ms: grab (this thread: taking the frame), capture (reading its
- *   pixels), detect / classify (onnxruntime), pre / post (Python), total (the pipeline), roundTrip (detect() call
- *   to result, including any wait)
+ *   pixels), detect / classify (onnxruntime), pre / post (Python), total (the pipeline), roundTrip (from taking
+ *   the frame to its result on this thread: the frame's lag; a wait in the slot before is not included)
  */
 
 /**
@@ -530,6 +530,15 @@ export class EmotionLens extends EventTarget {
   async reset() {
     await this.#call('reset');
     this.#result = null;
+  }
+
+  /**
+   * Memory where the pipeline runs, for long-run checks: {pythonWasmBytes, jsHeapBytes (null where the browser
+   * does not report it, e.g. in a worker)}.
+   * @returns {Promise<{pythonWasmBytes: number, jsHeapBytes: number|null}>}
+   */
+  memory() {
+    return this.#call('memory');
   }
 
   /** Stop watching, release the sessions and end the worker. The engine cannot be used afterwards. */

@@ -2,7 +2,7 @@
 // per-frame work (pixels -> Python pre -> detector -> Python decode/crop -> emotion model -> Python post).
 // One module for both places it runs: the engine's Web Worker (js/lens-worker.js), or the main thread where no
 // worker can run. It speaks only messages, handled one at a time in arrival order:
-//   in:  {type, id, data}   type: load | detect | setModel | setSmoothing | reset | dispose
+//   in:  {type, id, data}   type: load | detect | setModel | setSmoothing | reset | memory | dispose
 //   out: {status: 'progress', id, data: LoadProgress} ... then {status: 'done', id, data} or
 //        {status: 'error', id, error: {code, message, step?}}
 // A frame arrives as a VideoFrame or ImageBitmap (transferred, no copy on the sender's side) and is closed here.
@@ -214,6 +214,15 @@ class Pipeline {
     };
   }
 
+  /** Memory figures for the benchmark's soak run: Python's WebAssembly heap, and the JS heap where reported. */
+  memory() {
+    this.requireLoaded();
+    return {
+      pythonWasmBytes: this.loaded.pyodide._module.HEAP8.length,
+      jsHeapBytes: globalThis.performance?.memory?.usedJSHeapSize ?? null, // Chromium, window only
+    };
+  }
+
   async dispose() {
     if (this.loaded) {
       await Promise.all([this.loaded.detector.session.release(), this.loaded.emotion.session.release()])
@@ -240,6 +249,7 @@ export function createPipelineHost(send) {
     setModel: (data, progress) => pipeline.setModel(data, progress),
     setSmoothing: (data) => pipeline.setSmoothing(data),
     reset: () => pipeline.reset(),
+    memory: () => pipeline.memory(),
     dispose: () => pipeline.dispose(),
   };
   const handleOne = async ({ type, id, data }) => {
