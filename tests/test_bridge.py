@@ -88,3 +88,31 @@ def test_set_smoothing_forgets_tracks_and_reports_settings():
     bridge.decode_faces(reg, sc)
     assert json.loads(bridge.update_json(logits))[0]["id"] == first_id  # a fresh tracker starts at the same id
     assert json.loads(bridge.labels_json())["labels"] == list(FERPLUS_LABELS)
+
+
+def test_letterboxed_input_from_the_caller():
+    """The browser may fit the frame into the detector's square itself (js/lens-pipeline.js): the bridge says where,
+    keeps the full frame for the crops, and maps detections back exactly as the numpy letterbox does."""
+    from emotion_runtime.preprocess import resize_antialiased
+
+    bridge = AppBridge(SIDECAR)
+    g = json.loads(bridge.letterbox_json(W, H))
+    assert g == {"x": 0, "y": 16, "width": 128, "height": 96, "size": 128}
+    frame = _frame(5)
+    square = np.zeros((128, 128, 4), np.uint8)
+    small = resize_antialiased(frame[..., :3], g["height"], g["width"])
+    square[g["y"]:g["y"] + g["height"], g["x"]:g["x"] + g["width"], :3] = np.round(small).astype(np.uint8)
+    x = bridge.detector_input_letterboxed(FakeJsProxy(frame.reshape(-1)), W, H, FakeJsProxy(square.reshape(-1)))
+    assert x.shape == (1, 128, 128, 3) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0, :16], -1.0)  # black padding
+    np.testing.assert_allclose(x[0], square[..., :3] / 127.5 - 1, atol=1e-6)
+    reg, sc = _outputs()
+    assert bridge.decode_faces(reg, sc) == 1
+    crops = bridge.emotion_input()
+    numpy_path = AppBridge(SIDECAR)
+    numpy_path.detector_input(frame, W, H)
+    numpy_path.decode_faces(reg, sc)
+    np.testing.assert_array_equal(crops, numpy_path.emotion_input())  # same full-resolution crops
+    assert json.loads(bridge.update_json(np.zeros((1, 8), np.float32)))[0]["box"] == list(BOX)
+    with pytest.raises(ValueError):
+        bridge.detector_input_letterboxed(frame, W, H, square[:64])

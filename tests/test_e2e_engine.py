@@ -81,3 +81,56 @@ def test_worker_option_off(playwright_driver, app_server):  # noqa: F811
         assert s["thread"] == "main" and "worker option" in s["threadReason"]
     finally:
         browser.close()
+
+
+# ---------------------------------------------------------------- who letterboxes the detector's input
+
+LETTERBOX_RESULTS: dict[str, dict[str, list[dict]]] = {}  # letterbox -> photo name -> faces
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+@pytest.mark.parametrize("letterbox", ["numpy", "browser"])
+def test_letterbox_paths(letterbox, playwright_driver, app_server):  # noqa: F811
+    """The face photos of the fixtures (the face-api samples at up to 1280 px) through one letterbox path."""
+    from fixtures.e2e import upload
+
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        s = open_app(page, app_server.url, f"?ep=wasm&letterbox={letterbox}")
+        assert s["state"] == "ready", s["error"]
+        LETTERBOX_RESULTS[letterbox] = {
+            path.name: upload(page, path)["lastResults"] for path in sorted(videos.SAMPLES.glob("sample*.jpg"))}
+    finally:
+        browser.close()
+
+
+def test_browser_letterbox_finds_the_same_faces_as_numpy():
+    """The browser's resampling (Chromium: smoothing quality high) is not the numpy letterbox's triangle filter: the
+    detector sees a slightly different picture. Measured here (6 photos, 14 faces, Chromium 156): the same faces,
+    box IoU min 0.85 / median 0.94, probabilities within 0.13, 13 of 14 top labels the same. That is why numpy
+    stays the default; this guards the option against getting worse (and prints the figures)."""
+    if len(LETTERBOX_RESULTS) < 2:
+        pytest.skip("needs both letterbox runs of this module")
+    ious, prob_diffs, same_top = [], [], 0
+    for name, reference in LETTERBOX_RESULTS["numpy"].items():
+        faces = LETTERBOX_RESULTS["browser"][name]
+        assert len(faces) == len(reference), name
+        for a, b in zip(by_x(reference), by_x(faces)):
+            ious.append(iou(a["box"], b["box"]))
+            prob_diffs.append(max(abs(p - q) for p, q in zip(a["probs"], b["probs"])))
+            same_top += a["label"] == b["label"]
+    ious.sort()
+    print(f"\nletterbox browser vs numpy: {len(ious)} faces on {len(LETTERBOX_RESULTS['numpy'])} photos; box IoU "
+          f"min {ious[0]:.3f}, median {ious[len(ious) // 2]:.3f}; probability difference max {max(prob_diffs):.3f}; "
+          f"same top label {same_top}/{len(ious)}")
+    assert len(ious) >= 10
+    assert ious[0] >= 0.8 and ious[len(ious) // 2] >= 0.9
+    assert max(prob_diffs) < 0.2 and same_top >= len(ious) - 2

@@ -58,7 +58,8 @@ function readable(err) {
 // ---------------------------------------------------------------- engine options from the address and storage
 
 /** Demo-page overrides: ?ep=webgpu|webgl|wasm puts one EP first (WASM stays the fallback), ?softgpu=1 allows
- *  software GPUs (also implied by ?ep=), ?loadTimeout=ms, ?worker=0 runs the pipeline on the main thread. */
+ *  software GPUs (also implied by ?ep=), ?loadTimeout=ms, ?worker=0 runs the pipeline on the main thread,
+ *  ?letterbox=browser lets the browser fit frames into the detector's input (instead of numpy). */
 function pageConfig() {
   const ep = params.get('ep');
   const config = { model: storedModel() };
@@ -69,6 +70,7 @@ function pageConfig() {
   if (ep || params.get('softgpu') === '1') config.allowSoftwareGpu = true;
   if (params.has('loadTimeout')) config.timeouts = { load: Number(params.get('loadTimeout')) };
   if (params.get('worker') === '0') config.worker = false;
+  if (params.has('letterbox')) config.letterbox = params.get('letterbox');
   return config;
 }
 

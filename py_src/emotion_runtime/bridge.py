@@ -63,6 +63,14 @@ class AppBridge:
     def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
         return self.pipe.detector_input(_buffer(rgba), width, height)
 
+    def detector_input_letterboxed(self, rgba: Any, width: int, height: int, square: Any) -> np.ndarray:
+        """As detector_input, with the frame already fitted into the detector's square by the caller."""
+        return self.pipe.detector_input_letterboxed(_buffer(rgba), width, height, _buffer(square))
+
+    def letterbox_json(self, width: int, height: int) -> str:
+        """Where to draw a width x height frame in the detector's square, as JSON {x, y, width, height, size}."""
+        return json.dumps(FramePipeline.letterbox_geometry(width, height))
+
     def decode_faces(self, regressors: Any, scores: Any) -> int:
         """Faces kept (at most max_faces, best score first); `detected` holds how many were found."""
         self.detected = self.pipe.decode_faces(_buffer(regressors), _buffer(scores))

@@ -1,6 +1,8 @@
 """Per-frame glue called from JavaScript (Pyodide), in this order for every frame:
 
     x = pipe.detector_input(rgba, width, height)   # -> float32 (1, 128, 128, 3); run the face detector
+        (or pipe.detector_input_letterboxed(rgba, width, height, square) when the caller fitted the frame into the
+        detector's square itself, where `letterbox_for(width, height)` places it)
     n = pipe.decode_faces(regressors, scores)      # -> number of faces kept
     f = pipe.emotion_input()                       # -> float32 (n, 1, 48, 48); run the emotion model if n
     r = pipe.update(logits)  /  pipe.update_json(logits)   # -> per face results (list of dicts / JSON)
@@ -19,7 +21,16 @@ import numpy as np
 from . import detector as det
 from .labels import LabelMap, as_label_map
 from .postprocess import FaceTracker, make_smoother, softmax
-from .preprocess import CROP_SCALE, EMOTION_INPUT_SIZE, Letterbox, detector_input, face_batch
+from .preprocess import (
+    CROP_SCALE,
+    DETECTOR_INPUT_SIZE,
+    EMOTION_INPUT_SIZE,
+    Letterbox,
+    detector_input,
+    face_batch,
+    letterbox_for,
+    letterboxed_input,
+)
 
 
 def _as_array(buf: Any, dtype: type) -> np.ndarray:
@@ -29,6 +40,20 @@ def _as_array(buf: Any, dtype: type) -> np.ndarray:
     if isinstance(buf, (bytes, bytearray, memoryview)):
         return np.frombuffer(buf, dtype=dtype)
     return np.asarray(buf, dtype=dtype)
+
+
+def _frame_array(buf: Any, width: int, height: int) -> np.ndarray:
+    """(height, width, 3|4) uint8 view of RGBA / RGB pixels given flat or shaped; checks the size."""
+    width, height = int(width), int(height)
+    a = _as_array(buf, np.uint8)
+    if a.ndim == 1:
+        channels = a.size // max(width * height, 1)
+        if channels not in (3, 4) or channels * width * height != a.size:
+            raise ValueError(f"{a.size} bytes is not a {width}x{height} RGBA/RGB frame")
+        return a.reshape(height, width, channels)
+    if a.shape[:2] != (height, width):
+        raise ValueError(f"frame shape {a.shape} does not match {width}x{height}")
+    return a
 
 
 class FramePipeline:
@@ -59,19 +84,28 @@ class FramePipeline:
     # ---- step 1
     def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
         """RGBA (or RGB) pixels of a width x height frame -> detector input float32 (1, 128, 128, 3)."""
-        width, height = int(width), int(height)
-        a = _as_array(rgba, np.uint8)
-        if a.ndim == 1:
-            channels = a.size // max(width * height, 1)
-            if channels not in (3, 4) or channels * width * height != a.size:
-                raise ValueError(f"{a.size} bytes is not a {width}x{height} RGBA/RGB frame")
-            a = a.reshape(height, width, channels)
-        elif a.shape[:2] != (height, width):
-            raise ValueError(f"frame shape {a.shape} does not match {width}x{height}")
+        a = _frame_array(rgba, width, height)
         self.frame = a
         self.faces = []
         x, self.letterbox = detector_input(a)
         return x
+
+    def detector_input_letterboxed(self, rgba: Any, width: int, height: int, square: Any) -> np.ndarray:
+        """Step 1 when the caller has already fitted the frame into the detector's square (RGBA or RGB, 128 x 128,
+        black padding) where `letterbox_for(width, height)` places it: `rgba` (the full frame) is kept for the face
+        crops, the square is only normalised. See `letterbox_geometry`."""
+        self.frame = _frame_array(rgba, width, height)
+        self.faces = []
+        self.letterbox = letterbox_for(int(width), int(height))
+        return letterboxed_input(_frame_array(square, DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE))
+
+    @staticmethod
+    def letterbox_geometry(width: int, height: int) -> dict[str, int]:
+        """Where `detector_input_letterboxed` expects a width x height frame inside the square:
+        {"x", "y", "width", "height", "size"} in the square's pixels."""
+        lb = letterbox_for(int(width), int(height))
+        return {"x": int(lb.offset_x), "y": int(lb.offset_y), "width": int(round(lb.scale_x * lb.frame_w)),
+                "height": int(round(lb.scale_y * lb.frame_h)), "size": lb.size}
 
     # ---- step 2
     def decode_faces(self, regressors: Any, scores: Any) -> int:

@@ -302,8 +302,23 @@ def detector_input(rgba: np.ndarray, size: int = DETECTOR_INPUT_SIZE) -> tuple[n
     lb = letterbox_for(w, h, size, used_w=(w // k) * k, used_h=(h // k) * k)
     new_w = int(round((w // k) * k * lb.scale_x))
     new_h = int(round((h // k) * k * lb.scale_y))
-    small = resize_antialiased(np.ascontiguousarray(box_reduce(a, k)[:, :, :3]), new_h, new_w)
+    # Resampled with its alpha channel, dropped only at the end: channels are independent, and slicing RGB out of
+    # the full-size RGBA first costs a strided copy that is dearer than the extra channel.
+    small = resize_antialiased(box_reduce(a, k), new_h, new_w)[:, :, :3]
     out = np.full((1, size, size, 3), -1.0, dtype=np.float32)
     ox, oy = int(lb.offset_x), int(lb.offset_y)
     out[0, oy:oy + new_h, ox:ox + new_w] = small * np.float32(1 / 127.5) - np.float32(1.0)
     return out, lb
+
+
+def letterboxed_input(square: np.ndarray, size: int = DETECTOR_INPUT_SIZE) -> np.ndarray:
+    """Detector input from a frame already fitted into the size x size square where `letterbox_for(w, h, size)`
+    places it, padding black (as the browser's drawImage does it, see web/js/lens-pipeline.js): (size, size, 3|4)
+    uint8 -> float32 (1, size, size, 3) RGB in [-1, 1]. Only the normalisation is left to do here."""
+    a = np.asarray(square)
+    if a.shape[:2] != (size, size) or a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"expected a ({size}, {size}, 3|4) square, got shape {a.shape}")
+    out = a[None, :, :, :3].astype(np.float32)
+    out *= np.float32(1 / 127.5)
+    out -= np.float32(1.0)
+    return out

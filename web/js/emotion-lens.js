@@ -51,6 +51,10 @@ export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
  *   (past it the engine falls back to the main thread)
  * @property {string[]} executionProviders  tried in order (subset of EXECUTION_PROVIDERS)
  * @property {boolean} allowSoftwareGpu  also use WebGPU/WebGL on a software renderer (SwiftShader); WASM is faster
+ * @property {'numpy'|'browser'} letterbox  who fits the frame into the face detector's 128 x 128 input:
+ *   emotion_runtime's numpy letterbox (the same numbers as CPython and the tests), or the browser's canvas
+ *   resampling (cheaper, but the detector then sees a slightly different picture: boxes move by a few percent,
+ *   see tests/test_e2e_engine.py); face crops always come from the frame's full-resolution pixels
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
  * @property {boolean} warmup  run one blank frame at load so the first real frame is not the slow one
  */
@@ -65,6 +69,7 @@ export const DEFAULTS = deepFreeze({
   timeouts: { load: 120_000, workerStart: 20_000 },
   executionProviders: [...EXECUTION_PROVIDERS],
   allowSoftwareGpu: false,
+  letterbox: 'numpy',
   worker: true,
   warmup: true,
 });
@@ -148,6 +153,7 @@ export function resolveConfig(config = {}) {
     bad(`executionProviders must list some of ${EXECUTION_PROVIDERS.join(', ')}, got ${JSON.stringify(eps)}`);
   }
   if (c.model !== null && typeof c.model !== 'string') bad('model must be a model id (string) or null');
+  if (!['browser', 'numpy'].includes(c.letterbox)) bad(`letterbox must be 'browser' or 'numpy', got ${c.letterbox}`);
   c.baseUrl = new URL(c.baseUrl ?? '../', import.meta.url).href;
   return deepFreeze(c);
 }
@@ -357,7 +363,7 @@ export class EmotionLens extends EventTarget {
       const info = await this.#call('load', {
         baseUrl: c.baseUrl, executionProviders: [...c.executionProviders], allowSoftwareGpu: c.allowSoftwareGpu,
         timeouts: { ...c.timeouts }, model: c.model, maxFaces: c.maxFaces, smoothing: { ...c.smoothing },
-        warmup: c.warmup,
+        warmup: c.warmup, letterbox: c.letterbox,
       });
       this.#info = info;
       this.#setState('ready');

@@ -51,8 +51,10 @@ function inWorker() {
 }
 
 /** A 2-D canvas to read pixels from: OffscreenCanvas (workers, modern browsers), else a DOM canvas. */
-function pixelCanvas() {
-  const canvas = typeof OffscreenCanvas === 'function' ? new OffscreenCanvas(1, 1) : document.createElement('canvas');
+function pixelCanvas(width = 1, height = 1) {
+  const canvas = typeof OffscreenCanvas === 'function'
+    ? new OffscreenCanvas(width, height)
+    : Object.assign(document.createElement('canvas'), { width, height });
   return { canvas, ctx: canvas.getContext('2d', { willReadFrequently: true }) };
 }
 
@@ -75,7 +77,9 @@ class Pipeline {
     this.useEmotion(this.loaded.emotion, o.smoothing);
     if (o.warmup) {
       const [w, h] = WARMUP_SIZE;
-      await this.processRgba(new Uint8ClampedArray(w * h * 4), w, h);
+      const blank = pixelCanvas(w, h).canvas;
+      const square = o.letterbox === 'browser' ? this.detectorSquare(blank, w, h) : null;
+      await this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square);
       this.bridge.reset();
     }
     return this.describe();
@@ -152,7 +156,8 @@ class Pipeline {
       ctx.drawImage(frame, 0, 0, width, height);
       frame.close();
       const rgba = ctx.getImageData(0, 0, width, height).data;
-      const result = await this.processRgba(rgba, width, height);
+      const square = this.options.letterbox === 'browser' ? this.detectorSquare(canvas, width, height) : null;
+      const result = await this.processRgba(rgba, width, height, square);
       result.kind = kind;
       result.timings.capture = now() - t0 - result.timings.total;
       result.timings.total = now() - t0;
@@ -160,6 +165,28 @@ class Pipeline {
     } finally {
       frame.close?.(); // a second close is a no-op
     }
+  }
+
+  /**
+   * The frame (on `source`, width x height) fitted into the detector's square by the browser's own resampling
+   * (smoothed, high quality), where the Python side expects it; padding black. RGBA pixels of the square.
+   * Cheaper than the numpy letterbox (about 8 ms a frame in Pyodide); the face crops still come from the frame's
+   * full-resolution pixels.
+   */
+  detectorSquare(source, width, height) {
+    const key = `${width}x${height}`;
+    if (this.squareGeometry?.key !== key) {
+      this.squareGeometry = { key, ...JSON.parse(this.bridge.letterbox_json(width, height)) };
+    }
+    const g = this.squareGeometry;
+    this.square ??= pixelCanvas(g.size, g.size);
+    const { ctx } = this.square;
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, g.size, g.size);
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = 'high';
+    ctx.drawImage(source, 0, 0, width, height, g.x, g.y, g.width, g.height);
+    return ctx.getImageData(0, 0, g.size, g.size).data;
   }
 
   /**
@@ -182,10 +209,14 @@ class Pipeline {
     return logits;
   }
 
-  async processRgba(rgba, width, height) {
+  /** The frame's RGBA pixels through the pipeline; `square`: the detector's square from detectorSquare, or null
+   *  for the numpy letterbox. */
+  async processRgba(rgba, width, height, square = null) {
     const bridge = this.bridge;
     const t1 = now();
-    const x = takeFloat32(bridge.detector_input(rgba, width, height));
+    const x = takeFloat32(square
+      ? bridge.detector_input_letterboxed(rgba, width, height, square)
+      : bridge.detector_input(rgba, width, height));
     const t2 = now();
     const det = this.loaded.detector.session;
     const { reg, sc } = detectorOutputs(det, await run(det, det.inputNames[0], x.data, x.dims));
