@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-STAGES = ("grab", "capture", "detect", "pre", "classify", "post", "total", "roundTrip")
+STAGES = ("grab", "capture", "detect", "pre", "preDetector", "classify", "post", "total", "roundTrip")
 QUERIES = {"wasm": "ep=wasm", "auto": "", "webgl": "ep=webgl", "webgpu": "ep=webgpu"}
 LONG_TASK_MS = 50
 
@@ -333,7 +333,7 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
                 print(f"{k:10s} {med([r['camera']['stages'][k]['median'] for r in rs]):9.1f} "
                       f"{med([r['camera']['stages'][k]['p90'] for r in rs]):7.1f}")
     print("\ngrab = taking the frame on the main thread; capture = reading its pixels (engine); pre = detector_input +"
-          " decode_faces + emotion_input (Python); post = update (Python); detect / classify = onnxruntime-web;"
+          " decode_faces + emotion_input (Python; preDetector: detector_input alone); post = update (Python); detect / classify = onnxruntime-web;"
           " total = the engine's whole frame; roundTrip = grab -> result on the main thread (the frame's lag)."
           " main ms/frame = Chromium's main-thread TaskDuration over the camera run / frames processed.")
 

@@ -178,8 +178,8 @@ def test_engine_api(example):
     assert out["group"]["detected"] == 4 and out["group"]["faces"] == 2  # maxFaces: 2
     assert out["group"]["keys"] == sorted(["id", "box", "score", "label", "display", "emoji", "colour", "probs",
                                            "raw_probs"])
-    assert set(out["group"]["timings"]) >= {"grab", "capture", "detect", "pre", "classify", "post", "total",
-                                           "roundTrip"}
+    assert set(out["group"]["timings"]) >= {"grab", "capture", "detect", "pre", "preDetector", "classify", "post",
+                                           "total", "roundTrip"}
     # Three frames at once: the first runs, the second waits and is replaced by the third (newest wins).
     assert out["busy"] == {"first": True, "second": None, "third": True, "dropped": 1}
     assert out["result"] and out["events"] >= 8

@@ -95,9 +95,10 @@ export const DEFAULTS = deepFreeze({
  * @property {number} width  the frame as read (after maxSide)
  * @property {number} height
  * @property {'video'|'image'} kind
- * @property {{grab: number, capture: number, detect: number, pre: number, classify: number, post: number,
- *   total: number, roundTrip: number}} timings  ms: grab (this thread: taking the frame), capture (reading its
- *   pixels), detect / classify (onnxruntime), pre / post (Python), total (the pipeline), roundTrip (from taking
+ * @property {{grab: number, capture: number, detect: number, pre: number, preDetector: number, classify: number,
+ *   post: number, total: number, roundTrip: number}} timings  ms: grab (this thread: taking the frame), capture
+ *   (reading its pixels), detect / classify (onnxruntime), pre / post (Python; preDetector: the part of pre that
+ *   letterboxes the detector's input), total (the pipeline), roundTrip (from taking
  *   the frame to its result on this thread: the frame's lag; a wait in the slot before is not included)
  */
 

@@ -238,6 +238,7 @@ class Pipeline {
         capture: 0,
         detect: t3 - t2,
         pre: (t2 - t1) + (t4 - t3), // detector_input + decode_faces + emotion_input
+        preDetector: t2 - t1, // of which detector_input (the letterbox)
         classify: t5 - t4,
         post: t6 - t5,
         total: t6 - t1,
