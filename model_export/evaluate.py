@@ -82,6 +82,8 @@ def format_report(model: Path, sidecar: dict, ds: FaceDataset, split: str, resul
     names = PROTOCOL_NAMES if "reference" in results else {"all_images": NO_VOTES_NAME}
     lines = [f"model {model} ({sidecar.get('id', '?')}), {sidecar.get('parameters', 0) / 1e6:.2f} M parameters",
              f"dataset {ds.name} ({ds.source}), split {split}, classes {', '.join(classes)}"]
+    if ds.notes:
+        lines.append(f"notes: {'; '.join(ds.notes)}")
     if "reference" not in results:
         lines.append("only protocol (a) applies: the FERPlus reference protocol needs FER+ vote counts, which this dataset lacks")
     width = max(len(n) for n in names.values())
