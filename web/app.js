@@ -9,6 +9,7 @@ import {
 import { clearResults, drawOverlay, renderFacePanel } from './js/render.js';
 import * as ui from './js/ui.js';
 import { loadEverything, serviceWorkerControl } from './js/app-boot.js';
+import { createSessionPanel } from './js/session-panel.js';
 
 const params = new URLSearchParams(location.search);
 const els = ui.els;
@@ -22,6 +23,21 @@ let fpsEma = null;
 let lastFrameAt = null;
 
 status.expose();
+
+// Timelines, summary and recording: fed one call per camera frame (see showResult).
+const session = createSessionPanel({ getModel: sessionModelInfo, faceList: els.faceList });
+
+/** What the session panel needs to know about the loaded model, or null before it is loaded. */
+function sessionModelInfo() {
+  if (!engine) return null;
+  return {
+    model: { name: engine.sidecar.name ?? 'emotion', sha256: engine.sidecar.sha256 },
+    labels: engine.labels,
+    display: engine.display,
+    colours: engine.colours,
+    smoothing: { ...engine.smoothing },
+  };
+}
 
 // ---------------------------------------------------------------- messages
 
@@ -95,6 +111,7 @@ async function boot() {
     ui.setReadouts({ ep: epText(ep) });
     ui.setLoadDone(`Ready. Models run with ${epText(ep)}; nothing is uploaded.`);
     ui.setControls({ ready: true, cameraOn: false });
+    session.modelReady();
     if (!cameraSupportProblem()) els.start.focus({ preventScroll: true });
   } catch (err) {
     console.error(err);
@@ -135,6 +152,7 @@ async function onStartCamera() {
     lastStill = null;
     engine.reset();
     resetFrameStats();
+    session.cameraStarted(performance.now());
     ui.setViewportMode('camera');
     status.update({ state: 'running', source: 'camera', frames: 0, dropped: 0 });
     ui.setControls({ ready: true, cameraOn: true });
@@ -163,6 +181,7 @@ async function onStopCamera() {
   stopCamera(els.video, camera.stream);
   camera = null;
   await waitIdle();
+  session.cameraStopped(performance.now());
   clearResults(els.faceList, els.overlay);
   ui.setFaceCount(0);
   ui.setReadouts({ fps: null });
@@ -229,6 +248,7 @@ function showResult(result, { mirror, live }) {
   status.update({ lastResults: faces, faceCount: faces.length, timings });
   drawOverlay(els.overlay, faces, engine.display, { srcW: width, srcH: height, mirror });
   renderFacePanel(els.faceList, faces, engine.display);
+  if (live) session.frame(result, performance.now());
   ui.setFaceCount(faces.length);
   ui.setReadouts({ fps: status.get('fps'), timings });
 
