@@ -15,6 +15,7 @@ import pytest
 from fixtures import videos
 from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
+    happy_video,  # noqa: F401 - fixture
     launch_app_browser,
     open_app,
     status,
@@ -34,11 +35,8 @@ CONTROLS = ["start-camera", "stop-camera", "upload-label", "record-start", "reco
 
 
 @pytest.fixture(scope="module")
-def phone(playwright_driver, app_server):  # noqa: F811
-    problem = videos.tools_problem()
-    if problem:
-        pytest.skip(problem)
-    browser = launch_app_browser(playwright_driver, fake_video=videos.y4m(videos.HAPPY), context_options=PHONE)
+def phone(playwright_driver, app_server, happy_video):  # noqa: F811
+    browser = launch_app_browser(playwright_driver, fake_video=happy_video, context_options=PHONE)
     page = browser.new_page()
     s = open_app(page, app_server.url)
     assert s["state"] == "ready", s["error"]

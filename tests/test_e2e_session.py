@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from emotion_runtime.labels import LabelMap
-from fixtures import videos
 from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
+    happy_video,  # noqa: F401 - fixture
     launch_app_browser,
     need_real_model,
     open_app,
@@ -30,14 +30,6 @@ from fixtures.e2e import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def happy_video() -> Path:
-    problem = videos.tools_problem()
-    if problem:
-        pytest.skip(problem)
-    return videos.y4m(videos.HAPPY)
 
 
 @pytest.fixture(scope="module")

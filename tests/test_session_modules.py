@@ -160,3 +160,19 @@ def test_summary_caps_long_steps_and_separates_runs(page):
     for s in out.values():
         assert math.isclose(sum(s["shares"]), 1.0)
     assert out["1:1"]["shares"][0] == pytest.approx(cap / (cap + 500))
+
+
+def test_timeline_draws_a_full_minute(page):
+    """60 s at 30 frames/s, 8 classes: class 0 rises from 0 to 1 (its line climbs left to right), and a 5 s pause
+    breaks the lines. The draw time is printed (pytest -s) for the report; nothing asserts on speed."""
+    out = page.evaluate("() => window.sessionTest.drawFullWindow({})")
+    print(f"\n[timeline] full 60 s window, {out['samples']} samples x 8 classes on {out['width']}x{out['height']} px: "
+          f"{out['ms']:.2f} ms per draw")
+    top = out["redTop"]
+    w, h = out["width"], out["height"]
+    assert (w, h) == (320, 120)
+    early, late = top[int(0.05 * w)], top[int(0.95 * w)]
+    assert early is not None and late is not None, top
+    assert late < 0.15 * h < 0.6 * h < early, (early, late)
+    gap = range(int(20 / 60 * w) + 3, int(25 / 60 * w) - 3)
+    assert all(top[x] is None for x in gap), [top[x] for x in gap]

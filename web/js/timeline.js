@@ -1,6 +1,8 @@
 // Per-face timeline: the last minute of smoothed probabilities of each tracked face, and a small line chart of
 // them on a canvas (one line per class, in the class's colour; no chart library).
 
+import { fitCanvas } from './render.js';
+
 export const TIMELINE_WINDOW_MS = 60_000;
 // A longer pause between two samples of a face (it left the view, the tab was hidden) breaks its lines.
 const GAP_MS = 1_500;
@@ -58,14 +60,7 @@ export class TimelineStore {
  * @param {{names: string[], colours: string[], now: number, windowMs?: number}} o
  */
 export function drawTimeline(canvas, samples, { names, colours, now, windowMs = TIMELINE_WINDOW_MS }) {
-  const dpr = window.devicePixelRatio || 1;
-  const rect = canvas.getBoundingClientRect();
-  const cw = Math.max(1, Math.round(rect.width * dpr));
-  const ch = Math.max(1, Math.round(rect.height * dpr));
-  if (canvas.width !== cw || canvas.height !== ch) {
-    canvas.width = cw;
-    canvas.height = ch;
-  }
+  const { cw, ch, dpr } = fitCanvas(canvas);
   const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, cw, ch);
 
