@@ -204,7 +204,7 @@ def test_record_then_download_csv_and_json(cam):
 
     data = json.loads(cam["downloads"]["json"])
     assert data["format"] == "emotion-lens-session" and data["version"] == 1
-    assert data["model"] == {"name": model["name"], "sha256": model["sha256"]}
+    assert data["model"] == {"id": model["name"], "sha256": model["sha256"]}
     assert data["labels"] == labels and len(data["display"]) == len(labels)
     assert data["smoothing"] == s["smoothing"]
     assert len(data["frames"]) == frames_after_stop

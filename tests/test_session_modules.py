@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = [pytest.mark.browser]
 
-META = {"model": {"name": "emotion-test", "sha256": "ab" * 32}, "labels": ["neutral", "hap,py", 'say "x"'],
+META = {"model": {"id": "emotion-test", "sha256": "ab" * 32}, "labels": ["neutral", "hap,py", 'say "x"'],
         "display": ["Neutral", "Happy", "Quoted"], "smoothing": {"mode": "ema", "k": 5}}
 
 
@@ -110,7 +110,7 @@ def test_records_only_between_record_and_stop(page):
 
 
 def test_resume_with_another_model_is_refused(page):
-    other = {**META, "model": {"name": "emotion-other", "sha256": "cd" * 32}}
+    other = {**META, "model": {"id": "emotion-other", "sha256": "cd" * 32}}
     assert "another model" in call(page, "startWithOtherModel", META, other)
     relabelled = {**META, "labels": ["a", "b", "c"]}
     assert "another model" in call(page, "startWithOtherModel", META, relabelled)

@@ -39,7 +39,7 @@ export function csvColumns(labels) {
  */
 export function sessionToCsv({ meta, frames }) {
   const labels = meta ? meta.labels : [];
-  const model = meta ? [meta.model.name, meta.model.sha256 ?? ''] : ['', ''];
+  const model = meta ? [meta.model.id, meta.model.sha256 ?? ''] : ['', ''];
   const empty = labels.map(() => null);
   const lines = [csvColumns(labels).map(csvField).join(',')];
   for (const frame of frames) {
@@ -82,13 +82,13 @@ export function sessionToJson({ meta, frames }, exported) {
 
 /**
  * File name for an export: emotion-lens-<model>-<UTC date and time>.<ext>, safe on every file system.
- * @param {string} modelName
+ * @param {string} modelId
  * @param {Date} when
  * @param {string} ext  'csv' | 'json'
  */
-export function exportFileName(modelName, when, ext) {
+export function exportFileName(modelId, when, ext) {
   const stamp = when.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
-  const model = String(modelName || 'model').replace(/[^A-Za-z0-9._-]+/g, '_');
+  const model = String(modelId || 'model').replace(/[^A-Za-z0-9._-]+/g, '_');
   return `emotion-lens-${model}-${stamp}Z.${ext}`;
 }
 

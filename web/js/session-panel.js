@@ -15,7 +15,7 @@ const $ = (id) => document.getElementById(id);
 
 /**
  * @typedef {object} SessionModelInfo  what getModel() returns (the engine's current model)
- * @property {{name: string, sha256?: string}} model
+ * @property {{id: string, sha256?: string}} model
  * @property {string[]} labels
  * @property {string[]} display
  * @property {string[]} colours  one CSS colour per class, for the timeline lines
@@ -79,7 +79,7 @@ export function createSessionPanel({ getModel, faceList }) {
   function onDownload(kind) {
     if (!recorder.frames.length) return;
     const when = new Date();
-    const name = exportFileName(recorder.meta.model.name, when, kind);
+    const name = exportFileName(recorder.meta.model.id, when, kind);
     if (kind === 'csv') downloadText(sessionToCsv(recorder), name, 'text/csv');
     else downloadText(sessionToJson(recorder, when), name, 'application/json');
     message = { text: `Saved ${name} on this device.`, error: false };

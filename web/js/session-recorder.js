@@ -6,7 +6,7 @@ export const MAX_RECORDED_FRAMES = 216_000;
 
 /**
  * @typedef {object} RecordingMeta  what the numbers mean, fixed for one recording
- * @property {{name: string, sha256?: string}} model  the emotion model (sidecar name and file hash)
+ * @property {{id: string, sha256?: string}} model  the emotion model: its id, and its file's sha256 when known
  * @property {string[]} labels   class names, in the order of every probability list
  * @property {string[]} display  display names, same order
  * @property {{mode: string, k: number}} smoothing  smoothing in force when recording started
@@ -107,6 +107,6 @@ export class SessionRecorder {
 }
 
 function sameModel(a, b) {
-  return a.model.name === b.model.name && a.model.sha256 === b.model.sha256 &&
+  return a.model.id === b.model.id && a.model.sha256 === b.model.sha256 &&
     JSON.stringify(a.labels) === JSON.stringify(b.labels);
 }
