@@ -16,6 +16,7 @@ import pytest
 from fixtures import videos
 from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
+    happy_video,  # noqa: F401 - fixture
     box_contains,
     is_local,
     launch_app_browser,
@@ -29,14 +30,6 @@ from fixtures.e2e import (
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SCREENSHOT = Path(os.environ.get("E2E_SCREENSHOT_DIR", videos.CACHE)) / "e2e-camera.png"
-
-
-@pytest.fixture(scope="module")
-def happy_video() -> Path:
-    problem = videos.tools_problem()
-    if problem:
-        pytest.skip(problem)
-    return videos.y4m(videos.HAPPY)
 
 
 @pytest.fixture(scope="module")

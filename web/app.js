@@ -4,17 +4,20 @@
 import * as status from './js/app-status.js';
 import { FrameEngine, MAX_FACES } from './js/app-engine.js';
 import {
-  browserSupportProblem, cameraSupportProblem, describeCameraError, onVideoFrames, startCamera, stopCamera,
+  browserSupportProblem, cameraOf, cameraSupportProblem, describeCameraError, onVideoFrames, startCamera, stopCamera,
+  videoInputs,
 } from './js/camera.js';
 import { clearResults, drawOverlay, renderFacePanel } from './js/render.js';
 import * as ui from './js/ui.js';
 import { loadEverything, serviceWorkerControl } from './js/app-boot.js';
+import { createSessionPanel } from './js/session-panel.js';
 
 const params = new URLSearchParams(location.search);
 const els = ui.els;
 
 let engine = null;
-let camera = null; // {stream, cancelFrames}
+let camera = null; // {stream, cancelFrames, deviceId, mirror}
+let pausedDeviceId = null; // the camera to resume when the page is shown again (paused while hidden)
 let busy = false; // one frame in flight at most
 let lastStill = null; // {bitmap, result} for re-rendering the photo on resize
 let noFaceFrames = 0;
@@ -22,6 +25,21 @@ let fpsEma = null;
 let lastFrameAt = null;
 
 status.expose();
+
+// Timelines, summary and recording: fed one call per camera frame (see showResult).
+const session = createSessionPanel({ getModel: sessionModelInfo, faceList: els.faceList });
+
+/** What the session panel needs to know about the loaded model, or null before it is loaded. */
+function sessionModelInfo() {
+  if (!engine) return null;
+  return {
+    model: { id: engine.sidecar.name ?? 'emotion', sha256: engine.sidecar.sha256 },
+    labels: engine.labels,
+    display: engine.display,
+    colours: engine.colours,
+    smoothing: { ...engine.smoothing },
+  };
+}
 
 // ---------------------------------------------------------------- messages
 
@@ -95,6 +113,7 @@ async function boot() {
     ui.setReadouts({ ep: epText(ep) });
     ui.setLoadDone(`Ready. Models run with ${epText(ep)}; nothing is uploaded.`);
     ui.setControls({ ready: true, cameraOn: false });
+    session.modelReady();
     if (!cameraSupportProblem()) els.start.focus({ preventScroll: true });
   } catch (err) {
     console.error(err);
@@ -117,7 +136,9 @@ function loadErrorMessage(err) {
 
 // ---------------------------------------------------------------- camera
 
-async function onStartCamera() {
+/** Start the camera (`deviceId`: a given one, e.g. after Switch camera or a pause; else the user-facing one). */
+async function onStartCamera({ deviceId } = {}) {
+  pausedDeviceId = null;
   clearFailure();
   notify(null, '');
   const problem = cameraSupportProblem();
@@ -131,15 +152,20 @@ async function onStartCamera() {
   });
   ui.setLoadText('Starting the camera…');
   try {
-    const stream = await startCamera(els.video);
+    const stream = await startCamera(els.video, { deviceId });
     lastStill = null;
     engine.reset();
     resetFrameStats();
+    session.cameraStarted(performance.now());
     ui.setViewportMode('camera');
     status.update({ state: 'running', source: 'camera', frames: 0, dropped: 0 });
     ui.setControls({ ready: true, cameraOn: true });
     ui.setLoadText('Camera on. Frames are processed on this device only.');
-    camera = { stream, cancelFrames: onVideoFrames(els.video, onVideoFrame) };
+    const source = cameraOf(stream);
+    // A back camera is not a mirror: show it (and draw its boxes) the right way round.
+    const mirror = source.facing !== 'environment';
+    els.viewport.dataset.facing = source.facing || 'user';
+    camera = { stream, cancelFrames: onVideoFrames(els.video, onVideoFrame), deviceId: source.deviceId, mirror };
     for (const track of stream.getVideoTracks()) {
       track.addEventListener('ended', () => {
         if (!camera || camera.stream !== stream) return;
@@ -148,6 +174,8 @@ async function onStartCamera() {
         onStopCamera();
       });
     }
+    await showCameraSwitch();
+    if (document.visibilityState === 'hidden') await pauseCamera(); // hidden while the camera was starting
   } catch (err) {
     const { code, message } = describeCameraError(err);
     status.update({ state: 'ready' });
@@ -157,21 +185,64 @@ async function onStartCamera() {
   }
 }
 
-async function onStopCamera() {
+/** Stop the camera. `paused`: the page was hidden; say so, and keep the focus where it is. */
+async function onStopCamera({ paused = false } = {}) {
   if (!camera) return;
   camera.cancelFrames();
   stopCamera(els.video, camera.stream);
   camera = null;
   await waitIdle();
+  session.cameraStopped(performance.now());
   clearResults(els.faceList, els.overlay);
   ui.setFaceCount(0);
   ui.setReadouts({ fps: null });
   notify(null, '');
   ui.setViewportMode('idle');
   ui.setControls({ ready: true, cameraOn: false });
+  els.switchCamera.hidden = true;
+  status.update({ source: null, lastResults: [], faceCount: 0, fps: null });
+  if (paused) {
+    ui.setLoadText('Camera paused while the page is hidden; it starts again when you come back.');
+    status.update({ state: 'paused' });
+    return;
+  }
+  pausedDeviceId = null;
   ui.setLoadText('Camera off.');
-  status.update({ state: 'ready', source: null, lastResults: [], faceCount: 0, fps: null });
+  status.update({ state: 'ready' });
   els.start.focus({ preventScroll: true });
+}
+
+// ---------------------------------------------------------------- camera switch and pause
+
+/** Show "Switch camera" only when the device has more than one camera. */
+async function showCameraSwitch() {
+  const cameras = await videoInputs().catch(() => []);
+  els.switchCamera.hidden = !camera || cameras.length < 2;
+}
+
+/** Go to the next camera the browser lists (front <-> back on a phone). */
+async function onSwitchCamera() {
+  if (!camera) return;
+  const cameras = await videoInputs();
+  if (cameras.length < 2) return;
+  const at = cameras.findIndex((c) => c.deviceId === camera.deviceId);
+  const next = cameras[(at + 1) % cameras.length];
+  await onStopCamera();
+  await onStartCamera({ deviceId: next.deviceId });
+  if (camera) els.switchCamera.focus({ preventScroll: true });
+}
+
+/** Release the camera while the page is hidden (light off, no frames processed); it resumes on return. */
+async function pauseCamera() {
+  if (!camera) return;
+  pausedDeviceId = camera.deviceId;
+  await onStopCamera({ paused: true });
+  if (document.visibilityState === 'visible') onVisibilityChange(); // shown again while it was stopping
+}
+
+function onVisibilityChange() {
+  if (document.visibilityState === 'hidden') pauseCamera();
+  else if (pausedDeviceId !== null && status.get('state') === 'paused') onStartCamera({ deviceId: pausedDeviceId });
 }
 
 function resetFrameStats() {
@@ -211,7 +282,7 @@ async function processVideoFrame(video) {
   status.update({ frames, fps: fpsEma });
   if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(t) });
   if (status.get('firstFrameMs') === null) status.update({ firstFrameMs: Math.round(t) });
-  showResult(result, { mirror: true, live: true });
+  showResult(result, { mirror: camera.mirror, live: true });
 }
 
 function waitIdle() {
@@ -229,6 +300,7 @@ function showResult(result, { mirror, live }) {
   status.update({ lastResults: faces, faceCount: faces.length, timings });
   drawOverlay(els.overlay, faces, engine.display, { srcW: width, srcH: height, mirror });
   renderFacePanel(els.faceList, faces, engine.display);
+  if (live) session.frame(result, performance.now());
   ui.setFaceCount(faces.length);
   ui.setReadouts({ fps: status.get('fps'), timings });
 
@@ -343,8 +415,10 @@ function onResize() {
   }
 }
 
-els.start.addEventListener('click', onStartCamera);
-els.stop.addEventListener('click', onStopCamera);
+els.start.addEventListener('click', () => onStartCamera());
+els.stop.addEventListener('click', () => onStopCamera());
+els.switchCamera.addEventListener('click', onSwitchCamera);
+document.addEventListener('visibilitychange', onVisibilityChange);
 els.upload.addEventListener('change', onUploadChange);
 els.retry.addEventListener('click', () => { if (status.get('state') === 'error') boot(); });
 els.settingsForm.addEventListener('submit', onSettingsSubmit);

@@ -2,7 +2,7 @@
 // what the page shows without scraping pixels. The app writes through `update`; readers get copies.
 
 const state = {
-  state: 'loading', // loading | ready | camera-starting | running | still | error
+  state: 'loading', // loading | ready | camera-starting | running | paused (page hidden) | still | error
   ep: null, // {detector, emotion} execution providers in use
   epAttempts: null, // {detector, emotion}: [{ep, ok, reason, ms}] from the fallback chain
   error: null, // {code, message} of the message on screen, or null

@@ -19,10 +19,10 @@ export function pct(p) {
 }
 
 /**
- * Draw one box + caption per face on `canvas`, which is laid over a source of size srcW x srcH.
- * `mirror` flips x (selfie view) while keeping the text readable.
+ * Give `canvas` one pixel per device pixel of its CSS box (sharp lines on high-DPI screens).
+ * @returns {{cw: number, ch: number, dpr: number}} its pixel size and the device pixel ratio
  */
-export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false }) {
+export function fitCanvas(canvas) {
   const rect = canvas.getBoundingClientRect();
   const dpr = window.devicePixelRatio || 1;
   const cw = Math.max(1, Math.round(rect.width * dpr));
@@ -31,6 +31,15 @@ export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false 
     canvas.width = cw;
     canvas.height = ch;
   }
+  return { cw, ch, dpr };
+}
+
+/**
+ * Draw one box + caption per face on `canvas`, which is laid over a source of size srcW x srcH.
+ * `mirror` flips x (selfie view) while keeping the text readable.
+ */
+export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false }) {
+  const { cw, ch, dpr } = fitCanvas(canvas);
   const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, cw, ch);
   canvas.setAttribute('aria-label', faces.length === 0 ? 'No faces detected' : [...faces]

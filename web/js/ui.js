@@ -13,6 +13,7 @@ export const els = {
   notice: $('notice'),
   start: $('start-camera'),
   stop: $('stop-camera'),
+  switchCamera: $('switch-camera'),
   upload: $('upload'),
   uploadLabel: $('upload-label'),
   viewport: $('viewport'),
