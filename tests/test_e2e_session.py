@@ -153,10 +153,10 @@ def test_summary_shares_sum_to_100_percent(cam):
 
 
 def expected_model_id(app, s: dict) -> str:
-    """The emotion model's id as the page knows it: from the status where it reports one, else the sidecar."""
+    """The emotion model's id as the page knows it: from the status where it reports one, else the build's default."""
     if s.get("model"):
         return s["model"]["id"]
-    return json.loads((app.dir / "models" / "emotion.json").read_text())["name"]
+    return app.manifest["models"]["emotion_default"]
 
 
 def record_for(page, ms: int) -> dict:

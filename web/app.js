@@ -33,7 +33,7 @@ const session = createSessionPanel({ getModel: sessionModelInfo, faceList: els.f
 function sessionModelInfo() {
   if (!engine) return null;
   return {
-    model: { id: engine.sidecar.name ?? 'emotion', sha256: engine.sidecar.sha256 },
+    model: { id: engine.sidecar.id, sha256: engine.sidecar.sha256 },
     labels: engine.labels,
     display: engine.display,
     colours: engine.colours,
