@@ -47,3 +47,33 @@ def face_detector():
         return reg, cls
 
     return run
+
+
+def shipped_emotion_model() -> tuple[Path, Path] | None:
+    """(model.onnx, sidecar.json) of the shipped emotion model: web/models/emotion.onnx + emotion.json, or the
+    first web/models/emotion/<id>/model.onnx with a JSON sidecar beside it; None when there is none."""
+    flat = ROOT / "web/models/emotion.onnx"
+    if flat.is_file() and flat.with_suffix(".json").is_file():
+        return flat, flat.with_suffix(".json")
+    for model in sorted((ROOT / "web/models/emotion").glob("*/model.onnx")):
+        sidecars = sorted(model.parent.glob("*.json"))
+        if sidecars:
+            return model, sidecars[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def emotion_model():
+    """`emotion_model.run(x)` runs the shipped emotion model on CPU: (N, 1, 48, 48) -> logits (N, C);
+    `emotion_model.labels` is its sidecar's label list. Skips when the model is not built."""
+    import json
+    from types import SimpleNamespace
+
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the emotion model")
+    found = shipped_emotion_model()
+    if found is None:
+        pytest.skip("no shipped emotion model under web/models/")
+    model, sidecar = found
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    labels = json.loads(sidecar.read_text())["labels"]
+    return SimpleNamespace(run=lambda x: sess.run(None, {sess.get_inputs()[0].name: x})[0], labels=labels)

@@ -15,6 +15,7 @@ from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
     launch_app_browser,
     match_faces,
+    need_real_model,
     open_app,
     status,
     upload,
@@ -112,6 +113,36 @@ def test_real_jpeg_upload(noface):
     s = upload(noface, videos.SAMPLES / "sample1.jpg")
     assert s["error"] is None
     assert s["faceCount"] == 3
+
+
+def test_uncertain_face_names_two_classes(noface, app_server, tmp_path):  # noqa: F811
+    """A face the model hesitates on (sample2's left man: neutral ~0.4, happiness ~0.36 in CPython) is shown as
+    uncertain, with its two leading classes, on the card, the overlay's text and the dashed box."""
+    need_real_model(app_server)
+    from PIL import Image
+
+    path = tmp_path / "hesitant.png"
+    with Image.open(videos.SAMPLES / "sample2.jpg") as im:
+        im.crop((0, 0, 960, 675)).save(path)
+    s = upload(noface, path)
+    assert s["error"] is None
+    left = min(s["lastResults"], key=lambda f: f["box"][0])
+    assert left["uncertain"], left["probs"]
+    first, second = left["top2"]
+    assert max(left["probs"]) == left["probs"][first] < 0.5
+    names = [s["labels"][first], s["labels"][second]]
+    card = noface.locator(f'#face-list li[data-face-id="{left["id"]}"]')
+    assert card.get_attribute("data-uncertain") == "true"
+    summary = card.locator(".face-top").inner_text()
+    assert summary.startswith("Uncertain: "), summary
+    display = {"neutral": "Neutral", "happiness": "Happy", "happy": "Happy"}
+    assert all(display.get(n, n.title()) in summary for n in names), (summary, names)
+    assert f"Face {left['id']}: Uncertain: " in noface.get_attribute("#overlay", "aria-label")
+    # a confident face on the same page is not marked uncertain
+    s = upload(noface, videos.still_png(videos.HAPPY))
+    (face,) = s["lastResults"]
+    assert not face["uncertain"]
+    assert noface.locator("#face-list li.face-card").first.get_attribute("data-uncertain") == "false"
 
 
 def test_too_many_faces(noface):

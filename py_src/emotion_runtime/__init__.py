@@ -3,7 +3,8 @@
 from .detector import ANCHORS, Detections, Face, decode, detect, generate_anchors, nms, to_frame, weighted_nms
 from .labels import FER2013_LABELS, FERPLUS_LABELS, LabelMap, as_label_map
 from .pipeline import FramePipeline
-from .postprocess import EmaSmoother, FaceTracker, WindowSmoother, make_smoother, softmax
+from .postprocess import (EmaSmoother, FaceTracker, LabelPolicy, ShownLabel, WindowSmoother, choose_label, make_smoother,
+                          softmax)
 from .preprocess import (
     CROP_SCALE,
     DETECTOR_INPUT_SIZE,
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ANCHORS", "CROP_SCALE", "DETECTOR_INPUT_SIZE", "EMOTION_INPUT_SIZE", "FER2013_LABELS", "FERPLUS_LABELS",
     "GRAY_WEIGHTS", "NORM_MEAN", "NORM_STD", "Detections", "EmaSmoother", "Face", "FaceTracker",
-    "FramePipeline", "LabelMap", "Letterbox", "WindowSmoother", "as_label_map", "decode", "detect",
+    "FramePipeline", "LabelMap", "LabelPolicy", "Letterbox", "ShownLabel", "WindowSmoother", "as_label_map", "choose_label", "decode", "detect",
     "detector_input", "face_batch", "face_crop", "generate_anchors", "make_smoother", "nms", "normalise",
     "resize_antialiased", "rgba_to_gray", "softmax", "square_crop", "to_frame", "weighted_nms", "__version__",
 ]

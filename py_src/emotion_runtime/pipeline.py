@@ -18,7 +18,8 @@ import numpy as np
 
 from . import detector as det
 from .labels import LabelMap, as_label_map
-from .postprocess import FaceTracker, make_smoother, softmax
+from .postprocess import (LABEL_MARGIN, UNCERTAIN_BELOW, FaceTracker, LabelPolicy, choose_label, make_smoother,
+                          softmax)
 from .preprocess import CROP_SCALE, EMOTION_INPUT_SIZE, Letterbox, detector_input, face_batch
 
 
@@ -41,7 +42,8 @@ class FramePipeline:
                  alpha: float = 0.3, window: int = 15,
                  min_score: float = det.MIN_SCORE, max_faces: int | None = 8,
                  nms: Literal["weighted", "plain"] = "weighted", nms_iou: float = det.NMS_IOU,
-                 track_iou: float = 0.3, max_missing: int = 5):
+                 track_distance: float = 0.75, max_missing: int = 10,
+                 uncertain_below: float = UNCERTAIN_BELOW, label_margin: float = LABEL_MARGIN):
         if isinstance(labels, str):
             labels = json.loads(labels)  # a sidecar or a list, as JSON text from JS
         self.labels = as_label_map(labels)
@@ -50,7 +52,8 @@ class FramePipeline:
         self.max_faces = max_faces
         self.nms = nms
         self.nms_iou = float(nms_iou)
-        self.tracker = FaceTracker(make_smoother(smoothing, alpha, window), track_iou, max_missing)
+        self.tracker = FaceTracker(make_smoother(smoothing, alpha, window), track_distance, max_missing)
+        self.label_policy = LabelPolicy(uncertain_below=float(uncertain_below), margin=float(label_margin))
         self.frame: np.ndarray | None = None
         self.letterbox: Letterbox | None = None
         self.faces: list[det.Face] = []
@@ -93,7 +96,12 @@ class FramePipeline:
     # ---- step 4
     def update(self, logits: Any = None) -> list[dict[str, Any]]:
         """Emotion logits (N, C) (array or float32 buffer; None/empty when N = 0) -> one dict per face:
-        {"id", "box": [x, y, w, h], "score", "label", "display", "emoji", "colour", "probs", "raw_probs"}.
+        {"id", "box": [x, y, w, h], "score", "index", "label", "display", "emoji", "colour", "uncertain",
+        "top2", "probs", "raw_probs"}.
+
+        `index`/`label`/... is the class to show: the argmax of the smoothed `probs`, held by the label
+        hysteresis (`postprocess.choose_label`); `uncertain` is true while the top smoothed probability is
+        below the threshold, and `top2` holds the indices of the two leading classes to show instead.
         Tracks advance even when no face is seen, so ids expire after `max_missing` empty frames."""
         n, c = len(self.faces), len(self.labels)
         if n == 0:
@@ -108,15 +116,19 @@ class FramePipeline:
         for face, track, p in zip(self.faces, tracks, probs):
             smoothed = track.smoother.update(p)
             track.probs = smoothed
-            k = int(np.argmax(smoothed))
+            track.shown = shown = choose_label(smoothed, track.shown, self.label_policy)
+            k = shown.index
             results.append({
                 "id": track.id,
                 "box": [round(v, 1) for v in face.box],
                 "score": round(face.score, 4),
+                "index": k,
                 "label": self.labels.labels[k],
                 "display": self.labels.display[k],
                 "emoji": self.labels.emoji[k],
                 "colour": self.labels.colours[k],
+                "uncertain": shown.uncertain,
+                "top2": list(shown.top2),
                 "probs": [round(float(v), 4) for v in smoothed],
                 "raw_probs": [round(float(v), 4) for v in p],
             })
