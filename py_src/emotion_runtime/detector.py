@@ -82,6 +82,14 @@ class Face:
     keypoints: np.ndarray = field(repr=False)  # (6, 2) x, y; order KEYPOINT_NAMES
 
 
+def eye_roll(keypoints: np.ndarray) -> float:
+    """Head roll in degrees from a face's keypoints (KEYPOINT_NAMES order): the angle of the line from the
+    right eye (on the image's left) to the left eye; 0 = eyes level, positive = turned clockwise on screen
+    (image y points down)."""
+    (rx, ry), (lx, ly) = np.asarray(keypoints, np.float64)[:2]
+    return float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+
+
 def sigmoid_scores(raw: np.ndarray, clip: float = SCORE_CLIP) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(raw, np.float64), -clip, clip)))
 

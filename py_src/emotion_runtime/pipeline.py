@@ -43,11 +43,13 @@ class FramePipeline:
                  min_score: float = det.MIN_SCORE, max_faces: int | None = 8,
                  nms: Literal["weighted", "plain"] = "weighted", nms_iou: float = det.NMS_IOU,
                  track_distance: float = 0.75, max_missing: int = 10,
-                 uncertain_below: float = UNCERTAIN_BELOW, label_margin: float = LABEL_MARGIN):
+                 uncertain_below: float = UNCERTAIN_BELOW, label_margin: float = LABEL_MARGIN,
+                 align: bool = True):
         if isinstance(labels, str):
             labels = json.loads(labels)  # a sidecar or a list, as JSON text from JS
         self.labels = as_label_map(labels)
         self.crop_scale = float(crop_scale)
+        self.align = bool(align)  # turn each crop so the eyes are level (preprocess.aligned_face_crop)
         self.min_score = float(min_score)
         self.max_faces = max_faces
         self.nms = nms
@@ -88,10 +90,12 @@ class FramePipeline:
 
     # ---- step 3
     def emotion_input(self) -> np.ndarray:
-        """Crops of the current faces -> float32 (N, 1, 48, 48), normalised; N may be 0."""
+        """Crops of the current faces -> float32 (N, 1, 48, 48), normalised; N may be 0. With `align`, each
+        crop is turned by the face's eye roll so the eyes are level."""
         if self.frame is None:
             return np.zeros((0, 1, EMOTION_INPUT_SIZE, EMOTION_INPUT_SIZE), np.float32)
-        return face_batch(self.frame, [f.box for f in self.faces], self.crop_scale)
+        rolls = [det.eye_roll(f.keypoints) for f in self.faces] if self.align else None
+        return face_batch(self.frame, [f.box for f in self.faces], self.crop_scale, rolls=rolls)
 
     # ---- step 4
     def update(self, logits: Any = None) -> list[dict[str, Any]]:
