@@ -16,6 +16,7 @@ from browser_fixtures import browser_context, built_site, playwright_driver, sit
 
 FACE_API_DEMO = ROOT / "node_modules/@vladmandic/face-api/demo"
 FACE_DETECTOR_ONNX = ROOT / "web/models/face_detector.onnx"
+FACE_DETECTOR_FULL_RANGE_ONNX = ROOT / "web/models/face_detector_full_range.onnx"
 
 
 @pytest.fixture(scope="session")
@@ -34,19 +35,29 @@ def sample_photo():
     return load
 
 
-@pytest.fixture(scope="session")
-def face_detector():
-    """`face_detector(x)` runs web/models/face_detector.onnx on CPU: (1,128,128,3) -> (regressors, scores)."""
+def _detector_runner(path: Path):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the face detector")
-    if not FACE_DETECTOR_ONNX.is_file():
-        pytest.skip(f"{FACE_DETECTOR_ONNX} absent (python build/convert_detector.py)")
-    sess = ort.InferenceSession(str(FACE_DETECTOR_ONNX), providers=["CPUExecutionProvider"])
+    if not path.is_file():
+        pytest.skip(f"{path} absent (python build/convert_detector.py)")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run(x):
         reg, cls = sess.run(["regressors", "classificators"], {"input": x})
         return reg, cls
 
     return run
+
+
+@pytest.fixture(scope="session")
+def face_detector():
+    """`face_detector(x)` runs web/models/face_detector.onnx on CPU: (1,128,128,3) -> (regressors, scores)."""
+    return _detector_runner(FACE_DETECTOR_ONNX)
+
+
+@pytest.fixture(scope="session")
+def face_detector_full_range():
+    """The full-range model, web/models/face_detector_full_range.onnx: (1,192,192,3) -> (regressors, scores)."""
+    return _detector_runner(FACE_DETECTOR_FULL_RANGE_ONNX)
 
 
 def shipped_emotion_model() -> tuple[Path, Path] | None:

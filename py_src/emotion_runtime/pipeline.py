@@ -1,12 +1,15 @@
 """Per-frame glue called from JavaScript (Pyodide), in this order for every frame:
 
-    x = pipe.detector_input(rgba, width, height)   # -> float32 (1, 128, 128, 3); run the face detector
+    x = pipe.detector_input(rgba, width, height)   # -> float32 (1, S, S, 3); run the face detector
     n = pipe.decode_faces(regressors, scores)      # -> number of faces kept
     f = pipe.emotion_input()                       # -> float32 (n, 1, 48, 48); run the emotion model if n
     r = pipe.update(logits)  /  pipe.update_json(logits)   # -> per face results (list of dicts / JSON)
 
 Buffers may cross the bridge as bytes / bytearray / memoryview (e.g. `Uint8ClampedArray.to_py()`,
 `Float32Array.to_py()`) or numpy arrays; nothing here loops over pixels.
+
+The detector (`detector=` / `set_detector`) is "short_range" (S = 128, 896 anchors) or "full_range" (S = 192,
+2304 anchors); the caller runs the matching ONNX model. Tracks survive a detector change (same frame pixels).
 """
 
 from __future__ import annotations
@@ -40,17 +43,18 @@ class FramePipeline:
                  crop_scale: float = CROP_SCALE,
                  smoothing: Literal["ema", "mean", "median", "none"] = "ema",
                  alpha: float = 0.3, window: int = 15,
-                 min_score: float = det.MIN_SCORE, max_faces: int | None = 8,
+                 min_score: float | None = None, max_faces: int | None = 8,
                  nms: Literal["weighted", "plain"] = "weighted", nms_iou: float = det.NMS_IOU,
                  track_distance: float = 0.75, max_missing: int = 10,
                  uncertain_below: float = UNCERTAIN_BELOW, label_margin: float = LABEL_MARGIN,
-                 align: bool = True):
+                 align: bool = True, detector: det.DetectorSpec | str = det.SHORT_RANGE):
         if isinstance(labels, str):
             labels = json.loads(labels)  # a sidecar or a list, as JSON text from JS
         self.labels = as_label_map(labels)
         self.crop_scale = float(crop_scale)
         self.align = bool(align)  # turn each crop so the eyes are level (preprocess.aligned_face_crop)
-        self.min_score = float(min_score)
+        self.min_score = None if min_score is None else float(min_score)  # None: the detector's own threshold
+        self.detector = det.detector_spec(detector)
         self.max_faces = max_faces
         self.nms = nms
         self.nms_iou = float(nms_iou)
@@ -61,9 +65,15 @@ class FramePipeline:
         self.faces: list[det.Face] = []
         self.results: list[dict[str, Any]] = []
 
+    def set_detector(self, name: str) -> int:
+        """Switch detector model ("short_range" / "full_range") for the next frames; returns its input side."""
+        self.detector = det.detector_spec(name)
+        self.letterbox = None
+        return self.detector.input_size
+
     # ---- step 1
     def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
-        """RGBA (or RGB) pixels of a width x height frame -> detector input float32 (1, 128, 128, 3)."""
+        """RGBA (or RGB) pixels of a width x height frame -> detector input float32 (1, S, S, 3)."""
         width, height = int(width), int(height)
         a = _as_array(rgba, np.uint8)
         if a.ndim == 1:
@@ -75,17 +85,22 @@ class FramePipeline:
             raise ValueError(f"frame shape {a.shape} does not match {width}x{height}")
         self.frame = a
         self.faces = []
-        x, self.letterbox = detector_input(a)
+        x, self.letterbox = detector_input(a, self.detector.input_size)
         return x
 
     # ---- step 2
     def decode_faces(self, regressors: Any, scores: Any) -> int:
-        """Detector outputs (1, 896, 16) and (1, 896, 1) (arrays or float32 buffers) -> number of faces."""
+        """Detector outputs (1, A, 16) and (1, A, 1) (arrays or float32 buffers) -> number of faces."""
         if self.letterbox is None:
             raise RuntimeError("call detector_input() first")
-        reg = _as_array(regressors, np.float32).reshape(1, det.NUM_ANCHORS, det.NUM_COORDS)
-        sc = _as_array(scores, np.float32).reshape(1, det.NUM_ANCHORS, 1)
-        self.faces = det.detect(reg, sc, self.letterbox, self.min_score, self.nms_iou, self.nms, self.max_faces)
+        reg = _as_array(regressors, np.float32)
+        sc = _as_array(scores, np.float32)
+        a = self.detector.num_anchors
+        if reg.size != a * det.NUM_COORDS or sc.size != a:
+            raise ValueError(f"{self.detector.name} detector has {a} anchors, got {reg.size} regressor values "
+                             f"and {sc.size} scores (is the other detector model running?)")
+        self.faces = det.detect(reg.reshape(1, a, det.NUM_COORDS), sc.reshape(1, a, 1), self.letterbox,
+                                self.min_score, self.nms_iou, self.nms, self.max_faces, self.detector)
         return len(self.faces)
 
     # ---- step 3
