@@ -8,7 +8,8 @@ The output is deterministic: same inputs, same bytes, same manifest.json.
 Layout of the output:
   index.html, app.js, style.css, js/*.js ...   copied from web/ (everything but web/models)
   sw.js                                        at the root (a service worker controls only its own folder and below)
-  models/face_detector.onnx, emotion.onnx, emotion.json, emotion.webgl.onnx (batch 1, WebGL only)
+  models/face_detector.onnx, face_detector_full_range.onnx, emotion.onnx, emotion.json,
+         emotion.webgl.onnx (batch 1, WebGL only)
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel
   vendor/ort/                                  onnxruntime-web: one bundle per execution provider
   wheels/emotion_runtime-<ver>-py3-none-any.whl
@@ -52,6 +53,8 @@ ORT_FILES = (
 )
 
 FACE_DETECTOR = "face_detector.onnx"
+# issue 10: the full-range detector (small/far faces), used for photos and selectable for the camera
+FACE_DETECTOR_FULL_RANGE = "face_detector_full_range.onnx"
 EMOTION_MODEL = "emotion.onnx"
 EMOTION_META = "emotion.json"
 EMOTION_WEBGL = "emotion.webgl.onnx"  # the file name model_export ships; the sidecar names it too
@@ -127,8 +130,9 @@ def web_files(web: Path) -> dict[str, Path]:
 # ---------------------------------------------------------------- models
 
 def model_files(models: Path, allow_missing_emotion: bool) -> dict[str, Path]:
-    out = {f"models/{FACE_DETECTOR}": require_file(
-        models / FACE_DETECTOR, "convert it with `python build/convert_detector.py` (it is normally committed).")}
+    out = {f"models/{name}": require_file(
+        models / name, "convert it with `python build/convert_detector.py` (it is normally committed).")
+        for name in (FACE_DETECTOR, FACE_DETECTOR_FULL_RANGE)}
     onnx, meta = models / EMOTION_MODEL, models / EMOTION_META
     if allow_missing_emotion and not onnx.exists() and not meta.exists():
         print(f"warning: {onnx} missing; building without the emotion model (--allow-missing-emotion-model)",
@@ -317,6 +321,7 @@ def build(out: Path, inputs: Inputs, allow_missing_emotion_model: bool = False) 
         "runtime_wheel": f"wheels/{wheel_name}",
         "models": {k: v for k, v in {
             "face_detector": f"models/{FACE_DETECTOR}",
+            "face_detector_full_range": f"models/{FACE_DETECTOR_FULL_RANGE}",
             "emotion": f"models/{EMOTION_MODEL}",
             "emotion_meta": f"models/{EMOTION_META}",
             "emotion_webgl": f"models/{EMOTION_WEBGL}",

@@ -71,7 +71,8 @@ def test_manifest_lists_every_file_with_its_hash_and_size(site):
 def test_site_has_the_page_runtime_and_models(site):
     manifest = json.loads((site / "manifest.json").read_text())
     for path in ["index.html", ".nojekyll", "sw.js", "js/sw-register.js", "js/runtime.js", "js/inference.js",
-                 "js/manifest.js", "models/face_detector.onnx", "vendor/pyodide/pyodide.mjs",
+                 "js/manifest.js", "models/face_detector.onnx", "models/face_detector_full_range.onnx",
+                 "vendor/pyodide/pyodide.mjs",
                  "vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip", manifest["runtime_wheel"],
                  *(f"vendor/ort/{name}" for name in bs.ORT_FILES)]:
         assert (site / path).is_file(), path
@@ -81,8 +82,9 @@ def test_site_has_the_page_runtime_and_models(site):
         if src.is_file() and rel.parts[0] != "models":
             assert (site / rel).read_bytes() == src.read_bytes(), rel
     if HAS_EMOTION:
-        expected = {"face_detector": "models/face_detector.onnx", "emotion": "models/emotion.onnx",
-                    "emotion_meta": "models/emotion.json"}
+        expected = {"face_detector": "models/face_detector.onnx",
+                    "face_detector_full_range": "models/face_detector_full_range.onnx",
+                    "emotion": "models/emotion.onnx", "emotion_meta": "models/emotion.json"}
         if json.loads((ROOT / "web/models/emotion.json").read_text()).get("variants", {}).get("webgl", {}).get("shipped"):
             expected["emotion_webgl"] = "models/emotion.webgl.onnx"
         assert manifest["models"] == expected
@@ -169,7 +171,8 @@ def test_stale_emotion_sidecar_is_rejected(web_copy):
     meta["sha256"] = sha256(models / "emotion.onnx")
     (models / "emotion.json").write_text(json.dumps(meta))
     assert set(bs.model_files(models, allow_missing_emotion=False)) == {
-        "models/face_detector.onnx", "models/emotion.onnx", "models/emotion.json"}
+        "models/face_detector.onnx", "models/face_detector_full_range.onnx", "models/emotion.onnx",
+        "models/emotion.json"}
 
 
 def test_webgl_variant_is_checked_against_its_sidecar(web_copy):

@@ -10,6 +10,7 @@ import pytest
 from emotion_runtime import detector as det
 from emotion_runtime.pipeline import FramePipeline
 from emotion_runtime.preprocess import letterbox_for
+from fixtures.videos import PHOTO_FACES as FACES
 
 
 # ---------------------------------------------------------------- anchors
@@ -167,17 +168,6 @@ def test_onnx_model_contract(spec):
             assert len(node.input) == 3 and node.input[2] in consts
             scales = numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == node.input[2]))
             assert scales.dtype == np.float32 and scales.tolist() == [1, 1, 2, 2]
-
-
-# Faces in the face-api demo photos, checked by eye: (centre x, centre y, face size) in photo pixels.
-FACES = {
-    1: [(520, 500, 190), (1560, 340, 160), (940, 560, 190)],
-    2: [(1560, 290, 200), (990, 360, 210), (460, 300, 250)],
-    3: [(1180, 380, 250), (690, 490, 230), (1590, 460, 230)],
-    4: [(1080, 320, 195), (750, 220, 175), (1360, 290, 185), (335, 335, 185)],
-    5: [(860, 245, 165), (1520, 545, 230), (670, 555, 205), (1205, 345, 175), (465, 1045, 230)],
-    6: [(1260, 470, 230), (780, 495, 235), (1595, 435, 245), (350, 645, 240)],
-}
 
 
 def _detect(frame: np.ndarray, face_detector, detector: str = "short_range") -> list:

@@ -116,17 +116,17 @@ def test_real_jpeg_upload(noface):
 
 
 def test_uncertain_face_names_two_classes(noface, app_server, tmp_path):  # noqa: F811
-    """A face the model hesitates on (sample2's left man: neutral ~0.4, happiness ~0.36 in CPython) is shown as
-    uncertain, with its two leading classes, on the card, the overlay's text and the dashed box."""
+    """A face the model hesitates on (sample2's middle man: neutral 0.43 in CPython, happiness next) is shown
+    as uncertain, with its two leading classes, on the card and in the overlay's text."""
     need_real_model(app_server)
     from PIL import Image
 
     path = tmp_path / "hesitant.png"
     with Image.open(videos.SAMPLES / "sample2.jpg") as im:
-        im.crop((0, 0, 960, 675)).save(path)
+        im.crop((480, 0, 1440, 675)).save(path)
     s = upload(noface, path)
     assert s["error"] is None
-    left = min(s["lastResults"], key=lambda f: f["box"][0])
+    (left,) = s["lastResults"]
     assert left["uncertain"], left["probs"]
     first, second = left["top2"]
     assert max(left["probs"]) == left["probs"][first] < 0.5
@@ -143,6 +143,19 @@ def test_uncertain_face_names_two_classes(noface, app_server, tmp_path):  # noqa
     (face,) = s["lastResults"]
     assert not face["uncertain"]
     assert noface.locator("#face-list li.face-card").first.get_attribute("data-uncertain") == "false"
+
+
+def test_full_range_detector_finds_every_face_of_a_group_photo(noface):
+    """sample5.jpg (1920 px, five people, faces ~8% of the width): photos go through the full-range detector,
+    which finds all five (the short-range one finds two of them)."""
+    s = upload(noface, videos.SAMPLES / "sample5.jpg")
+    assert s["error"] is None and s["detector"] == "full_range"
+    k = 1280 / 1920  # the page analyses photos at 1280 px on the long side
+    centres = [(cx * k, cy * k) for cx, cy, _ in videos.PHOTO_FACES[5]]
+    assert s["faceCount"] == 5, [f["box"] for f in s["lastResults"]]
+    hits = match_faces(s["lastResults"], centres)
+    assert None not in hits and len(set(hits)) == 5, (hits, [f["box"] for f in s["lastResults"]])
+    assert noface.inner_text("#face-count") == "5"
 
 
 def test_too_many_faces(noface):

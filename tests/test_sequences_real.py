@@ -13,7 +13,7 @@ from fixtures.sequences import HEIGHT, WIDTH, Mover, canvas_frames, face_patch, 
 
 pytestmark = pytest.mark.slow
 
-# Faces of the face-api demo photos (sample, centre x, centre y, size in photo px; see test_detector.FACES).
+# Faces of the face-api demo photos (sample, centre x, centre y, size in photo px; see fixtures.videos.PHOTO_FACES).
 BETWEEN_TWO = (4, 1080, 320, 195)  # the model wavers between neutral and happiness on this face
 UNSURE = (2, 460, 300, 250)  # the model gives neither neutral nor happiness more than ~0.5
 CLEAR_SMILE = (3, 1180, 380, 250)  # broad smile: happiness ~0.9

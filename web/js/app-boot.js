@@ -61,8 +61,12 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
     throw Object.assign(new Error('This build of the site has no emotion model (models/emotion.onnx); ' +
       'it cannot classify faces.'), { code: 'load' });
   }
+  // issue 10: the full-range detector (photos, and the camera when chosen) is fetched with the rest, so nothing
+  // is downloaded after the page is ready.
+  const files = [paths.face_detector, paths.emotion, paths.emotion_meta, paths.face_detector_full_range]
+    .filter(Boolean);
   onStep('models', 'active');
-  const sizes = [paths.face_detector, paths.emotion, paths.emotion_meta].map((p) => manifest.files[p]?.bytes || 0);
+  const sizes = files.map((p) => manifest.files[p]?.bytes || 0);
   const total = sizes.reduce((a, b) => a + b, 0) || 1;
   const loaded = {};
   const onProgress = ({ path, loaded: n }) => {
@@ -71,8 +75,8 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
     onStep('models', 'active', `Downloading models… ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`);
   };
   // fetchVerified checks each file's size and sha256 against manifest.json before returning it.
-  const [detBytes, emoBytes, metaBytes] = await Promise.all(
-    [paths.face_detector, paths.emotion, paths.emotion_meta].map((p) => fetchVerified(p, { onProgress })));
+  const [detBytes, emoBytes, metaBytes, fullRangeBytes] = await Promise.all(
+    files.map((p) => fetchVerified(p, { onProgress })));
   onStep('models', 'done');
   onStep('verify', 'active', 'Models verified (sha256). Starting inference…', 0.7);
   const sidecar = JSON.parse(new TextDecoder().decode(metaBytes));
@@ -83,13 +87,16 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
   const detector = await createSession(detBytes, {
     preferred, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu: allow,
   });
+  const detectorFullRange = fullRangeBytes && await createSession(fullRangeBytes, {
+    preferred, name: 'full-range face detector', warmupDims: [1, 192, 192, 3], allowSoftwareGpu: allow,
+  });
   onStep('verify', 'active', `Face detector running on ${detector.ep}. Starting the emotion model…`, 0.8);
   // WebGL takes only fixed input shapes: it gets the batch-1 copy (fetched and verified only if WebGL is tried).
   const variants = paths.emotion_webgl ? { webgl: { load: () => fetchVerified(paths.emotion_webgl), batch: 1 } } : {};
   const emotion = await createSession(emoBytes, {
     preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu: allow, variants,
   });
-  return { detector, emotion, sidecar };
+  return { detector, detectorFullRange, emotion, sidecar };
 }
 
 /**
@@ -117,7 +124,8 @@ export async function serviceWorkerControl(timeoutMs = 4000) {
  * Load everything the frame engine needs.
  * @param {{onStep: (step: string, state: string, text?: string, fraction?: number) => void, ep?: string,
  *          allowSoftwareGpu?: boolean, timeoutMs?: number}} o
- * @returns {Promise<{pyodide: object, detector: {session, ep}, emotion: {session, ep}, sidecar: object}>}
+ * @returns {Promise<{pyodide: object, detector: {session, ep}, detectorFullRange: ({session, ep}|undefined),
+ *          emotion: {session, ep}, sidecar: object}>}
  * @throws {Error} with `code` (integrity | timeout | csp | load) and a message fit for the user
  */
 export async function loadEverything({ onStep, ep, allowSoftwareGpu, timeoutMs }) {

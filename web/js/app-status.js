@@ -9,6 +9,9 @@ const state = {
   notice: null, // {code, message}: no-face / too-many-faces, or null
   labels: [],
   smoothing: null, // {mode, k}
+  cameraDetector: null, // short_range | full_range: face detector for camera frames (photos: full_range)
+  detector: null, // face detector that processed the last frame or photo
+  maxFaces: null, // faces analysed per frame at most (more: the "Too many faces" notice)
   lastResults: [], // faces of the last processed frame
   faceCount: 0,
   fps: null,
