@@ -102,9 +102,11 @@ def box_iou_xywh(a: Sequence[float], b: Sequence[float]) -> float:
 # the label is close to a coin toss, so the page says so.
 UNCERTAIN_BELOW = 0.5
 # Hysteresis: a class must lead the shown one by this much to replace it, and an uncertain face must reach
-# UNCERTAIN_BELOW + UNCERTAIN_BAND to be shown as certain again, so two close classes do not flicker.
+# UNCERTAIN_BELOW + UNCERTAIN_BAND to be shown as certain again, so two close classes do not flicker. Both are
+# wider than the frame-to-frame wander of a still face's smoothed probabilities (EMA over 5 frames: the top
+# one moved within 0.47-0.56 over 40 frames of a hesitant face, tests/test_sequences_real.py).
 LABEL_MARGIN = 0.1
-UNCERTAIN_BAND = 0.05
+UNCERTAIN_BAND = 0.1
 
 
 @dataclass(frozen=True)
