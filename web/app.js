@@ -91,6 +91,7 @@ async function boot() {
     status.update({
       state: 'ready',
       ep,
+      epFullRange: loaded.detectorFullRange?.ep ?? null,
       epAttempts: { detector: loaded.detector.attempts, emotion: loaded.emotion.attempts },
       labels: engine.labels,
       smoothing: { ...engine.smoothing },

@@ -4,6 +4,7 @@
 const state = {
   state: 'loading', // loading | ready | camera-starting | running | still | error
   ep: null, // {detector, emotion} execution providers in use
+  epFullRange: null, // execution provider of the full-range face detector (photos; camera when chosen)
   epAttempts: null, // {detector, emotion}: [{ep, ok, reason, ms}] from the fallback chain
   error: null, // {code, message} of the message on screen, or null
   notice: null, // {code, message}: no-face / too-many-faces, or null
