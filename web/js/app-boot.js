@@ -87,8 +87,11 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
   const detector = await createSession(detBytes, {
     preferred, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu: allow,
   });
+  // Not on WebGL: there (SwiftShader) its boxes came out up to 6 px (640x480 frame) off the WASM / CPython ones,
+  // while the short-range model agreed within 3 px (tests/test_e2e_backends.py). WebGPU, then WASM.
   const detectorFullRange = fullRangeBytes && await createSession(fullRangeBytes, {
-    preferred, name: 'full-range face detector', warmupDims: [1, 192, 192, 3], allowSoftwareGpu: allow,
+    preferred: preferred.filter((p) => p !== 'webgl'), name: 'full-range face detector',
+    warmupDims: [1, 192, 192, 3], allowSoftwareGpu: allow,
   });
   onStep('verify', 'active', `Face detector running on ${detector.ep}. Starting the emotion model…`, 0.8);
   // WebGL takes only fixed input shapes: it gets the batch-1 copy (fetched and verified only if WebGL is tried).
