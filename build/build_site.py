@@ -8,8 +8,9 @@ The output is deterministic: same inputs, same bytes, same manifest.json.
 Layout of the output:
   index.html, app.js, style.css, js/*.js ...   copied from web/ (everything but web/models)
   sw.js                                        at the root (a service worker controls only its own folder and below)
-  models/face_detector.onnx, face_detector_full_range.onnx, emotion.onnx, emotion.json,
-         emotion.webgl.onnx (batch 1, WebGL only)
+  models/face_detector.onnx, face_detector_full_range.onnx
+  models/emotion/<model id>/model.onnx, model.json, model.webgl.onnx (batch 1, WebGL only): one folder per
+                                               emotion model in web/models/emotion/ (ids like lite0s5-48.ferplus)
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel
   vendor/ort/                                  onnxruntime-web: one bundle per execution provider
   wheels/emotion_runtime-<ver>-py3-none-any.whl
@@ -55,9 +56,14 @@ ORT_FILES = (
 FACE_DETECTOR = "face_detector.onnx"
 # issue 10: the full-range detector (small/far faces), used for photos and selectable for the camera
 FACE_DETECTOR_FULL_RANGE = "face_detector_full_range.onnx"
-EMOTION_MODEL = "emotion.onnx"
-EMOTION_META = "emotion.json"
-EMOTION_WEBGL = "emotion.webgl.onnx"  # the file name model_export ships; the sidecar names it too
+# Emotion models: web/models/emotion/<model id>/ each, as model_export ships them. Every folder found is listed
+# in manifest.json's model catalog, so a model trained on other classes appears in the page after a build.
+EMOTION_DIR = "emotion"
+EMOTION_MODEL = "model.onnx"
+EMOTION_META = "model.json"
+EMOTION_WEBGL = "model.webgl.onnx"  # the file name model_export ships; the sidecar names it too
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEFAULT_DATASET = "ferplus"  # the catalog's default: the FER+ model, else the first id
 
 # Fixed zip timestamp (the earliest zip can store) so the runtime wheel is byte-for-byte reproducible.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -129,35 +135,66 @@ def web_files(web: Path) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- models
 
-def model_files(models: Path, allow_missing_emotion: bool) -> dict[str, Path]:
-    out = {f"models/{name}": require_file(
-        models / name, "convert it with `python build/convert_detector.py` (it is normally committed).")
-        for name in (FACE_DETECTOR, FACE_DETECTOR_FULL_RANGE)}
-    onnx, meta = models / EMOTION_MODEL, models / EMOTION_META
-    if allow_missing_emotion and not onnx.exists() and not meta.exists():
-        print(f"warning: {onnx} missing; building without the emotion model (--allow-missing-emotion-model)",
-              file=sys.stderr)
-        return out
-    hint = "export the trained model (model_export/) or pass --allow-missing-emotion-model for a test build."
-    require_file(onnx, hint)
-    require_file(meta, hint)
+def emotion_model(folder: Path) -> tuple[dict[str, Path], dict]:
+    """One shipped emotion model folder -> (site files, catalog entry), checked against its sidecar."""
+    model_id = folder.name
+    if not MODEL_ID.match(model_id):
+        raise BuildError(f"{folder}: a model folder name may hold only letters, digits, '.', '_' and '-'.")
+    hint = "export it again with model_export (`--ship web/models`), or remove the folder."
+    onnx = require_file(folder / EMOTION_MODEL, hint)
+    meta = require_file(folder / EMOTION_META, hint)
     sidecar = json.loads(meta.read_text())
+    labels = sidecar.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+        raise BuildError(f"{meta} has no list of class labels.")
+    if sidecar.get("id", model_id) != model_id:
+        raise BuildError(f"{meta} names model {sidecar['id']!r} but sits in folder {model_id!r}.")
     expected = sidecar.get("sha256")
     actual = sha256_hex(onnx.read_bytes())
     if expected and expected != actual:
         raise BuildError(f"{meta} says sha256 {expected} but {onnx} has {actual}: the sidecar is stale, re-export.")
-    out[f"models/{EMOTION_MODEL}"] = onnx
-    out[f"models/{EMOTION_META}"] = meta
+    site = f"models/{EMOTION_DIR}/{model_id}"
+    files = {f"{site}/{EMOTION_MODEL}": onnx, f"{site}/{EMOTION_META}": meta}
+    entry = {"id": model_id, "title": sidecar.get("title") or f"{model_id} ({len(labels)} classes)",
+             "dataset": sidecar.get("dataset"), "labels": labels,
+             "model": f"{site}/{EMOTION_MODEL}", "meta": f"{site}/{EMOTION_META}"}
     # Optional batch-1 copy for onnxruntime-web's WebGL backend (fixed shapes only); fetched only on WebGL.
     webgl = sidecar.get("variants", {}).get("webgl")
     if webgl and webgl.get("shipped"):
         if webgl.get("file") != EMOTION_WEBGL:
             raise BuildError(f"{meta} names the WebGL variant {webgl.get('file')!r}; the page expects {EMOTION_WEBGL!r}.")
-        path = require_file(models / EMOTION_WEBGL, f"{meta} lists it as shipped; re-export the model.")
+        path = require_file(folder / EMOTION_WEBGL, f"{meta} lists it as shipped; re-export the model.")
         if webgl.get("sha256") and webgl["sha256"] != sha256_hex(path.read_bytes()):
             raise BuildError(f"{meta} says {EMOTION_WEBGL} has sha256 {webgl['sha256']} but it differs: re-export.")
-        out[f"models/{EMOTION_WEBGL}"] = path
-    return out
+        files[f"{site}/{EMOTION_WEBGL}"] = path
+        entry["webgl"] = f"{site}/{EMOTION_WEBGL}"
+    return files, entry
+
+
+def model_files(models: Path, allow_missing_emotion: bool) -> tuple[dict[str, Path], dict]:
+    """Site files of the face detectors and every emotion model, and manifest.json's `models` table:
+    {face_detector, face_detector_full_range, emotion: [catalog entries sorted by id], emotion_default: id}."""
+    detectors = {"face_detector": FACE_DETECTOR, "face_detector_full_range": FACE_DETECTOR_FULL_RANGE}
+    files = {f"models/{name}": require_file(
+        models / name, "convert it with `python build/convert_detector.py` (it is normally committed).")
+        for name in detectors.values()}
+    table: dict = {key: f"models/{name}" for key, name in detectors.items()}
+    folders = sorted(p for p in (models / EMOTION_DIR).glob("*") if p.is_dir()) if (models / EMOTION_DIR).is_dir() else []
+    if not folders:
+        if not allow_missing_emotion:
+            raise BuildError(f"{models / EMOTION_DIR}/<model id>/{EMOTION_MODEL} is missing: export the trained model "
+                             "(model_export/, `--ship web/models`) or pass --allow-missing-emotion-model for a test build.")
+        print(f"warning: no emotion model in {models / EMOTION_DIR}; building without one (--allow-missing-emotion-model)",
+              file=sys.stderr)
+        return files, table
+    catalog = []
+    for folder in folders:
+        folder_files, entry = emotion_model(folder)
+        files |= folder_files
+        catalog.append(entry)
+    table["emotion"] = catalog
+    table["emotion_default"] = next((m["id"] for m in catalog if m["dataset"] == DEFAULT_DATASET), catalog[0]["id"])
+    return files, table
 
 
 # ---------------------------------------------------------------- Pyodide
@@ -303,7 +340,8 @@ def build(out: Path, inputs: Inputs, allow_missing_emotion_model: bool = False) 
     check_out_dir(out)
     copied: dict[str, Path] = {}
     copied.update(web_files(inputs.web))
-    copied.update(model_files(inputs.web / "models", allow_missing_emotion_model))
+    shipped_models, models_table = model_files(inputs.web / "models", allow_missing_emotion_model)
+    copied.update(shipped_models)
     py_copied, generated, pyodide_version = pyodide_files(inputs.node_modules, inputs.vendor)
     copied.update(py_copied)
     ort_copied, ort_version = ort_files(inputs.node_modules)
@@ -319,13 +357,7 @@ def build(out: Path, inputs: Inputs, allow_missing_emotion_model: bool = False) 
 
     extra = {
         "runtime_wheel": f"wheels/{wheel_name}",
-        "models": {k: v for k, v in {
-            "face_detector": f"models/{FACE_DETECTOR}",
-            "face_detector_full_range": f"models/{FACE_DETECTOR_FULL_RANGE}",
-            "emotion": f"models/{EMOTION_MODEL}",
-            "emotion_meta": f"models/{EMOTION_META}",
-            "emotion_webgl": f"models/{EMOTION_WEBGL}",
-        }.items() if v in files},
+        "models": models_table,
         "versions": {
             "pyodide": pyodide_version,
             "onnxruntime-web": ort_version,
@@ -355,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web", type=Path, default=ROOT / "web", help="page sources and models/ (default: web/)")
     parser.add_argument("--node-modules", type=Path, default=ROOT / "node_modules")
     parser.add_argument("--allow-missing-emotion-model", action="store_true",
-                        help="test builds only: build even if web/models/emotion.onnx is not there yet")
+                        help="test builds only: build even if web/models/emotion/ holds no model yet")
     args = parser.parse_args(argv)
     inputs = Inputs(web=args.web, node_modules=args.node_modules, py_src=ROOT / "py_src",
                     pyproject=ROOT / "pyproject.toml", vendor=VENDOR_DIR)

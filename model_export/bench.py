@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODELS = [ROOT / "web/models/emotion.onnx", ROOT / "web/models/face_detector.onnx"]
+DEFAULT_MODELS = sorted((ROOT / "web/models/emotion").glob("*/model.onnx")) + [ROOT / "web/models/face_detector.onnx"]
 
 
 def bench(path: Path, runs: int, threads: int) -> dict:
@@ -34,7 +34,7 @@ def bench(path: Path, runs: int, threads: int) -> dict:
         sess.run(None, {inp.name: x})
         times.append((time.perf_counter() - t) * 1000)
     data = path.read_bytes()
-    return {"model": path.name, "input": "x".join(map(str, shape)), "mb": len(data) / 1e6, "gzip_mb": len(gzip.compress(data)) / 1e6,
+    return {"model": path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name, "input": "x".join(map(str, shape)), "mb": len(data) / 1e6, "gzip_mb": len(gzip.compress(data)) / 1e6,
             "create_ms": create_ms, "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))}
 
 
@@ -47,13 +47,13 @@ def main(argv: list[str] | None = None) -> None:
     import onnxruntime as ort
 
     print(f"onnxruntime {ort.__version__} CPU, {args.threads} thread(s), batch 1, {args.runs} runs")
-    print(f"{'model':<26}{'input':<14}{'MB':>7}{'gzip MB':>9}{'create ms':>11}{'median ms':>11}{'p90 ms':>9}")
+    print(f"{'model':<52}{'input':<14}{'MB':>7}{'gzip MB':>9}{'create ms':>11}{'median ms':>11}{'p90 ms':>9}")
     for path in args.models or DEFAULT_MODELS:
         if not path.exists():
-            print(f"{path.name:<26}missing ({path})")
+            print(f"{path.name:<52}missing ({path})")
             continue
         r = bench(path, args.runs, args.threads)
-        print(f"{r['model']:<26}{r['input']:<14}{r['mb']:>7.2f}{r['gzip_mb']:>9.2f}{r['create_ms']:>11.1f}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}")
+        print(f"{r['model']:<52}{r['input']:<14}{r['mb']:>7.2f}{r['gzip_mb']:>9.2f}{r['create_ms']:>11.1f}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .augment import AUGMENT_PRESETS
-from .data import DatasetError, FaceDataset, load_dataset, stratified_split
+from .data import DatasetError, FaceDataset, iter_kinds, load_dataset, stratified_split
 from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
 from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model, predict_logits
 
@@ -79,7 +79,7 @@ def ensemble_probs(model_dirs: list[Path], images: np.ndarray, num_classes: int,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True, choices=("fer2013-zip", "fer2013-csv", "ferplus", "folder"))
+    ap.add_argument("--dataset", required=True, choices=tuple(iter_kinds()), help="packed: a file written by model_export.pack")
     ap.add_argument("--data", required=True, help="path of the zip / csv / folder")
     ap.add_argument("--classes", help="comma-separated class order for --dataset folder (e.g. happy,peace,sad)")
     ap.add_argument("--out", required=True, type=Path)
@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-pretrained", action="store_true")
-    ap.add_argument("--ship", type=Path, default=None, help="copy the exported model here (e.g. web/models/emotion)")
+    ap.add_argument("--ship", type=Path, default=None,
+                    help="models folder of the site (web/models): the model is copied to <ship>/emotion/<model id>/")
+    ap.add_argument("--model-id", default=None, help="id of the shipped model (default <student arch>.<dataset>, e.g. lite0s5-48.ferplus)")
     args = ap.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = set(stages) - set(STAGES)
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 "student": student_spec.name, "augment": args.augment,
                 "notes": ds.notes, "config": asdict(base_cfg), "teachers": args.teachers,
                 "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill,
-                "init_from": str(args.init_from) if args.init_from else None}
+                "init_from": str(args.init_from) if args.init_from else None, "model_id": args.model_id}
     (args.out / "run.json").write_text(json.dumps(run_meta, indent=1, default=str))
 
     def maybe_init(model: torch.nn.Module, name: str) -> None:

@@ -99,7 +99,7 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> BuiltSite:
     if problem:
         pytest.skip(problem)
     build_site = load_build_site()
-    has_emotion = (ROOT / "web" / "models" / "emotion.onnx").is_file()
+    has_emotion = any((ROOT / "web" / "models" / "emotion").glob("*/model.onnx"))
     out = tmp_path_factory.mktemp("site") / "site"
     inputs = build_site.Inputs(web=ROOT / "web", node_modules=ROOT / "node_modules", py_src=ROOT / "py_src",
                                pyproject=ROOT / "pyproject.toml", vendor=build_site.VENDOR_DIR)

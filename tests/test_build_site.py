@@ -21,7 +21,8 @@ OFFICIAL_LOCK = ROOT / "node_modules" / "pyodide" / "pyodide-lock.json"
 pytestmark = pytest.mark.skipif(site_problem() is not None, reason=site_problem() or "")
 
 bs = load_build_site()
-HAS_EMOTION = (ROOT / "web" / "models" / "emotion.onnx").is_file()
+SHIPPED = ROOT / "web" / "models" / "emotion"
+HAS_EMOTION = any(SHIPPED.glob("*/model.onnx"))
 
 
 def sha256(path: Path) -> str:
@@ -82,12 +83,18 @@ def test_site_has_the_page_runtime_and_models(site):
         if src.is_file() and rel.parts[0] != "models":
             assert (site / rel).read_bytes() == src.read_bytes(), rel
     if HAS_EMOTION:
-        expected = {"face_detector": "models/face_detector.onnx",
-                    "face_detector_full_range": "models/face_detector_full_range.onnx",
-                    "emotion": "models/emotion.onnx", "emotion_meta": "models/emotion.json"}
-        if json.loads((ROOT / "web/models/emotion.json").read_text()).get("variants", {}).get("webgl", {}).get("shipped"):
-            expected["emotion_webgl"] = "models/emotion.webgl.onnx"
-        assert manifest["models"] == expected
+        # Every shipped model folder is in the catalog, with its sidecar's labels; FER+ is the default.
+        catalog = manifest["models"]["emotion"]
+        assert [m["id"] for m in catalog] == sorted(p.parent.name for p in SHIPPED.glob("*/model.onnx"))
+        for entry in catalog:
+            sidecar = json.loads((SHIPPED / entry["id"] / "model.json").read_text())
+            assert entry["labels"] == sidecar["labels"] and entry["dataset"] == sidecar.get("dataset")
+            assert entry["model"] == f"models/emotion/{entry['id']}/model.onnx" and (site / entry["model"]).is_file()
+            assert ("webgl" in entry) == bool(sidecar.get("variants", {}).get("webgl", {}).get("shipped"))
+        assert manifest["models"]["face_detector_full_range"] == "models/face_detector_full_range.onnx"
+        default = next(m for m in catalog if m["id"] == manifest["models"]["emotion_default"])
+        assert default["dataset"] == "ferplus"
+        assert not list(site.glob("models/emotion/*/card"))  # model cards stay in the repository
     # Nothing from node_modules that the page does not load (source maps, other ort builds, console.html).
     assert not list(site.rglob("*.map")) and not (site / "vendor/pyodide/console.html").exists()
 
@@ -150,45 +157,83 @@ def test_missing_face_detector_fails_clearly(web_copy, tmp_path):
 
 
 def test_missing_emotion_model_fails_unless_allowed(web_copy, tmp_path):
-    for name in ("emotion.onnx", "emotion.json"):
-        (web_copy / "models" / name).unlink(missing_ok=True)
+    shutil.rmtree(web_copy / "models" / "emotion", ignore_errors=True)
     result = run_build("--web", str(web_copy), "--out", str(tmp_path / "out"))
     assert result.returncode == 1
-    assert "emotion.onnx is missing" in result.stderr and "--allow-missing-emotion-model" in result.stderr
+    assert "model.onnx is missing" in result.stderr and "--allow-missing-emotion-model" in result.stderr
     allowed = run_build("--web", str(web_copy), "--out", str(tmp_path / "out"), "--allow-missing-emotion-model")
     assert allowed.returncode == 0, allowed.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert "emotion" not in manifest["models"] and "models/emotion.onnx" not in manifest["files"]
+    assert "emotion" not in manifest["models"] and not [f for f in manifest["files"] if f.startswith("models/emotion/")]
+
+
+def stand_in_folder(models: Path, model_id: str, meta: dict) -> Path:
+    """A model folder whose ONNX bytes are a stand-in (the build checks hashes, it does not parse ONNX)."""
+    folder = models / "emotion" / model_id
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(f"stand-in bytes of {model_id}".encode())
+    (folder / "model.json").write_text(json.dumps(meta))
+    return folder
 
 
 def test_stale_emotion_sidecar_is_rejected(web_copy):
     models = web_copy / "models"
-    (models / "emotion.onnx").write_bytes(b"stand-in model bytes: the build does not parse ONNX")
-    meta = {"labels": ["a", "b"], "sha256": "0" * 64}
-    (models / "emotion.json").write_text(json.dumps(meta))
+    shutil.rmtree(models / "emotion")
+    folder = stand_in_folder(models, "tiny.mine", {"labels": ["a", "b"], "sha256": "0" * 64})
     with pytest.raises(bs.BuildError, match="sidecar is stale"):
         bs.model_files(models, allow_missing_emotion=False)
-    meta["sha256"] = sha256(models / "emotion.onnx")
-    (models / "emotion.json").write_text(json.dumps(meta))
-    assert set(bs.model_files(models, allow_missing_emotion=False)) == {
-        "models/face_detector.onnx", "models/face_detector_full_range.onnx", "models/emotion.onnx",
-        "models/emotion.json"}
+    (folder / "model.json").write_text(json.dumps({"labels": ["a", "b"], "sha256": sha256(folder / "model.onnx")}))
+    files, table = bs.model_files(models, allow_missing_emotion=False)
+    assert set(files) == {"models/face_detector.onnx", "models/face_detector_full_range.onnx",
+                          "models/emotion/tiny.mine/model.onnx", "models/emotion/tiny.mine/model.json"}
+    assert table["face_detector_full_range"] == "models/face_detector_full_range.onnx"
+    assert table["emotion_default"] == "tiny.mine" and table["emotion"][0]["labels"] == ["a", "b"]
+
+
+def test_every_model_folder_is_listed_and_ferplus_is_the_default(web_copy):
+    """A model trained on your own classes appears in the catalog after a build, with no code change."""
+    models = web_copy / "models"
+    shutil.rmtree(models / "emotion")
+    for model_id, dataset, labels in (("a.mine", "my_faces", ["happy", "peace", "sad"]),
+                                      ("b.fer2013", "fer2013", list("1234567")), ("c.ferplus", "ferplus", list("12345678"))):
+        folder = stand_in_folder(models, model_id, {})
+        (folder / "model.json").write_text(json.dumps({"labels": labels, "dataset": dataset, "title": f"T {model_id}",
+                                                       "sha256": sha256(folder / "model.onnx")}))
+    _, table = bs.model_files(models, allow_missing_emotion=False)
+    assert [(m["id"], m["title"], len(m["labels"])) for m in table["emotion"]] == [
+        ("a.mine", "T a.mine", 3), ("b.fer2013", "T b.fer2013", 7), ("c.ferplus", "T c.ferplus", 8)]
+    assert table["emotion_default"] == "c.ferplus"
+
+
+@pytest.mark.parametrize("model_id, meta, message", [
+    ("bad id!", {"labels": ["a"]}, "folder name"),
+    ("no.labels", {"labels": []}, "no list of class labels"),
+    ("wrong.id", {"labels": ["a"], "id": "other.id"}, "names model 'other.id'"),
+])
+def test_bad_model_folders_are_named(web_copy, model_id, meta, message):
+    models = web_copy / "models"
+    stand_in_folder(models, model_id, meta)
+    with pytest.raises(bs.BuildError, match=message):
+        bs.model_files(models, allow_missing_emotion=False)
 
 
 def test_webgl_variant_is_checked_against_its_sidecar(web_copy):
     models = web_copy / "models"
-    (models / "emotion.onnx").write_bytes(b"stand-in model bytes")
-    (models / "emotion.webgl.onnx").write_bytes(b"stand-in batch-1 bytes")
-    meta = {"labels": ["a", "b"], "sha256": sha256(models / "emotion.onnx"),
-            "variants": {"webgl": {"file": "emotion.webgl.onnx", "sha256": "0" * 64, "shipped": True}}}
-    (models / "emotion.json").write_text(json.dumps(meta))
-    with pytest.raises(bs.BuildError, match="emotion.webgl.onnx has sha256"):
+    shutil.rmtree(models / "emotion")
+    folder = stand_in_folder(models, "tiny.mine", {})
+    (folder / "model.webgl.onnx").write_bytes(b"stand-in batch-1 bytes")
+    meta = {"labels": ["a", "b"], "sha256": sha256(folder / "model.onnx"),
+            "variants": {"webgl": {"file": "model.webgl.onnx", "sha256": "0" * 64, "shipped": True}}}
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(bs.BuildError, match="model.webgl.onnx has sha256"):
         bs.model_files(models, allow_missing_emotion=False)
-    meta["variants"]["webgl"]["sha256"] = sha256(models / "emotion.webgl.onnx")
-    (models / "emotion.json").write_text(json.dumps(meta))
-    assert "models/emotion.webgl.onnx" in bs.model_files(models, allow_missing_emotion=False)
-    (models / "emotion.webgl.onnx").unlink()
-    with pytest.raises(bs.BuildError, match="emotion.webgl.onnx is missing"):
+    meta["variants"]["webgl"]["sha256"] = sha256(folder / "model.webgl.onnx")
+    (folder / "model.json").write_text(json.dumps(meta))
+    files, table = bs.model_files(models, allow_missing_emotion=False)
+    assert "models/emotion/tiny.mine/model.webgl.onnx" in files
+    assert table["emotion"][0]["webgl"] == "models/emotion/tiny.mine/model.webgl.onnx"
+    (folder / "model.webgl.onnx").unlink()
+    with pytest.raises(bs.BuildError, match="model.webgl.onnx is missing"):
         bs.model_files(models, allow_missing_emotion=False)
 
 

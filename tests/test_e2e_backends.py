@@ -58,7 +58,7 @@ def test_forced_wasm(playwright_driver, app_server, group_photo):  # noqa: F811
         s = open_app(page, app_server.url, "?ep=wasm")
         assert s["state"] == "ready", s["error"]
         assert s["ep"] == {"detector": "wasm", "emotion": "wasm"} and s["epFullRange"] == "wasm"
-        assert not [u for u in fetched if "emotion.webgl.onnx" in u or "ort.webgl" in u]  # WebGL files only for WebGL
+        assert not [u for u in fetched if "model.webgl.onnx" in u or "ort.webgl" in u]  # WebGL files only for WebGL
         assert page.inner_text("#ro-ep") == "WASM"
         RESULTS["wasm"] = run_group_photo(page, group_photo)["lastResults"]
     finally:
@@ -81,7 +81,7 @@ def test_software_webgl_when_allowed(playwright_driver, app_server, group_photo)
         assert s["ep"]["emotion"] == "webgl", s["epAttempts"]["emotion"]
         check_ep_readout(page, s["ep"])
         webgl_fetches = []
-        page.on("request", lambda r: webgl_fetches.append(r.url) if "emotion.webgl.onnx" in r.url else None)
+        page.on("request", lambda r: webgl_fetches.append(r.url) if "model.webgl.onnx" in r.url else None)
         RESULTS["softgpu:webgl"] = run_group_photo(page, group_photo)["lastResults"]  # 4 faces: 4 batch-1 runs
         assert not webgl_fetches  # fetched once while loading, not per frame
     finally:

@@ -82,11 +82,13 @@ def test_cli_runs_every_stage_and_resumes(tmp_path: Path) -> None:
             "--student-epochs", "1", "--max-steps", "2", "--limit", "128", "--eval-limit", "64", "--threads", "1",
             "--ship", str(tmp_path / "ship")]
     assert run_main(args) == 0
-    sidecar = json.loads((tmp_path / "ship" / "emotion.json").read_text())
+    shipped = tmp_path / "ship" / "emotion" / "lite0s5-64.ferplus"  # <arch>.<dataset>, listed by the site build
+    sidecar = json.loads((shipped / "model.json").read_text())
+    assert sidecar["id"] == shipped.name and (shipped / "model.onnx").is_file() and (shipped / "model.webgl.onnx").is_file()
     assert sidecar["labels"][:2] == ["neutral", "happiness"] and sidecar["input"]["shape"] == [None, 1, 48, 48]
     assert sidecar["export"]["parity"]["max_abs_diff"] < 1e-3
     for f in ("model_card.md", "confusion_test.png", "learning_curves.png", "metrics.json"):
-        assert (tmp_path / "ship" / "card" / f).stat().st_size > 0
+        assert (shipped / "card" / f).stat().st_size > 0
     assert (tmp_path / "run" / "model.fp16.onnx").exists()
     # Stages whose outputs exist are skipped: a second run only redoes report/export.
     mtime = (tmp_path / "run" / "student" / "best.pt").stat().st_mtime

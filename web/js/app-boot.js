@@ -50,23 +50,35 @@ async function loadPythonStep(onStep, timeoutMs) {
   return py;
 }
 
-async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
+/**
+ * The catalog entry of the emotion model to load: `modelId` if the build lists it, else the build's default.
+ * @param {object} models  manifest.json's `models` table
+ * @param {string} [modelId]
+ * @returns {{id: string, title: string, labels: string[], model: string, meta: string, webgl?: string}}
+ */
+export function pickEmotionModel(models, modelId) {
+  const catalog = Array.isArray(models?.emotion) ? models.emotion : [];
+  const entry = catalog.find((m) => m.id === modelId) || catalog.find((m) => m.id === models.emotion_default);
+  if (!entry) {
+    throw Object.assign(new Error('This build of the site has no emotion model (models/emotion/); ' +
+      'it cannot classify faces.'), { code: 'load' });
+  }
+  return entry;
+}
+
+async function loadModelsStep(onStep, ep, allowSoftwareGpu, modelId) {
   const preferred = preferredEps(ep);
   // A software GPU (SwiftShader) is skipped by default: WASM is much faster there. An explicit ?ep= or
   // ?softgpu=1 (testing the chain in headless browsers) uses it anyway.
   const allow = Boolean(allowSoftwareGpu || ep);
   const manifest = await loadManifest();
-  const paths = manifest.models || {};
-  if (!paths.face_detector || !paths.emotion || !paths.emotion_meta) {
-    throw Object.assign(new Error('This build of the site has no emotion model (models/emotion.onnx); ' +
-      'it cannot classify faces.'), { code: 'load' });
-  }
+  const entry = pickEmotionModel(manifest.models, modelId);
   // issue 10: the full-range detector (photos, and the camera when chosen) is fetched with the rest, so nothing
   // is downloaded after the page is ready.
-  const files = [paths.face_detector, paths.emotion, paths.emotion_meta, paths.face_detector_full_range]
+  const paths = [manifest.models.face_detector, entry.model, entry.meta, manifest.models.face_detector_full_range]
     .filter(Boolean);
   onStep('models', 'active');
-  const sizes = files.map((p) => manifest.files[p]?.bytes || 0);
+  const sizes = paths.map((p) => manifest.files[p]?.bytes || 0);
   const total = sizes.reduce((a, b) => a + b, 0) || 1;
   const loaded = {};
   const onProgress = ({ path, loaded: n }) => {
@@ -76,12 +88,12 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
   };
   // fetchVerified checks each file's size and sha256 against manifest.json before returning it.
   const [detBytes, emoBytes, metaBytes, fullRangeBytes] = await Promise.all(
-    files.map((p) => fetchVerified(p, { onProgress })));
+    paths.map((p) => fetchVerified(p, { onProgress })));
   onStep('models', 'done');
   onStep('verify', 'active', 'Models verified (sha256). Starting inference…', 0.7);
   const sidecar = JSON.parse(new TextDecoder().decode(metaBytes));
   if (!Array.isArray(sidecar.labels) || sidecar.labels.length === 0) {
-    throw Object.assign(new Error(`${paths.emotion_meta} has no labels list.`), { code: 'load' });
+    throw Object.assign(new Error(`${entry.meta} has no labels list.`), { code: 'load' });
   }
   // Warm-up shapes given explicitly: the WebGL backend cannot report model input metadata.
   const detector = await createSession(detBytes, {
@@ -95,11 +107,11 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu) {
   });
   onStep('verify', 'active', `Face detector running on ${detector.ep}. Starting the emotion model…`, 0.8);
   // WebGL takes only fixed input shapes: it gets the batch-1 copy (fetched and verified only if WebGL is tried).
-  const variants = paths.emotion_webgl ? { webgl: { load: () => fetchVerified(paths.emotion_webgl), batch: 1 } } : {};
+  const variants = entry.webgl ? { webgl: { load: () => fetchVerified(entry.webgl), batch: 1 } } : {};
   const emotion = await createSession(emoBytes, {
     preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu: allow, variants,
   });
-  return { detector, detectorFullRange, emotion, sidecar };
+  return { detector, detectorFullRange, emotion, sidecar: { ...sidecar, id: entry.id, title: entry.title } };
 }
 
 /**
@@ -126,12 +138,13 @@ export async function serviceWorkerControl(timeoutMs = 4000) {
 /**
  * Load everything the frame engine needs.
  * @param {{onStep: (step: string, state: string, text?: string, fraction?: number) => void, ep?: string,
- *          allowSoftwareGpu?: boolean, timeoutMs?: number}} o
+ *          allowSoftwareGpu?: boolean, timeoutMs?: number, modelId?: string}} o  modelId: an id of manifest.json's
+ *          emotion model catalog (default: the build's default model)
  * @returns {Promise<{pyodide: object, detector: {session, ep}, detectorFullRange: ({session, ep}|undefined),
  *          emotion: {session, ep}, sidecar: object}>}
  * @throws {Error} with `code` (integrity | timeout | csp | load) and a message fit for the user
  */
-export async function loadEverything({ onStep, ep, allowSoftwareGpu, timeoutMs }) {
+export async function loadEverything({ onStep, ep, allowSoftwareGpu, timeoutMs, modelId }) {
   // The two branches run side by side (one is mostly CPU, the other mostly network); each remembers its
   // current step so a failure is shown on the right one.
   const branch = () => {
@@ -151,7 +164,7 @@ export async function loadEverything({ onStep, ep, allowSoftwareGpu, timeoutMs }
   try {
     const [py, models] = await Promise.all([
       loadPythonStep(pyBranch.step, timeoutMs).catch(pyBranch.tag),
-      loadModelsStep(modelBranch.step, ep, allowSoftwareGpu).catch(modelBranch.tag),
+      loadModelsStep(modelBranch.step, ep, allowSoftwareGpu, modelId).catch(modelBranch.tag),
     ]);
     onStep('verify', 'done', 'Ready.', 1);
     return { pyodide: py.pyodide, ...models };

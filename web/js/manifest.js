@@ -14,7 +14,7 @@ let manifestPromise = null;
 
 /**
  * Load manifest.json once: {format, files: {path: {sha256, bytes}}, totals, groups, runtime_wheel,
- * models: {face_detector, emotion, emotion_meta, emotion_webgl?}, versions}.
+ * models: {face_detector, emotion: [{id, title, dataset, labels, model, meta, webgl?}], emotion_default}, versions}.
  * @returns {Promise<object>}
  */
 export function loadManifest() {
@@ -70,7 +70,7 @@ async function readWithProgress(response, expectedBytes, onProgress) {
 
 /**
  * Fetch a site file and check it against manifest.json.
- * @param {string} path  path relative to the site root, as listed in manifest.json (e.g. "models/emotion.onnx")
+ * @param {string} path  path relative to the site root, as listed in manifest.json (e.g. "models/face_detector.onnx")
  * @param {{onProgress?: (p: {path: string, loaded: number, total: number}) => void}} [options]
  * @returns {Promise<ArrayBuffer>}
  * @throws {Error} naming the file when it is not in the manifest, cannot be fetched, or fails its check
