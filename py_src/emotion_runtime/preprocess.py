@@ -224,7 +224,7 @@ def aligned_face_crop(frame: np.ndarray, box: Sequence[float], roll_deg: float, 
         region = a[ry0:ry1, rx0:rx1]
     grid = ALIGN_OVERSAMPLE * size
     k = max(1, int(side / (2 * grid)))  # pre-shrink only while the grid stays >= 2 samples per reduced pixel
-    img = box_reduce(rgba_to_gray(region), k) if k > 1 else rgba_to_gray(region).astype(np.float32)
+    img = box_reduce(rgba_to_gray(region), k) if k > 1 else rgba_to_gray(region)  # k == 1: stays uint8
     ih, iw = img.shape
     # Output pixel centres in face coordinates (u along the eye line, v down the face) -> reduced-image pixel
     # indices (reduced pixel i covers region px k*i .. k*i+k-1, centre k*i + k/2).
@@ -239,8 +239,9 @@ def aligned_face_crop(frame: np.ndarray, box: Sequence[float], roll_deg: float, 
     ax, ay = fx - x0, fy - y0
     flat = img.ravel()
     i00 = y0 * iw + x0
-    top = flat[i00] + (flat[i00 + 1] - flat[i00]) * ax
-    bottom = flat[i00 + iw] + (flat[i00 + iw + 1] - flat[i00 + iw]) * ax
+    p00, p01, p10, p11 = (flat[i].astype(np.float32) for i in (i00, i00 + 1, i00 + iw, i00 + iw + 1))
+    top = p00 + (p01 - p00) * ax
+    bottom = p10 + (p11 - p10) * ax
     return resize_antialiased(top + (bottom - top) * ay, size, size)
 
 
