@@ -11,6 +11,7 @@ Usage (repo root, venv with playwright; /usr/bin/chromium and ffmpeg installed):
     python build/bench_browser.py                      # builds dist/site if missing; wasm and auto
     python build/bench_browser.py --eps wasm,auto,webgl,webgpu --frames 200 --json bench.json
     python build/bench_browser.py --site /path/to/site --no-build
+    python build/bench_browser.py --eps wasm --camera-detector full_range   # the full-range detector's cost
 EP settings: wasm (?ep=wasm), auto (the page's default chain), webgl / webgpu (?ep=..., software GPUs
 allowed, so headless SwiftShader is measured too; add --webgpu-flag for WebGPU in headless Chromium).
 """
@@ -54,7 +55,7 @@ def ensure_site(site: Path, build: bool) -> dict:
 
 
 def bench_one(playwright, url: str, setting: str, video: Path, frames: int, webgpu_flag: bool,
-              timeout_s: float) -> dict:
+              timeout_s: float, camera_detector: str = "short_range") -> dict:
     from fixtures.e2e import launch_app_browser, status, wait_for
 
     extra = ["--enable-unsafe-webgpu"] if webgpu_flag else []
@@ -68,6 +69,10 @@ def bench_one(playwright, url: str, setting: str, video: Path, frames: int, webg
         s = status(page)
         if s["state"] != "ready":
             return {"setting": setting, "error": s["error"]}
+        if camera_detector != "short_range":  # the page's settings form, as a user would pick it (issue 10)
+            page.click(".settings summary")
+            page.select_option("#camera-detector", camera_detector)
+            page.click("#settings-form button[type=submit]")
         page.click("#start-camera")
         wait_for(page, f"() => window.__emotionApp.frames >= {frames} || window.__emotionApp.error !== null",
                  int(timeout_s * 1000))
@@ -140,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webgpu-flag", action="store_true", help="launch Chromium with --enable-unsafe-webgpu")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--camera-detector", choices=("short_range", "full_range"), default="short_range",
+                        help="the page's camera face detector setting")
     args = parser.parse_args(argv)
 
     from fixtures import videos
@@ -162,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             for setting in settings:
                 print(f"running {setting} ...", flush=True)
                 runs.append(bench_one(p, url, setting, video, args.frames,
-                                      args.webgpu_flag or setting == "webgpu", args.timeout))
+                                      args.webgpu_flag or setting == "webgpu", args.timeout, args.camera_detector))
     finally:
         server.shutdown()
         server.server_close()
+    print(f"camera face detector: {args.camera_detector}")
     print_report(manifest, runs, args.frames, video)
     if args.json:
         args.json.write_text(json.dumps({"manifest_totals": manifest["totals"], "groups": manifest["groups"],

@@ -56,8 +56,9 @@ def to_webgl(src: Path, dst: Path) -> None:
     batch dim fails its input check) and Resize with float scales (it rejects int64 sizes): batch fixed to 1,
     constant-folded by onnxsim, every Resize `sizes` input replaced by the equivalent `scales`."""
     import onnx
-    from onnx import numpy_helper
     from onnxsim import simplify
+
+    from .onnx_edit import resize_sizes_to_scales
 
     model = onnx.load(str(src))
     for value in [*model.graph.input, *model.graph.output]:
@@ -67,20 +68,7 @@ def to_webgl(src: Path, dst: Path) -> None:
     model, ok = simplify(model)
     if not ok:
         raise RuntimeError(f"onnxsim could not validate the batch-1 model of {src}")
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*model.graph.input, *onnx.shape_inference.infer_shapes(model).graph.value_info]}
-    consts = {t.name: t for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
-            continue
-        sizes = numpy_helper.to_array(consts[node.input[3]]).astype(np.float64)
-        scales = numpy_helper.from_array((sizes / np.array(shapes[node.input[0]], np.float64)).astype(np.float32), f"{node.name}_scales")
-        model.graph.initializer.append(scales)
-        node.input[2] = scales.name
-        del node.input[3]
-    used = {i for n in model.graph.node for i in n.input}
-    for t in [t for t in model.graph.initializer if t.name not in used]:
-        model.graph.initializer.remove(t)
+    resize_sizes_to_scales(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
 

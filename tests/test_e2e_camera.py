@@ -129,6 +129,25 @@ def test_smoothing_setting(cam):
     assert s["faceCount"] == 1 and s["error"] is None
 
 
+def test_camera_detector_setting(cam):
+    """The settings form switches camera frames to the full-range detector and back; the face stays found."""
+    page = cam["page"]
+    ensure_camera(page)
+    assert status(page)["detector"] == "short_range"
+    if not page.is_visible("#camera-detector"):
+        page.click(".settings summary")
+    page.select_option("#camera-detector", "full_range")
+    page.click("#settings-form button[type=submit]")
+    assert "full-range" in page.inner_text("#settings-status")
+    s = wait_frames(page, status(page)["frames"] + 5)
+    assert s["cameraDetector"] == "full_range" and s["detector"] == "full_range"
+    assert s["faceCount"] == 1 and s["error"] is None
+    page.select_option("#camera-detector", "short_range")
+    page.click("#settings-form button[type=submit]")
+    s = wait_frames(page, status(page)["frames"] + 3)
+    assert s["detector"] == "short_range" and s["faceCount"] == 1
+
+
 def test_no_requests_after_ready(cam):
     """From the ready state through the camera run, nothing at all was fetched."""
     page, browser = cam["page"], cam["browser"]

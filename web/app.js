@@ -23,6 +23,9 @@ let lastStill = null; // {bitmap, result} for re-rendering the photo on resize
 let noFaceFrames = 0;
 let fpsEma = null;
 let lastFrameAt = null;
+// issue 10: face detector for camera frames (the settings form); photos always use the full-range one.
+let cameraDetector = 'short_range';
+const PHOTO_DETECTOR = 'full_range';
 
 status.expose();
 
@@ -100,14 +103,18 @@ async function boot() {
     warm.width = 64;
     warm.height = 48;
     await engine.process(warm, 64, 48);
+    await engine.process(warm, 64, 48, { detector: PHOTO_DETECTOR });
     engine.reset();
     const ep = { detector: loaded.detector.ep, emotion: loaded.emotion.ep };
     status.update({
       state: 'ready',
       ep,
+      epFullRange: loaded.detectorFullRange?.ep ?? null,
       epAttempts: { detector: loaded.detector.attempts, emotion: loaded.emotion.attempts },
       labels: engine.labels,
       smoothing: { ...engine.smoothing },
+      cameraDetector,
+      maxFaces: MAX_FACES,
       loadMs: Math.round(performance.now()),
     });
     ui.setReadouts({ ep: epText(ep) });
@@ -270,7 +277,8 @@ function onVideoFrame() {
 }
 
 async function processVideoFrame(video) {
-  const result = await engine.process(video, video.videoWidth, video.videoHeight, { maxSide: 640 });
+  const result = await engine.process(video, video.videoWidth, video.videoHeight,
+    { maxSide: 640, detector: cameraDetector });
   if (!camera) return; // stopped while this frame was in flight
   const t = performance.now();
   if (lastFrameAt !== null) {
@@ -297,7 +305,7 @@ function waitIdle() {
 function showResult(result, { mirror, live }) {
   const { faces, detected, width, height, timings } = result;
   status.pushTimings({ ...timings, faces: faces.length });
-  status.update({ lastResults: faces, faceCount: faces.length, timings });
+  status.update({ lastResults: faces, faceCount: faces.length, timings, detector: result.detector });
   drawOverlay(els.overlay, faces, engine.display, { srcW: width, srcH: height, mirror });
   renderFacePanel(els.faceList, faces, engine.display);
   if (live) session.frame(result, performance.now());
@@ -341,7 +349,7 @@ async function analyseFile(file) {
   try {
     engine.reset();
     const maxSide = 1280;
-    const result = await engine.process(bitmap, bitmap.width, bitmap.height, { maxSide });
+    const result = await engine.process(bitmap, bitmap.width, bitmap.height, { maxSide, detector: PHOTO_DETECTOR });
     // Show the photo at the resolution it was analysed at.
     els.still.width = result.width;
     els.still.height = result.height;
@@ -401,9 +409,12 @@ function onSettingsSubmit(e) {
   const s = engine.smoothing;
   status.update({ smoothing: { ...s } });
   const names = { ema: 'exponential moving average', mean: 'window mean', median: 'window median' };
-  els.settingsStatus.textContent = s.mode === 'none'
+  cameraDetector = els.cameraDetector.value;
+  status.update({ cameraDetector });
+  const detectorText = cameraDetector === 'full_range' ? 'full-range face detector' : 'short-range face detector';
+  els.settingsStatus.textContent = (s.mode === 'none'
     ? 'Smoothing off: raw per-frame probabilities.'
-    : `Smoothing: ${names[s.mode]} over ${s.k} frame(s).`;
+    : `Smoothing: ${names[s.mode]} over ${s.k} frame(s).`) + ` Camera: ${detectorText}.`;
 }
 
 // ---------------------------------------------------------------- wiring

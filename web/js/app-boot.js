@@ -73,7 +73,10 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu, modelId) {
   const allow = Boolean(allowSoftwareGpu || ep);
   const manifest = await loadManifest();
   const entry = pickEmotionModel(manifest.models, modelId);
-  const paths = [manifest.models.face_detector, entry.model, entry.meta];
+  // issue 10: the full-range detector (photos, and the camera when chosen) is fetched with the rest, so nothing
+  // is downloaded after the page is ready.
+  const paths = [manifest.models.face_detector, entry.model, entry.meta, manifest.models.face_detector_full_range]
+    .filter(Boolean);
   onStep('models', 'active');
   const sizes = paths.map((p) => manifest.files[p]?.bytes || 0);
   const total = sizes.reduce((a, b) => a + b, 0) || 1;
@@ -84,7 +87,7 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu, modelId) {
     onStep('models', 'active', `Downloading models… ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`);
   };
   // fetchVerified checks each file's size and sha256 against manifest.json before returning it.
-  const [detBytes, emoBytes, metaBytes] = await Promise.all(
+  const [detBytes, emoBytes, metaBytes, fullRangeBytes] = await Promise.all(
     paths.map((p) => fetchVerified(p, { onProgress })));
   onStep('models', 'done');
   onStep('verify', 'active', 'Models verified (sha256). Starting inference…', 0.7);
@@ -96,13 +99,19 @@ async function loadModelsStep(onStep, ep, allowSoftwareGpu, modelId) {
   const detector = await createSession(detBytes, {
     preferred, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu: allow,
   });
+  // Not on WebGL: there (SwiftShader) its boxes came out up to 6 px (640x480 frame) off the WASM / CPython ones,
+  // while the short-range model agreed within 3 px (tests/test_e2e_backends.py). WebGPU, then WASM.
+  const detectorFullRange = fullRangeBytes && await createSession(fullRangeBytes, {
+    preferred: preferred.filter((p) => p !== 'webgl'), name: 'full-range face detector',
+    warmupDims: [1, 192, 192, 3], allowSoftwareGpu: allow,
+  });
   onStep('verify', 'active', `Face detector running on ${detector.ep}. Starting the emotion model…`, 0.8);
   // WebGL takes only fixed input shapes: it gets the batch-1 copy (fetched and verified only if WebGL is tried).
   const variants = entry.webgl ? { webgl: { load: () => fetchVerified(entry.webgl), batch: 1 } } : {};
   const emotion = await createSession(emoBytes, {
     preferred, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu: allow, variants,
   });
-  return { detector, emotion, sidecar: { ...sidecar, id: entry.id, title: entry.title } };
+  return { detector, detectorFullRange, emotion, sidecar: { ...sidecar, id: entry.id, title: entry.title } };
 }
 
 /**
@@ -131,7 +140,8 @@ export async function serviceWorkerControl(timeoutMs = 4000) {
  * @param {{onStep: (step: string, state: string, text?: string, fraction?: number) => void, ep?: string,
  *          allowSoftwareGpu?: boolean, timeoutMs?: number, modelId?: string}} o  modelId: an id of manifest.json's
  *          emotion model catalog (default: the build's default model)
- * @returns {Promise<{pyodide: object, detector: {session, ep}, emotion: {session, ep}, sidecar: object}>}
+ * @returns {Promise<{pyodide: object, detector: {session, ep}, detectorFullRange: ({session, ep}|undefined),
+ *          emotion: {session, ep}, sidecar: object}>}
  * @throws {Error} with `code` (integrity | timeout | csp | load) and a message fit for the user
  */
 export async function loadEverything({ onStep, ep, allowSoftwareGpu, timeoutMs, modelId }) {

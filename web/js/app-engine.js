@@ -19,7 +19,8 @@ class AppBridge:
                                   window=int(window), max_faces=None)
         self.detected = 0
 
-    def detector_input(self, rgba, width, height):
+    def detector_input(self, detector, rgba, width, height):
+        self.pipe.set_detector(detector)  # "short_range" | "full_range": which model JS runs on this frame
         return self.pipe.detector_input(rgba.to_py(), width, height)
 
     def decode_faces(self, regressors, scores):
@@ -56,7 +57,7 @@ function takeFloat32(proxy) {
   }
 }
 
-/** Pick the detector outputs by shape: regressors (1, 896, 16), scores (1, 896, 1). */
+/** Pick the detector outputs by shape: regressors (1, A, 16), scores (1, A, 1) (A = 896 or 2304 anchors). */
 function detectorOutputs(session, outputs) {
   let reg = null;
   let sc = null;
@@ -74,13 +75,17 @@ export class FrameEngine {
   /**
    * @param {object} o
    * @param {object} o.pyodide  a Pyodide instance with numpy + emotion_runtime installed
-   * @param {object} o.detector {session, ep} face detector
+   * @param {object} o.detector {session, ep} face detector (short-range)
+   * @param {object} [o.detectorFullRange] {session, ep} full-range face detector (small / far faces)
    * @param {object} o.emotion  {session, ep} emotion classifier
    * @param {object} o.sidecar  the emotion model's JSON sidecar (labels, ...)
    */
-  constructor({ pyodide, detector, emotion, sidecar, maxFaces = MAX_FACES }) {
+  constructor({ pyodide, detector, detectorFullRange, emotion, sidecar, maxFaces = MAX_FACES }) {
     this.py = pyodide;
     this.detector = detector;
+    // issue 10: detector sessions by the names emotion_runtime's FramePipeline knows
+    this.detectors = { short_range: detector };
+    if (detectorFullRange) this.detectors.full_range = detectorFullRange;
     this.emotion = emotion;
     this.sidecar = sidecar;
     this.maxFaces = maxFaces;
@@ -118,13 +123,13 @@ export class FrameEngine {
 
   /**
    * Process one frame from `source` (video, image, canvas or ImageBitmap) of size w x h, read at most
-   * `maxSide` pixels on its long side. Returns {faces, detected, width, height, timings}; face boxes are in
-   * the read frame's pixels (width x height).
+   * `maxSide` pixels on its long side, with the `detector` model ("short_range" | "full_range"). Returns
+   * {faces, detected, width, height, timings}; face boxes are in the read frame's pixels (width x height).
    */
-  async process(source, w, h, { maxSide = 640 } = {}) {
+  async process(source, w, h, { maxSide = 640, detector = 'short_range' } = {}) {
     this.inFlight = true;
     try {
-      return await this.processWith(this.bridge, source, w, h, maxSide);
+      return await this.processWith(this.bridge, source, w, h, maxSide, detector);
     } finally {
       this.inFlight = false;
       for (const b of this.retired.splice(0)) b.destroy();
@@ -151,7 +156,8 @@ export class FrameEngine {
     return logits;
   }
 
-  async processWith(bridge, source, w, h, maxSide) {
+  async processWith(bridge, source, w, h, maxSide, detector) {
+    const name = this.detectors[detector] ? detector : 'short_range'; // a build without full-range falls back
     const t0 = now();
     const scale = Math.min(1, maxSide / Math.max(w, h));
     const width = Math.max(1, Math.round(w * scale));
@@ -164,10 +170,10 @@ export class FrameEngine {
     const rgba = this.ctx.getImageData(0, 0, width, height).data;
     const t1 = now();
 
-    const x = takeFloat32(bridge.detector_input(rgba, width, height));
+    const x = takeFloat32(bridge.detector_input(name, rgba, width, height));
     const t2 = now();
 
-    const det = this.detector.session;
+    const det = this.detectors[name].session;
     const detOut = await run(det, det.inputNames[0], x.data, x.dims);
     const { reg, sc } = detectorOutputs(det, detOut);
     const t3 = now();
@@ -190,6 +196,7 @@ export class FrameEngine {
     return {
       faces,
       detected,
+      detector: name,
       width,
       height,
       timings: {

@@ -25,6 +25,7 @@ export const els = {
   settingsForm: $('settings-form'),
   smoothingMode: $('smoothing-mode'),
   smoothingK: $('smoothing-k'),
+  cameraDetector: $('camera-detector'),
   settingsStatus: $('settings-status'),
   ro: {
     ep: $('ro-ep'),
