@@ -38,6 +38,7 @@ MIME_TYPES: dict[str, str] = {
     ".mjs": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".json": "application/json",
+    ".webmanifest": "application/manifest+json",
     ".map": "application/json",
     ".wasm": "application/wasm",
     ".onnx": "application/octet-stream",

@@ -17,6 +17,7 @@ Usage (repo root, venv with playwright; /usr/bin/chromium and ffmpeg installed):
     python build/bench_browser.py --eps wasm,auto --runs 3 --camera-seconds 60 --json bench.json
     python build/bench_browser.py --runs 0 --soak-seconds 600
     python build/bench_browser.py --query worker=0         # the main-thread fallback, for comparison
+    python build/bench_browser.py --camera-detector full_range   # the full-range face detector's cost
 EP settings: wasm (?ep=wasm), auto (the page's default chain), webgl / webgpu (?ep=..., software GPUs
 allowed, so headless SwiftShader is measured too; add --webgpu-flag for WebGPU in headless Chromium).
 """
@@ -127,6 +128,19 @@ def open_ready(page, url: str, timeout_s: float) -> dict:
     return status(page)
 
 
+def choose_camera_detector(page, detector: str) -> None:
+    """Pick the camera's face detector in the page's settings form, as a user would (before the camera starts)."""
+    from fixtures.e2e import wait_for
+
+    if detector == "short_range":  # the page's default
+        return
+    page.click(".settings summary")
+    page.select_option("#camera-detector", detector)
+    page.click("#settings-form button[type=submit]")
+    wait_for(page, f"() => window.__emotionApp.cameraDetector === '{detector}'")
+    page.click(".settings summary")
+
+
 def task_seconds(cdp) -> float:
     metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     return metrics["TaskDuration"]
@@ -207,6 +221,7 @@ def bench_one(playwright, url: str, setting: str, extra_query: str, video: Path,
         out = {"setting": setting, "ep": s["ep"], "thread": s["thread"], "cold_ready_ms": s["loadMs"]}
         fetched = [u[len(url):].split("?")[0] for u in browser.requests if u.startswith(url)]
         out["fetched_paths"] = sorted(set(fetched))
+        choose_camera_detector(page, args.camera_detector)
         out["camera"] = camera_window(page, cdp, args.camera_seconds)
         out["throttled"] = throttled_window(page, cdp, args.throttle, args.throttle_seconds, args.clicks)
         s = open_ready(page, address, args.timeout)  # a second visit: HTTP cache and service worker warm
@@ -229,6 +244,7 @@ def soak(playwright, url: str, setting: str, extra_query: str, video: Path, args
         s = open_ready(page, url + query_string(setting, extra_query), args.timeout)
         if s["state"] != "ready":
             raise SystemExit(f"soak: page did not load: {s['error']}")
+        choose_camera_detector(page, args.camera_detector)
         page.click("#start-camera")
         wait_for(page, "() => window.__emotionApp.frames >= 3", 120_000)
         start = time.perf_counter()
@@ -298,7 +314,8 @@ def med(values: list[float]) -> float:
 def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
     mb = lambda n: f"{n / 1e6:.1f}"  # noqa: E731
     t = manifest["totals"]
-    print(f"\n{machine_line()}\nfake webcam {video.name}; camera run {args.camera_seconds:g} s; "
+    print(f"\n{machine_line()}\nfake webcam {video.name}; camera face detector {args.camera_detector}; "
+          f"camera run {args.camera_seconds:g} s; "
           f"throttled {args.throttle:g}x for {args.throttle_seconds:g} s with {args.clicks} clicks\n")
     print(f"Page weight (manifest.json): {t['files']} files, {mb(t['bytes'])} MB raw, {mb(t['gzip_bytes'])} MB gzip")
     ok = [r for r in runs if "error" not in r and not r["camera"]["error"]]
@@ -354,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webgpu-flag", action="store_true", help="launch Chromium with --enable-unsafe-webgpu")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for a page to get ready")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--camera-detector", choices=("short_range", "full_range"), default="short_range",
+                        help="the page's camera face detector setting")
     args = parser.parse_args(argv)
 
     from fixtures import videos

@@ -8,7 +8,7 @@ The output is deterministic: same inputs, same bytes, same manifest.json.
 Layout of the output:
   index.html, app.js, style.css, js/*.js ...   copied from web/ (everything but web/models)
   sw.js                                        at the root (a service worker controls only its own folder and below)
-  models/face_detector.onnx
+  models/face_detector.onnx, face_detector_full_range.onnx
   models/emotion/<model id>/model.onnx, model.json, model.webgl.onnx (batch 1, WebGL only): one folder per
                                                emotion model in web/models/emotion/ (ids like lite0s5-48.ferplus)
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel
@@ -54,6 +54,8 @@ ORT_FILES = (
 )
 
 FACE_DETECTOR = "face_detector.onnx"
+# issue 10: the full-range detector (small/far faces), used for photos and selectable for the camera
+FACE_DETECTOR_FULL_RANGE = "face_detector_full_range.onnx"
 # Emotion models: web/models/emotion/<model id>/ each, as model_export ships them. Every folder found is listed
 # in manifest.json's model catalog, so a model trained on other classes appears in the page after a build.
 EMOTION_DIR = "emotion"
@@ -170,11 +172,13 @@ def emotion_model(folder: Path) -> tuple[dict[str, Path], dict]:
 
 
 def model_files(models: Path, allow_missing_emotion: bool) -> tuple[dict[str, Path], dict]:
-    """Site files of the face detector and every emotion model, and manifest.json's `models` table:
-    {face_detector, emotion: [catalog entries sorted by id], emotion_default: id}."""
-    files = {f"models/{FACE_DETECTOR}": require_file(
-        models / FACE_DETECTOR, "convert it with `python build/convert_detector.py` (it is normally committed).")}
-    table: dict = {"face_detector": f"models/{FACE_DETECTOR}"}
+    """Site files of the face detectors and every emotion model, and manifest.json's `models` table:
+    {face_detector, face_detector_full_range, emotion: [catalog entries sorted by id], emotion_default: id}."""
+    detectors = {"face_detector": FACE_DETECTOR, "face_detector_full_range": FACE_DETECTOR_FULL_RANGE}
+    files = {f"models/{name}": require_file(
+        models / name, "convert it with `python build/convert_detector.py` (it is normally committed).")
+        for name in detectors.values()}
+    table: dict = {key: f"models/{name}" for key, name in detectors.items()}
     folders = sorted(p for p in (models / EMOTION_DIR).glob("*") if p.is_dir()) if (models / EMOTION_DIR).is_dir() else []
     if not folders:
         if not allow_missing_emotion:

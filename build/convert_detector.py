@@ -1,21 +1,23 @@
-"""Convert MediaPipe's BlazeFace short-range TFLite model to ONNX for onnxruntime-web.
+"""Convert MediaPipe's BlazeFace TFLite face detectors (short-range and full-range) to ONNX for onnxruntime-web.
 
-Input : node_modules/@mediapipe/face_detection/face_detection_short_range.tflite
-Output: web/models/face_detector.onnx
+Models (`--model`, default all), from node_modules/@mediapipe/face_detection/:
+  short_range: face_detection_short_range.tflite -> web/models/face_detector.onnx            (128x128, 896 anchors)
+  full_range:  face_detection_full_range.tflite  -> web/models/face_detector_full_range.onnx (192x192, 2304 anchors)
 
-Steps:
+Steps, for each:
 1. check the TFLite file's sha256 (the conversion is only verified for that exact file),
 2. tflite2onnx converts it (the TFLite fp16 weights + DEQUANTIZE become float32 initialisers;
    tflite2onnx makes the graph NCHW internally),
-3. a Transpose is put in front so the ONNX input stays NHWC `input` float32 [1,128,128,3], the layout
+3. a Transpose is put in front so the ONNX input stays NHWC `input` float32 [1,S,S,3], the layout
    `emotion_runtime.preprocess.detector_input` produces (one tiny Transpose, supported by every ort-web EP),
-4. onnxsim simplifies it, then the op set is checked against a small allow-list that runs on
-   onnxruntime-web WebGPU, WebGL and WASM,
+4. onnxsim simplifies it, Resize `sizes` become float `scales` (full-range only; WebGL rejects int64 sizes),
+   then the op set is checked against a small allow-list that runs on onnxruntime-web WebGPU, WebGL and WASM,
 5. optionally (when `ai_edge_litert` is importable) the ONNX outputs are compared with the TFLite
    interpreter's on seeded random inputs.
 
-Usage (repo root, project venv with `pip install tflite2onnx==0.4.1 onnxsim onnxruntime`):
-    python build/convert_detector.py
+Usage (repo root, a venv with `pip install tflite2onnx==0.4.1 tflite==2.18.0 onnx onnxsim onnxruntime`):
+    python build/convert_detector.py                      # both
+    python build/convert_detector.py --model full_range
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hashlib
 import logging
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +35,40 @@ import onnx
 from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[1]
-TFLITE = ROOT / "node_modules/@mediapipe/face_detection/face_detection_short_range.tflite"
-OUT = ROOT / "web/models/face_detector.onnx"
-TFLITE_SHA256 = "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"
-ALLOWED_OPS = {"Conv", "Relu", "Add", "Pad", "MaxPool", "Transpose", "Reshape", "Concat"}
+sys.path.insert(0, str(ROOT))
+from model_export.onnx_edit import resize_sizes_to_scales  # noqa: E402  (onnx + numpy only)
+
+MEDIAPIPE = ROOT / "node_modules/@mediapipe/face_detection"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    tflite: Path
+    tflite_sha256: str
+    out: Path
+    input_size: int  # square NHWC input side
+    anchors: int  # rows of both outputs (see emotion_runtime.detector's DetectorSpec)
+
+
+CONVERSIONS = {
+    "short_range": Conversion(MEDIAPIPE / "face_detection_short_range.tflite",
+                              "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+                              ROOT / "web/models/face_detector.onnx", 128, 896),
+    "full_range": Conversion(MEDIAPIPE / "face_detection_full_range.tflite",
+                             "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+                             ROOT / "web/models/face_detector_full_range.onnx", 192, 2304),
+}
+ALLOWED_OPS = {"Conv", "Relu", "Add", "Pad", "MaxPool", "Transpose", "Reshape", "Concat", "Resize"}
 OPSET = 11  # what tflite2onnx emits; every op above is supported at this opset on all three ort-web EPs
+# (Resize: only in the full-range model, nearest-neighbour 2x upsampling of its feature pyramid)
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def add_nhwc_input(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Make the graph input NHWC [1,128,128,3] named `input`, feeding the NCHW graph through a Transpose."""
+def add_nhwc_input(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
+    """Make the graph input NHWC [1,size,size,3] named `input`, feeding the NCHW graph through a Transpose."""
     graph = model.graph
     assert len(graph.input) == 1, "expected one graph input"
     old_name = graph.input[0].name
@@ -60,7 +84,27 @@ def add_nhwc_input(model: onnx.ModelProto) -> onnx.ModelProto:
     stale = [v for v in graph.value_info if v.name == old_name]
     for v in stale:
         graph.value_info.remove(v)
-    graph.input.append(helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 128, 128, 3]))
+    graph.input.append(helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, size, size, 3]))
+    return model
+
+
+def name_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Name the outputs `regressors` (last dim 16) and `classificators` (last dim 1), as the short-range TFLite
+    model already does; the full-range one calls them reshaped_regressor_face_4 / reshaped_classifier_face_4."""
+    graph = model.graph
+    for out in graph.output:
+        last = out.type.tensor_type.shape.dim[-1].dim_value
+        new = {16: "regressors", 1: "classificators"}[last]
+        if out.name == new:
+            continue
+        for node in graph.node:
+            for i, name in enumerate(node.output):
+                if name == out.name:
+                    node.output[i] = new
+            for i, name in enumerate(node.input):
+                if name == out.name:
+                    node.input[i] = new
+        out.name = new
     return model
 
 
@@ -81,7 +125,7 @@ def check_ops(model: onnx.ModelProto) -> list[str]:
     return ops
 
 
-def compare_with_tflite(onnx_path: Path, tflite_path: Path, n: int = 4) -> float | None:
+def compare_with_tflite(onnx_path: Path, tflite_path: Path, size: int, n: int = 4) -> float | None:
     """Max abs difference ONNX vs TFLite on seeded random inputs; None when LiteRT is not installed."""
     try:
         from ai_edge_litert.interpreter import Interpreter  # type: ignore
@@ -92,12 +136,13 @@ def compare_with_tflite(onnx_path: Path, tflite_path: Path, n: int = 4) -> float
     interp = Interpreter(model_path=str(tflite_path))
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]["index"]
-    outs = {o["name"]: o["index"] for o in interp.get_output_details()}
+    # by shape, like `name_outputs`: the full-range model's TFLite outputs have other names
+    outs = {"regressors" if o["shape"][-1] == 16 else "classificators": o["index"] for o in interp.get_output_details()}
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     worst = 0.0
     for _ in range(n):
-        x = rng.uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+        x = rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
         interp.set_tensor(inp, x)
         interp.invoke()
         reg, cls = sess.run(["regressors", "classificators"], {"input": x})
@@ -106,51 +151,60 @@ def compare_with_tflite(onnx_path: Path, tflite_path: Path, n: int = 4) -> float
     return worst
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tflite", type=Path, default=TFLITE)
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args(argv)
-
+def convert(conv: Conversion, out: Path) -> None:
+    """One TFLite model -> checked, simplified ONNX at `out`; prints what it did."""
     import onnxsim
     import tflite2onnx
 
-    # It warns once per fp16 weight ("float16 not supported/tested yet"); those weights only feed
-    # DEQUANTIZE, which it folds to float32. The TFLite comparison below is the real check.
-    logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
-
-    digest = sha256(args.tflite)
-    if digest != TFLITE_SHA256:
-        raise SystemExit(f"{args.tflite}: sha256 {digest} != expected {TFLITE_SHA256}")
+    digest = sha256(conv.tflite)
+    if digest != conv.tflite_sha256:
+        raise SystemExit(f"{conv.tflite}: sha256 {digest} != expected {conv.tflite_sha256}")
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        tflite2onnx.convert(str(args.tflite), str(raw))
-        model = sort_initializers(add_nhwc_input(onnx.load(str(raw))))
+        tflite2onnx.convert(str(conv.tflite), str(raw))
+        model = sort_initializers(name_outputs(add_nhwc_input(onnx.load(str(raw)), conv.input_size)))
 
     model, ok = onnxsim.simplify(model)
     if not ok:
         raise SystemExit("onnxsim could not validate the simplified model")
-    sort_initializers(model)
+    sort_initializers(resize_sizes_to_scales(model))  # WebGL takes float scales only (no-op for short-range)
     model.producer_name = "build/convert_detector.py"
     model.producer_version = f"tflite2onnx {tflite2onnx.__version__}, onnxsim {onnxsim.__version__}"
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version == OPSET, model.opset_import
     ops = check_ops(model)
     outs = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
-    assert outs == {"regressors": [1, 896, 16], "classificators": [1, 896, 1]}, outs
+    assert outs == {"regressors": [1, conv.anchors, 16], "classificators": [1, conv.anchors, 1]}, outs
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(args.out))
-    print(f"input  {args.tflite.relative_to(ROOT) if args.tflite.is_relative_to(ROOT) else args.tflite}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    print(f"input  {conv.tflite.relative_to(ROOT) if conv.tflite.is_relative_to(ROOT) else conv.tflite}"
           f"  sha256 {digest}")
-    print(f"output {args.out}  sha256 {sha256(args.out)}  {args.out.stat().st_size} bytes")
+    print(f"output {out}  sha256 {sha256(out)}  {out.stat().st_size} bytes")
     print(f"ops    {ops}  opset {OPSET}")
-    diff = compare_with_tflite(args.out, args.tflite)
+    diff = compare_with_tflite(out, conv.tflite, conv.input_size)
     print("tflite check: skipped (ai_edge_litert not installed)" if diff is None
           else f"tflite check: max |onnx - tflite| = {diff:.2e}")
     if diff is not None and diff > 1e-2:
         raise SystemExit("ONNX output differs from TFLite")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=[*CONVERSIONS, "all"], default="all")
+    ap.add_argument("--out", type=Path, default=None, help="output file (one --model only; default: web/models/...)")
+    args = ap.parse_args(argv)
+    names = list(CONVERSIONS) if args.model == "all" else [args.model]
+    if args.out and len(names) != 1:
+        raise SystemExit("--out needs one --model")
+
+    # It warns once per fp16 weight ("float16 not supported/tested yet"); those weights only feed
+    # DEQUANTIZE, which it folds to float32. The TFLite comparison is the real check.
+    logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
+    for name in names:
+        print(f"[{name}]")
+        convert(CONVERSIONS[name], args.out or CONVERSIONS[name].out)
     return 0
 
 

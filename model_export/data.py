@@ -1,4 +1,5 @@
-"""Dataset readers: FER-2013 (Kaggle zip or classic CSV), FER+ (zip with label.csv), and a user's image folder.
+"""Dataset readers: FER-2013 (Kaggle zip or classic CSV), FER+ (zip with label.csv), a user's image folder, and a
+dataset packed into one file by `model_export.pack`.
 
 Every reader returns a `FaceDataset`: 48x48 uint8 grayscale images in memory (FER-2013 is ~80 MB as uint8),
 integer labels, optional soft (vote) targets, and the official split each image belongs to.
@@ -260,19 +261,64 @@ def load_image_folder(path: str | os.PathLike, classes: Sequence[str] | None = N
     return FaceDataset(np.stack(images), np.asarray(labels, np.int64), np.asarray(splits), tuple(classes), root.name, source=str(root))
 
 
+# The `packed` kind: one .npz written by `python -m model_export.pack` to carry a dataset to another machine.
+PACKED_FORMAT = "emotion-lens-packed-faces"
+PACKED_VERSION = 1
+MOSAIC_COLUMNS = 256  # images per mosaic row; 48 px tiles on the 8 px JPEG block grid code each face on its own
+MOSAIC_MAX_ROWS = 128  # 256 x 128 faces = 75 M pixels per JPEG, below Pillow's decompression-bomb warning
+
+
+def decode_mosaic(data: bytes, count: int, where: str) -> np.ndarray:
+    """The first `count` 48x48 faces of a JPEG mosaic (row-major, MOSAIC_COLUMNS faces per row)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            mosaic = np.asarray(im.convert("L"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DatasetError(f"{where}: not a readable JPEG mosaic ({exc})") from exc
+    rows = mosaic.shape[0] // IMAGE_SIZE
+    if mosaic.shape != (rows * IMAGE_SIZE, MOSAIC_COLUMNS * IMAGE_SIZE) or rows * MOSAIC_COLUMNS < count:
+        raise DatasetError(f"{where}: mosaic of {mosaic.shape} pixels cannot hold {count} faces")
+    tiles = mosaic.reshape(rows, IMAGE_SIZE, MOSAIC_COLUMNS, IMAGE_SIZE).transpose(0, 2, 1, 3)
+    return tiles.reshape(rows * MOSAIC_COLUMNS, IMAGE_SIZE, IMAGE_SIZE)[:count]
+
+
+def load_packed(path: str | os.PathLike) -> FaceDataset:
+    """A dataset packed by `python -m model_export.pack`: faces as JPEG mosaics plus labels, vote targets, raw votes,
+    official splits and classes, as the original loader produced them (re-encoding noted in `notes`)."""
+    path = Path(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+        fmt, version = str(z["format"]), int(z["version"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: not a packed dataset (python -m model_export.pack writes them): {exc}") from exc
+    if fmt != PACKED_FORMAT:
+        raise DatasetError(f"{path}: not a packed dataset (format {fmt!r})")
+    if version > PACKED_VERSION:
+        raise DatasetError(f"{path}: packed format version {version} is newer than this code reads ({PACKED_VERSION})")
+    blob, ends = z["jpeg"].tobytes(), np.cumsum(z["chunk_bytes"])
+    images = np.concatenate([decode_mosaic(blob[end - size : end], int(count), f"{path}, mosaic {k}")
+                             for k, (size, end, count) in enumerate(zip(z["chunk_bytes"], ends, z["chunk_images"]))])
+    soft = z["soft"] if z["soft"].size else None
+    votes = z["votes"].astype(np.int64) if z["votes"].size else None
+    return FaceDataset(images, z["labels"].astype(np.int64), z["splits"], tuple(z["classes"].tolist()), str(z["name"]),
+                       soft=soft, votes=votes, source=str(path), notes=list(z["notes"].tolist()))
+
+
 def _cache_key(path: Path, kind: str) -> str:
     st = path.stat()
     return hashlib.sha256(f"{kind}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v2".encode()).hexdigest()[:16]
 
 
 def load_dataset(kind: str, path: str | os.PathLike, classes: Sequence[str] | None = None, cache_dir: str | os.PathLike | None = None) -> FaceDataset:
-    """Dispatch on `kind` ("fer2013-zip", "fer2013-csv", "ferplus", "folder"), caching decoded arrays as .npz."""
-    loaders = {"fer2013-zip": load_fer2013_zip, "fer2013-csv": load_fer2013_csv, "ferplus": load_ferplus_zip}
+    """Dispatch on `kind` (see `iter_kinds`), caching decoded arrays as .npz."""
+    loaders = {"fer2013-zip": load_fer2013_zip, "fer2013-csv": load_fer2013_csv, "ferplus": load_ferplus_zip, "packed": load_packed}
     path = Path(path)
     if kind == "folder":
         return load_image_folder(path, classes)
     if kind not in loaders:
-        raise DatasetError(f"unknown dataset kind {kind!r}; use one of fer2013-zip, fer2013-csv, ferplus, folder")
+        raise DatasetError(f"unknown dataset kind {kind!r}; use one of {', '.join(iter_kinds())}")
     if not path.exists():
         raise DatasetError(f"{path}: file not found")
     cache = Path(cache_dir or os.environ.get("EMOTION_CACHE", Path.home() / ".cache" / "emotion-web"))
@@ -307,4 +353,4 @@ def stratified_split(labels: np.ndarray, val_fraction: float = 0.125, seed: int 
 
 
 def iter_kinds() -> Iterable[str]:
-    return ("fer2013-zip", "fer2013-csv", "ferplus", "folder")
+    return ("fer2013-zip", "fer2013-csv", "ferplus", "folder", "packed")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .augment import AUGMENT_PRESETS
-from .data import DatasetError, FaceDataset, load_dataset, stratified_split
+from .data import DatasetError, FaceDataset, iter_kinds, load_dataset, stratified_split
 from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
 from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model, predict_logits
 
@@ -79,7 +79,7 @@ def ensemble_probs(model_dirs: list[Path], images: np.ndarray, num_classes: int,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True, choices=("fer2013-zip", "fer2013-csv", "ferplus", "folder"))
+    ap.add_argument("--dataset", required=True, choices=tuple(iter_kinds()), help="packed: a file written by model_export.pack")
     ap.add_argument("--data", required=True, help="path of the zip / csv / folder")
     ap.add_argument("--classes", help="comma-separated class order for --dataset folder (e.g. happy,peace,sad)")
     ap.add_argument("--out", required=True, type=Path)

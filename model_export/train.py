@@ -104,6 +104,20 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 256, 
     return torch.cat(out).numpy()
 
 
+def random_state() -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """torch's generator states (CPU, and CUDA where present): what batches, augmentation and dropout draw from."""
+    state: dict = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_random_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean())
 
@@ -198,7 +212,8 @@ class Trainer:
     def _save(self, name: str, extra: dict | None = None) -> Path:
         path = self.out_dir / name
         torch.save({"model": self.model.state_dict(), "ema": self.ema.module.state_dict(), "epoch": self.epoch,
-                    "history": self.history, "best": self.best, "spec": asdict(self.model.spec), **(extra or {})}, path)
+                    "history": self.history, "best": self.best, "spec": asdict(self.model.spec),
+                    "ema_updates": int(self.ema.n_averaged), "rng": random_state(), **(extra or {})}, path)
         return path
 
     def _resume(self) -> int:
@@ -208,6 +223,10 @@ class Trainer:
         ck = torch.load(last, map_location=self.device, weights_only=False)
         self.model.load_state_dict(ck["model"])
         self.ema.module.load_state_dict(ck["ema"])
+        # A zero count would make the next update copy the raw weights over the EMA (older last.pt: >= 1 epoch done).
+        self.ema.n_averaged.fill_(ck.get("ema_updates", 1))
+        if "rng" in ck:
+            restore_random_state(ck["rng"])  # same batches and augmentations as an uninterrupted run
         self.history, self.best, self.epoch = ck["history"], ck["best"], ck["epoch"]
         self._resume_opt = (ck.get("stage"), ck.get("optimizer"))
         self.log(f"resumed from {last} after epoch {self.epoch}")

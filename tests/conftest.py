@@ -16,6 +16,7 @@ from browser_fixtures import browser_context, built_site, playwright_driver, sit
 
 FACE_API_DEMO = ROOT / "node_modules/@vladmandic/face-api/demo"
 FACE_DETECTOR_ONNX = ROOT / "web/models/face_detector.onnx"
+FACE_DETECTOR_FULL_RANGE_ONNX = ROOT / "web/models/face_detector_full_range.onnx"
 
 
 @pytest.fixture(scope="session")
@@ -34,16 +35,56 @@ def sample_photo():
     return load
 
 
-@pytest.fixture(scope="session")
-def face_detector():
-    """`face_detector(x)` runs web/models/face_detector.onnx on CPU: (1,128,128,3) -> (regressors, scores)."""
+def _detector_runner(path: Path):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the face detector")
-    if not FACE_DETECTOR_ONNX.is_file():
-        pytest.skip(f"{FACE_DETECTOR_ONNX} absent (python build/convert_detector.py)")
-    sess = ort.InferenceSession(str(FACE_DETECTOR_ONNX), providers=["CPUExecutionProvider"])
+    if not path.is_file():
+        pytest.skip(f"{path} absent (python build/convert_detector.py)")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run(x):
         reg, cls = sess.run(["regressors", "classificators"], {"input": x})
         return reg, cls
 
     return run
+
+
+@pytest.fixture(scope="session")
+def face_detector():
+    """`face_detector(x)` runs web/models/face_detector.onnx on CPU: (1,128,128,3) -> (regressors, scores)."""
+    return _detector_runner(FACE_DETECTOR_ONNX)
+
+
+@pytest.fixture(scope="session")
+def face_detector_full_range():
+    """The full-range model, web/models/face_detector_full_range.onnx: (1,192,192,3) -> (regressors, scores)."""
+    return _detector_runner(FACE_DETECTOR_FULL_RANGE_ONNX)
+
+
+def shipped_emotion_model() -> tuple[Path, Path] | None:
+    """(model.onnx, sidecar.json) of the shipped emotion model: web/models/emotion.onnx + emotion.json, or the
+    first web/models/emotion/<id>/model.onnx with a JSON sidecar beside it; None when there is none."""
+    flat = ROOT / "web/models/emotion.onnx"
+    if flat.is_file() and flat.with_suffix(".json").is_file():
+        return flat, flat.with_suffix(".json")
+    for model in sorted((ROOT / "web/models/emotion").glob("*/model.onnx")):
+        sidecars = sorted(model.parent.glob("*.json"))
+        if sidecars:
+            return model, sidecars[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def emotion_model():
+    """`emotion_model.run(x)` runs the shipped emotion model on CPU: (N, 1, 48, 48) -> logits (N, C);
+    `emotion_model.labels` is its sidecar's label list. Skips when the model is not built."""
+    import json
+    from types import SimpleNamespace
+
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the emotion model")
+    found = shipped_emotion_model()
+    if found is None:
+        pytest.skip("no shipped emotion model under web/models/")
+    model, sidecar = found
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    labels = json.loads(sidecar.read_text())["labels"]
+    return SimpleNamespace(run=lambda x: sess.run(None, {sess.get_inputs()[0].name: x})[0], labels=labels)

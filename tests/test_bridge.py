@@ -116,3 +116,34 @@ def test_letterboxed_input_from_the_caller():
     assert json.loads(bridge.update_json(np.zeros((1, 8), np.float32)))[0]["box"] == list(BOX)
     with pytest.raises(ValueError):
         bridge.detector_input_letterboxed(frame, W, H, square[:64])
+
+
+def test_set_detector_switches_the_model_per_frame_and_survives_a_smoothing_change():
+    """The engine picks the face detector per frame (photos: full range; the camera: a setting): the bridge then
+    expects that model's input side and anchors, and keeps the detector when the smoothing changes (a fresh
+    pipeline)."""
+    bridge = AppBridge(SIDECAR)
+    frame, (reg, sc) = _frame(), _outputs()
+    logits = np.zeros((1, len(FERPLUS_LABELS)), np.float32)
+    bridge.detector_input(frame, W, H)
+    bridge.decode_faces(reg, sc)
+    first_id = json.loads(bridge.update_json(logits))[0]["id"]
+
+    assert bridge.set_detector("full_range") == 192
+    assert json.loads(bridge.letterbox_json(W, H))["size"] == 192
+    assert bridge.detector_input(frame, W, H).shape == (1, 192, 192, 3)
+    with pytest.raises(ValueError, match="full_range detector has 2304 anchors"):
+        bridge.decode_faces(reg, sc)  # the short-range model's outputs
+    full_reg = np.zeros((1, 2304, 16), np.float32)
+    full_sc = np.full((1, 2304, 1), -10.0, np.float32)
+    assert bridge.decode_faces(full_reg, full_sc) == 0
+    assert json.loads(bridge.update_json(None)) == []
+
+    bridge.set_smoothing("mean", 3)
+    assert bridge.detector_input(frame, W, H).shape == (1, 192, 192, 3)  # still full range
+    assert bridge.set_detector("short_range") == 128
+    bridge.detector_input(frame, W, H)
+    bridge.decode_faces(reg, sc)
+    assert json.loads(bridge.update_json(logits))[0]["id"] == first_id
+    with pytest.raises(ValueError, match="unknown detector"):
+        bridge.set_detector("long_range")

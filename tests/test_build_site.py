@@ -72,7 +72,8 @@ def test_manifest_lists_every_file_with_its_hash_and_size(site):
 def test_site_has_the_page_runtime_and_models(site):
     manifest = json.loads((site / "manifest.json").read_text())
     for path in ["index.html", ".nojekyll", "sw.js", "js/sw-register.js", "js/runtime.js", "js/inference.js",
-                 "js/manifest.js", "models/face_detector.onnx", "vendor/pyodide/pyodide.mjs",
+                 "js/manifest.js", "models/face_detector.onnx", "models/face_detector_full_range.onnx",
+                 "vendor/pyodide/pyodide.mjs",
                  "vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip", manifest["runtime_wheel"],
                  *(f"vendor/ort/{name}" for name in bs.ORT_FILES)]:
         assert (site / path).is_file(), path
@@ -90,6 +91,7 @@ def test_site_has_the_page_runtime_and_models(site):
             assert entry["labels"] == sidecar["labels"] and entry["dataset"] == sidecar.get("dataset")
             assert entry["model"] == f"models/emotion/{entry['id']}/model.onnx" and (site / entry["model"]).is_file()
             assert ("webgl" in entry) == bool(sidecar.get("variants", {}).get("webgl", {}).get("shipped"))
+        assert manifest["models"]["face_detector_full_range"] == "models/face_detector_full_range.onnx"
         default = next(m for m in catalog if m["id"] == manifest["models"]["emotion_default"])
         assert default["dataset"] == "ferplus"
         assert not list(site.glob("models/emotion/*/card"))  # model cards stay in the repository
@@ -182,7 +184,9 @@ def test_stale_emotion_sidecar_is_rejected(web_copy):
         bs.model_files(models, allow_missing_emotion=False)
     (folder / "model.json").write_text(json.dumps({"labels": ["a", "b"], "sha256": sha256(folder / "model.onnx")}))
     files, table = bs.model_files(models, allow_missing_emotion=False)
-    assert set(files) == {"models/face_detector.onnx", "models/emotion/tiny.mine/model.onnx", "models/emotion/tiny.mine/model.json"}
+    assert set(files) == {"models/face_detector.onnx", "models/face_detector_full_range.onnx",
+                          "models/emotion/tiny.mine/model.onnx", "models/emotion/tiny.mine/model.json"}
+    assert table["face_detector_full_range"] == "models/face_detector_full_range.onnx"
     assert table["emotion_default"] == "tiny.mine" and table["emotion"][0]["labels"] == ["a", "b"]
 
 

@@ -57,7 +57,7 @@ def test_forced_wasm(playwright_driver, app_server, group_photo):  # noqa: F811
         page.on("request", lambda r: fetched.append(r.url))
         s = open_app(page, app_server.url, "?ep=wasm")
         assert s["state"] == "ready", s["error"]
-        assert s["ep"] == {"detector": "wasm", "emotion": "wasm"}
+        assert s["ep"] == {"detector": "wasm", "emotion": "wasm"} and s["epFullRange"] == "wasm"
         assert not [u for u in fetched if "model.webgl.onnx" in u or "ort.webgl" in u]  # WebGL files only for WebGL
         assert page.inner_text("#ro-ep") == "WASM"
         RESULTS["wasm"] = run_group_photo(page, group_photo)["lastResults"]
@@ -76,6 +76,7 @@ def test_software_webgl_when_allowed(playwright_driver, app_server, group_photo)
         if not has_webgl:
             pytest.skip("no WebGL in this Chromium")
         assert s["ep"]["detector"] == "webgl", s["epAttempts"]
+        assert s["epFullRange"] == "wasm"  # kept off WebGL: its boxes were up to 6 px off there (app-boot.js)
         # WebGL takes only fixed shapes: the emotion model runs from its batch-1 copy, one face per run.
         assert s["ep"]["emotion"] == "webgl", s["epAttempts"]["emotion"]
         check_ep_readout(page, s["ep"])
@@ -107,6 +108,7 @@ def test_webgpu_flag(playwright_driver, app_server, group_photo):  # noqa: F811
         s = open_app(page, app_server.url, "?softgpu=1")
         assert s["state"] == "ready", s["error"]
         assert s["ep"]["detector"] == "webgpu", s["epAttempts"]
+        assert s["epFullRange"] == "webgpu"
         check_ep_readout(page, s["ep"])
         RESULTS["webgpu"] = run_group_photo(page, group_photo)["lastResults"]
     finally:

@@ -16,6 +16,7 @@ import pytest
 from fixtures import videos
 from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
+    happy_video,  # noqa: F401 - fixture
     box_contains,
     is_local,
     launch_app_browser,
@@ -29,14 +30,6 @@ from fixtures.e2e import (
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SCREENSHOT = Path(os.environ.get("E2E_SCREENSHOT_DIR", videos.CACHE)) / "e2e-camera.png"
-
-
-@pytest.fixture(scope="module")
-def happy_video() -> Path:
-    problem = videos.tools_problem()
-    if problem:
-        pytest.skip(problem)
-    return videos.y4m(videos.HAPPY)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +128,27 @@ def test_smoothing_setting(cam):
     assert status(page)["smoothing"] == {"mode": "median", "k": 3}
     s = wait_frames(page, status(page)["frames"] + 5)
     assert s["faceCount"] == 1 and s["error"] is None
+
+
+def test_camera_detector_setting(cam):
+    """The settings form switches camera frames to the full-range detector and back; the face stays found."""
+    page = cam["page"]
+    ensure_camera(page)
+    assert status(page)["detector"] == "short_range"
+    if not page.is_visible("#camera-detector"):
+        page.click(".settings summary")
+    page.select_option("#camera-detector", "full_range")
+    page.click("#settings-form button[type=submit]")
+    # The form applies the smoothing in the engine's worker first (asynchronous): wait for the page's confirmation.
+    wait_for(page, "() => document.getElementById('settings-status').textContent.includes('full-range')")
+    s = wait_frames(page, status(page)["frames"] + 5)
+    assert s["cameraDetector"] == "full_range" and s["detector"] == "full_range"
+    assert s["faceCount"] == 1 and s["error"] is None
+    page.select_option("#camera-detector", "short_range")
+    page.click("#settings-form button[type=submit]")
+    wait_for(page, "() => document.getElementById('settings-status').textContent.includes('short-range')")
+    s = wait_frames(page, status(page)["frames"] + 3)
+    assert s["detector"] == "short_range" and s["faceCount"] == 1
 
 
 def test_no_requests_after_ready(cam):

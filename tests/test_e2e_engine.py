@@ -114,9 +114,11 @@ def test_letterbox_paths(letterbox, playwright_driver, app_server):  # noqa: F81
 
 def test_browser_letterbox_finds_the_same_faces_as_numpy():
     """The browser's resampling (Chromium: smoothing quality high) is not the numpy letterbox's triangle filter: the
-    detector sees a slightly different picture. Measured here (6 photos, 14 faces, Chromium 156): the same faces,
-    box IoU min 0.85 / median 0.94, probabilities within 0.13, 13 of 14 top labels the same. That is why numpy
-    stays the default; this guards the option against getting worse (and prints the figures)."""
+    detector sees a slightly different picture. Photos go through the full-range detector, which the resampling moves
+    more than the short-range one did (6 photos, 14 faces with short range: box IoU min 0.85 / median 0.94,
+    probabilities within 0.13). Measured here with full range (22 faces, Chromium 156): the same faces, box IoU min
+    0.75 / median 0.97, probabilities within 0.38 (one hesitant face; the next is 0.10), 21 of 22 top labels the same.
+    That is why numpy stays the default; this guards the option against getting worse (and prints the figures)."""
     if len(LETTERBOX_RESULTS) < 2:
         pytest.skip("needs both letterbox runs of this module")
     ious, prob_diffs, same_top = [], [], 0
@@ -132,5 +134,6 @@ def test_browser_letterbox_finds_the_same_faces_as_numpy():
           f"min {ious[0]:.3f}, median {ious[len(ious) // 2]:.3f}; probability difference max {max(prob_diffs):.3f}; "
           f"same top label {same_top}/{len(ious)}")
     assert len(ious) >= 10
-    assert ious[0] >= 0.8 and ious[len(ious) // 2] >= 0.9
-    assert max(prob_diffs) < 0.2 and same_top >= len(ious) - 2
+    assert ious[0] >= 0.7 and ious[len(ious) // 2] >= 0.9
+    prob_diffs.sort()
+    assert prob_diffs[-1] < 0.45 and prob_diffs[-2] < 0.2 and same_top >= len(ious) - 2

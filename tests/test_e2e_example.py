@@ -81,6 +81,7 @@ ENGINE_API_CHECK = """async ([pngBase64, groupBase64]) => {
   const out = { configErrors: {} };
   for (const [name, config] of Object.entries({
     maxFaces: { maxFaces: 0 }, unknown: { colour: 'red' }, ep: { executionProviders: ['cuda'] },
+    detector: { detector: { video: 'long_range' } },
     smoothing: { smoothing: { mode: 'kalman' } } })) {
     try { m.createEmotionLens(config); out.configErrors[name] = null; } catch (e) { out.configErrors[name] = e.code; }
   }
@@ -116,7 +117,8 @@ ENGINE_API_CHECK = """async ([pngBase64, groupBase64]) => {
   for (const [name, source] of Object.entries({ bitmap, imageData, canvas, blob, video })) {
     await lens.reset();
     const r = await lens.detect(source);
-    out.inputs[name] = { kind: r.kind, width: r.width, height: r.height, boxes: r.faces.map((f) => f.box),
+    out.inputs[name] = { kind: r.kind, detector: r.detector, width: r.width, height: r.height,
+                         boxes: r.faces.map((f) => f.box),
                          probs: r.faces.map((f) => f.probs) };
   }
   out.bitmapDetached = bitmap.width === 0;
@@ -125,7 +127,17 @@ ENGINE_API_CHECK = """async ([pngBase64, groupBase64]) => {
   await lens.reset();
   const g = await lens.detect(group);
   out.group = { detected: g.detected, faces: g.faces.length, keys: Object.keys(g.faces[0]).sort(),
-                timings: Object.keys(g.timings).sort() };
+                timings: Object.keys(g.timings).sort(), detector: g.detector };
+  // The same photo through the short-range detector, chosen per call and then for every photo.
+  await lens.reset();
+  const gs = await lens.detect(group, { detector: 'short_range' });
+  out.groupShort = { detector: gs.detector, detected: gs.detected };
+  out.detectorSet = lens.setDetector({ image: 'short_range' });
+  out.groupDefault = (await lens.detect(group)).detector;
+  out.detectorInfo = lens.info.detector;
+  lens.setDetector({ image: 'full_range' });
+  try { lens.setDetector({ audio: 'full_range' }); } catch (e) { out.badDetector = e.code; }
+  try { await lens.detect(group, { detector: 'long_range' }); } catch (e) { out.badDetectorCall = e.code; }
 
   const before = lens.stats.dropped;
   const [a, b, c] = await Promise.all([lens.detect(canvas), lens.detect(canvas), lens.detect(canvas)]);
@@ -153,11 +165,12 @@ def test_engine_api(example):
     happy = base64.b64encode(videos.still_png(videos.HAPPY).read_bytes()).decode()
     group = base64.b64encode(videos.still_png(videos.GROUP).read_bytes()).decode()
     out = page.evaluate(ENGINE_API_CHECK, [happy, group])
-    assert out["configErrors"] == {"maxFaces": "config", "unknown": "config", "ep": "config", "smoothing": "config"}
+    assert out["configErrors"] == {"maxFaces": "config", "unknown": "config", "ep": "config", "smoothing": "config",
+                                   "detector": "config"}
     assert out["frozen"]
     assert out["stateBefore"] == "idle" and out["beforeLoad"] == "not-ready"
     assert out["info"]["thread"] == "worker"
-    assert out["info"]["ep"] == {"detector": "wasm", "emotion": "wasm"}
+    assert out["info"]["ep"] == {"detector": "wasm", "detectorFullRange": "wasm", "emotion": "wasm"}
     assert out["info"]["smoothing"] == {"mode": "none", "k": 1}
     assert set(out["progressSteps"]) == {"python", "numpy", "models", "verify"}
     assert set(out["progressKeys"]) <= {"status", "step", "stage", "loaded", "total", "ep", "fraction"}
@@ -168,6 +181,7 @@ def test_engine_api(example):
     for name, r in inputs.items():
         assert len(r["boxes"]) == 1, name
         assert r["kind"] == ("video" if name == "video" else "image"), name
+        assert r["detector"] == ("short_range" if name == "video" else "full_range"), name  # DEFAULTS.detector
         if name == "video":
             continue  # the camera shows the same face, from a video frame: checked for a face only
         assert (r["width"], r["height"]) == (ref["width"], ref["height"]), name
@@ -176,8 +190,13 @@ def test_engine_api(example):
     assert out["bitmapDetached"], "an ImageBitmap given to detect() is transferred to the worker"
 
     assert out["group"]["detected"] == 4 and out["group"]["faces"] == 2  # maxFaces: 2
-    assert out["group"]["keys"] == sorted(["id", "box", "score", "label", "display", "emoji", "colour", "probs",
-                                           "raw_probs"])
+    assert out["group"]["keys"] == sorted(["id", "box", "score", "index", "label", "display", "emoji", "colour",
+                                           "uncertain", "top2", "probs", "raw_probs"])
+    assert out["group"]["detector"] == "full_range"
+    assert out["groupShort"]["detector"] == "short_range" and out["groupShort"]["detected"] >= 1
+    assert out["detectorSet"] == {"video": "short_range", "image": "short_range"}
+    assert out["groupDefault"] == "short_range" and out["detectorInfo"] == out["detectorSet"]
+    assert out["badDetector"] == "config" and out["badDetectorCall"] == "input"
     assert set(out["group"]["timings"]) >= {"grab", "capture", "detect", "pre", "preDetector", "classify", "post",
                                            "total", "roundTrip"}
     # Three frames at once: the first runs, the second waits and is replaced by the third (newest wins).

@@ -15,6 +15,7 @@ from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
     launch_app_browser,
     match_faces,
+    need_real_model,
     open_app,
     status,
     upload,
@@ -112,6 +113,49 @@ def test_real_jpeg_upload(noface):
     s = upload(noface, videos.SAMPLES / "sample1.jpg")
     assert s["error"] is None
     assert s["faceCount"] == 3
+
+
+def test_uncertain_face_names_two_classes(noface, app_server, tmp_path):  # noqa: F811
+    """A face the model hesitates on (sample2's middle man: neutral 0.43 in CPython, happiness next) is shown
+    as uncertain, with its two leading classes, on the card and in the overlay's text."""
+    need_real_model(app_server)
+    from PIL import Image
+
+    path = tmp_path / "hesitant.png"
+    with Image.open(videos.SAMPLES / "sample2.jpg") as im:
+        im.crop((480, 0, 1440, 675)).save(path)
+    s = upload(noface, path)
+    assert s["error"] is None
+    (left,) = s["lastResults"]
+    assert left["uncertain"], left["probs"]
+    first, second = left["top2"]
+    assert max(left["probs"]) == left["probs"][first] < 0.5
+    names = [s["labels"][first], s["labels"][second]]
+    card = noface.locator(f'#face-list li[data-face-id="{left["id"]}"]')
+    assert card.get_attribute("data-uncertain") == "true"
+    summary = card.locator(".face-top").inner_text()
+    assert summary.startswith("Uncertain: "), summary
+    display = {"neutral": "Neutral", "happiness": "Happy", "happy": "Happy"}
+    assert all(display.get(n, n.title()) in summary for n in names), (summary, names)
+    assert f"Face {left['id']}: Uncertain: " in noface.get_attribute("#overlay", "aria-label")
+    # a confident face on the same page is not marked uncertain
+    s = upload(noface, videos.still_png(videos.HAPPY))
+    (face,) = s["lastResults"]
+    assert not face["uncertain"]
+    assert noface.locator("#face-list li.face-card").first.get_attribute("data-uncertain") == "false"
+
+
+def test_full_range_detector_finds_every_face_of_a_group_photo(noface):
+    """sample5.jpg (1920 px, five people, faces ~8% of the width): photos go through the full-range detector,
+    which finds all five (the short-range one finds two of them)."""
+    s = upload(noface, videos.SAMPLES / "sample5.jpg")
+    assert s["error"] is None and s["detector"] == "full_range"
+    k = 1280 / 1920  # the page analyses photos at 1280 px on the long side
+    centres = [(cx * k, cy * k) for cx, cy, _ in videos.PHOTO_FACES[5]]
+    assert s["faceCount"] == 5, [f["box"] for f in s["lastResults"]]
+    hits = match_faces(s["lastResults"], centres)
+    assert None not in hits and len(set(hits)) == 5, (hits, [f["box"] for f in s["lastResults"]])
+    assert noface.inner_text("#face-count") == "5"
 
 
 def test_too_many_faces(noface):

@@ -252,6 +252,7 @@ def test_same_results_in_pyodide(tmp_path):
         pytest.skip("no Pyodide numpy wheel in build/vendor/")
     frame = _frame(7)
     reg, sc = _outputs(dx_px=3.0)
+    reg[0, ANCHOR, 4:8] = [-5.0, -2.0, 5.0, 2.0]  # eye keypoints 21.8 degrees off level: the aligned-crop path
     logits = np.array([[0.5, -1, 2, 0, 1, 0.25, -2]], np.float32)
     for name, arr in (("frame.bin", frame), ("reg.bin", reg), ("cls.bin", sc), ("logits.bin", logits)):
         arr.tofile(tmp_path / name)
@@ -267,6 +268,7 @@ def test_same_results_in_pyodide(tmp_path):
     x = p.detector_input(frame, 640, 480)
     assert got["n"] == p.decode_faces(reg, sc) == 1
     e = p.emotion_input()
+    assert not np.allclose(e, face_batch(frame, [f.box for f in p.faces]))  # really turned
     np.testing.assert_allclose(got["x"], x.ravel()[::97], atol=1e-5)
     np.testing.assert_allclose(got["e"], e.ravel()[::7], atol=1e-5)
     assert json.loads(got["res"]) == p.update(logits)

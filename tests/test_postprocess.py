@@ -1,4 +1,4 @@
-"""Softmax, temporal smoothers and the IoU face tracker, on hand-computed values."""
+"""Softmax, temporal smoothers, the label policy and the face tracker, on hand-computed values."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pytest
 from emotion_runtime.postprocess import (
     EmaSmoother,
     FaceTracker,
+    LabelPolicy,
     WindowSmoother,
     box_iou_xywh,
+    choose_label,
     make_smoother,
     softmax,
 )
@@ -89,7 +91,7 @@ def test_box_iou_xywh():
 
 
 def test_tracker_ids_stable_while_faces_move():
-    tr = FaceTracker(iou_threshold=0.3, max_missing=2)
+    tr = FaceTracker(max_missing=2)
     a, b = [100.0, 100, 50, 50], [300.0, 120, 60, 60]
     ids = [t.id for t in tr.update([a, b])]
     assert ids == [1, 2]
@@ -102,7 +104,7 @@ def test_tracker_ids_stable_while_faces_move():
 
 
 def test_tracker_keeps_id_through_short_gap_then_drops():
-    tr = FaceTracker(iou_threshold=0.3, max_missing=2)
+    tr = FaceTracker(max_missing=2)
     box = (10.0, 10, 40, 40)
     assert tr.update([box])[0].id == 1
     tr.update([])
@@ -115,7 +117,7 @@ def test_tracker_keeps_id_through_short_gap_then_drops():
 
 
 def test_tracker_new_face_gets_new_id_and_own_smoother():
-    tr = FaceTracker(make_smoother("ema", alpha=0.5), iou_threshold=0.3)
+    tr = FaceTracker(make_smoother("ema", alpha=0.5))
     t1 = tr.update([(0.0, 0, 10, 10)])[0]
     t1.smoother.update([1.0, 0.0])
     t1b, t2 = tr.update([(1.0, 0, 10, 10), (100.0, 100, 10, 10)])
@@ -125,10 +127,88 @@ def test_tracker_new_face_gets_new_id_and_own_smoother():
     np.testing.assert_allclose(t1.smoother.update([0.0, 1.0]), [0.5, 0.5])
 
 
-def test_tracker_greedy_matching_prefers_best_iou():
-    tr = FaceTracker(iou_threshold=0.1)
+def test_tracker_greedy_matching_prefers_nearest():
+    tr = FaceTracker()
     tr.update([(0.0, 0, 10, 10), (8.0, 0, 10, 10)])  # ids 1 (left), 2 (right)
     # one detection overlapping both tracks, more with the right one: it must take id 2; id 1 unmatched
     (t,) = tr.update([(7.0, 0, 10, 10)])
     assert t.id == 2
     assert [x.missing for x in tr.tracks if x.id == 1] == [1]
+
+
+# ---------------------------------------------------------------- honest labels (hand-computed values)
+
+def test_choose_label_first_frame_and_uncertain_threshold():
+    policy = LabelPolicy(uncertain_below=0.5, margin=0.1, band=0.05)
+    sure = choose_label([0.1, 0.7, 0.2], None, policy)
+    assert (sure.index, sure.uncertain, sure.top2) == (1, False, (1, 2))
+    unsure = choose_label([0.45, 0.4, 0.15], None, policy)
+    assert (unsure.index, unsure.uncertain, unsure.top2) == (0, True, (0, 1))
+
+
+def test_choose_label_hysteresis_holds_the_shown_class_until_a_clear_lead():
+    policy = LabelPolicy(uncertain_below=0.3, margin=0.1, band=0.05)
+    shown = choose_label([0.55, 0.45], None, policy)
+    assert shown.index == 0
+    shown = choose_label([0.48, 0.52], shown, policy)  # 1 leads by 0.04 < margin: keep 0
+    assert (shown.index, shown.top2) == (0, (1, 0))
+    shown = choose_label([0.44, 0.56], shown, policy)  # leads by 0.12: switch
+    assert shown.index == 1
+    shown = choose_label([0.52, 0.48], shown, policy)  # and back only on a clear lead again
+    assert shown.index == 1
+
+
+def test_choose_label_uncertainty_has_a_band():
+    policy = LabelPolicy(uncertain_below=0.5, margin=0.1, band=0.05)
+    s = choose_label([0.48, 0.3, 0.22], None, policy)
+    assert s.uncertain
+    s = choose_label([0.53, 0.27, 0.2], s, policy)  # above 0.5 but inside the band: still uncertain
+    assert s.uncertain
+    s = choose_label([0.56, 0.24, 0.2], s, policy)  # above 0.55: certain
+    assert not s.uncertain
+    s = choose_label([0.52, 0.28, 0.2], s, policy)  # certain faces stay certain down to 0.5
+    assert not s.uncertain
+
+
+# ---------------------------------------------------------------- tracking with motion (hand-built boxes)
+
+def test_tracker_follows_a_fast_face_with_no_overlap_between_frames():
+    tr = FaceTracker()
+    box = [0.0, 100, 80, 80]
+    ids = []
+    for _ in range(12):  # 50 px a frame: IoU with the last box only 0.23, with the predicted box ~1
+        ids.append(tr.update([tuple(box)])[0].id)
+        box[0] += 50
+    assert set(ids) == {1}
+
+
+def test_tracker_coasts_through_occlusion_on_its_velocity():
+    tr = FaceTracker(max_missing=6)
+    for i in range(6):
+        assert tr.update([(100.0 + 30 * i, 50, 60, 60)])[0].id == 1
+    for i in range(6, 11):  # hidden for 5 frames while it keeps moving
+        tr.update([])
+    # it reappears 5 x 30 px further on, a whole face width away from where it was last seen
+    assert tr.update([(100.0 + 30 * 11, 50, 60, 60)])[0].id == 1
+
+
+def test_tracker_crossing_faces_keep_their_ids():
+    tr = FaceTracker()
+    a, b = [0.0, 100, 60, 60], [400.0, 110, 60, 60]
+    first = tr.update([tuple(a), tuple(b)])
+    assert [t.id for t in first] == [1, 2]
+    for step in range(24):  # a moves right, b left, 20 px a frame each; they meet around step 9
+        a[0] += 20
+        b[0] -= 20
+        boxes = [tuple(b), tuple(a)] if step % 2 else [tuple(a), tuple(b)]
+        if abs(a[0] - b[0]) < 40:  # overlapping: the detector sees only the face in front (b)
+            boxes = [tuple(b)]
+        got = {box: t.id for box, t in zip(boxes, tr.update(boxes))}
+        assert got.get(tuple(b), 2) == 2 and got.get(tuple(a), 1) == 1, (step, got)
+    assert {t.id for t in tr.tracks} == {1, 2}
+
+
+def test_tracker_does_not_match_a_face_of_very_different_size():
+    tr = FaceTracker()
+    tr.update([(100.0, 100, 100, 100)])
+    assert tr.update([(110.0, 110, 30, 30)])[0].id == 2

@@ -148,6 +148,65 @@ def test_face_batch_shape_and_content():
     assert pp.face_batch(rgba, []).shape == (0, 1, 48, 48)
 
 
+# ---------------------------------------------------------------- roll alignment
+
+def _face_frame(sample_photo) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A 640x480 window on sample3's right-hand face (eyes about level after a 16 degree turn, see below), and
+    a face box of 160 px around its centre."""
+    photo = Image.fromarray(sample_photo(3)).crop((680, 5, 1680, 755)).resize((640, 480), Image.BILINEAR)
+    # turn the window so the eyes are level (the woman holds her head ~16 degrees clockwise)
+    level = photo.rotate(16, resample=Image.BICUBIC, center=(320, 240))
+    return np.asarray(level), (240.0, 160.0, 160.0, 160.0)
+
+
+def test_aligned_crop_undoes_a_known_roll(sample_photo):
+    frame, box = _face_frame(sample_photo)
+    upright = pp.face_crop(frame, box)
+    for roll in (20.0, -30.0):  # turn the face clockwise by `roll` about the box centre
+        cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+        turned = np.asarray(Image.fromarray(frame).rotate(-roll, resample=Image.BICUBIC, center=(cx, cy)))
+        aligned = pp.aligned_face_crop(turned, box, roll)
+        assert aligned.shape == (48, 48) and aligned.dtype == np.float32
+        inner = (slice(8, 40), slice(8, 40))  # the corners hold what the turn brought in
+        err_aligned = np.abs(aligned - upright)[inner].mean()
+        err_plain = np.abs(pp.face_crop(turned, box) - upright)[inner].mean()
+        assert err_aligned < 6.0, err_aligned  # grey levels: resampling blur only
+        assert err_plain > 3 * err_aligned, (err_plain, err_aligned)
+        # the wrong direction makes it worse, not better: the sign convention is the detector's
+        assert np.abs(pp.aligned_face_crop(turned, box, -roll) - upright)[inner].mean() > err_plain
+
+
+def test_aligned_crop_dead_zone_clamp_and_edges():
+    rgba = np.random.default_rng(3).integers(0, 256, (120, 160, 4), dtype=np.uint8)
+    box = (50.0, 30.0, 40.0, 40.0)
+    # under MIN_ROLL_DEG: exactly the axis-aligned crop (an unrotated face crops as before)
+    np.testing.assert_array_equal(pp.aligned_face_crop(rgba, box, pp.MIN_ROLL_DEG - 0.1), pp.face_crop(rgba, box))
+    np.testing.assert_array_equal(pp.face_batch(rgba, [box], rolls=[0.0]), pp.face_batch(rgba, [box]))
+    # beyond MAX_ROLL_DEG: clamped
+    np.testing.assert_array_equal(pp.aligned_face_crop(rgba, box, 80.0), pp.aligned_face_crop(rgba, box, 45.0))
+    np.testing.assert_array_equal(pp.aligned_face_crop(rgba, box, -170.0), pp.aligned_face_crop(rgba, box, -45.0))
+    # a face cut by the frame edge: edge pixels replicated, no error
+    corner = pp.aligned_face_crop(rgba, (-20.0, -15.0, 50.0, 50.0), 30.0)
+    assert corner.shape == (48, 48) and np.isfinite(corner).all()
+    assert 0.0 <= corner.min() and corner.max() <= 255.0
+    # a flat grey frame stays flat grey whatever the roll
+    flat = np.full((120, 160, 4), 77, np.uint8)
+    np.testing.assert_allclose(pp.aligned_face_crop(flat, box, 25.0), 77.0, atol=1e-3)
+
+
+def test_eye_roll_from_real_detector_keypoints(sample_photo, face_detector):
+    from emotion_runtime.detector import eye_roll
+    from emotion_runtime.pipeline import FramePipeline
+
+    frame, _ = _face_frame(sample_photo)
+    for roll in (0.0, 15.0, -30.0):
+        turned = np.asarray(Image.fromarray(frame).rotate(-roll, resample=Image.BICUBIC, center=(320, 240)))
+        pipe = FramePipeline(["a"])
+        pipe.decode_faces(*face_detector(pipe.detector_input(turned, 640, 480)))
+        face = min(pipe.faces, key=lambda f: abs(f.box[0] + f.box[2] / 2 - 320) + abs(f.box[1] + f.box[3] / 2 - 240))
+        assert eye_roll(face.keypoints) == pytest.approx(roll, abs=5.0)
+
+
 # ---------------------------------------------------------------- letterbox / detector input
 
 def test_letterbox_640x480_hand_computed_and_round_trip():

@@ -21,6 +21,8 @@ FILES = {
     "vendor/pyodide/pyodide.mjs": "text/javascript; charset=utf-8",
     "vendor/pyodide/pyodide.asm.wasm": "application/wasm",
     "manifest.json": "application/json",
+    "manifest.webmanifest": "application/manifest+json",
+    "icons/icon-192.png": "image/png",
     "style.css": "text/css; charset=utf-8",
     "models/face_detector.onnx": "application/octet-stream",
     "wheels/x-0.1-py3-none-any.whl": "application/octet-stream",

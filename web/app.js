@@ -5,18 +5,20 @@
 
 import * as status from './js/app-status.js';
 import {
-  browserSupportProblem, cameraSupportProblem, describeCameraError, startCamera, stopCamera,
+  browserSupportProblem, cameraOf, cameraSupportProblem, describeCameraError, startCamera, stopCamera, videoInputs,
 } from './js/camera.js';
 import { EVENTS, createEmotionLens, fitSize } from './js/emotion-lens.js';
 import { clearResults, drawOverlay, renderFacePanel } from './js/render.js';
 import * as ui from './js/ui.js';
+import { createSessionPanel } from './js/session-panel.js';
 
 const params = new URLSearchParams(location.search);
 const els = ui.els;
 const MODEL_KEY = 'emotion-lens:model'; // the visitor's model choice (localStorage)
 
 let lens = null;
-let camera = null; // {stream, stopWatch}
+let camera = null; // {stream, stopWatch, deviceId, mirror}
+let pausedDeviceId = null; // the camera to resume when the page is shown again (paused while hidden)
 let lastStill = null; // result of the photo on screen, for re-drawing on resize
 let noFaceFrames = 0;
 let fpsEma = null;
@@ -25,6 +27,17 @@ let cameraBase = { frames: 0, dropped: 0 }; // the engine's counters when the ca
 let switchingModel = false;
 
 status.expose();
+
+// Timelines, summary and recording: fed one call per camera frame (see showResult).
+const session = createSessionPanel({ getModel: sessionModelInfo, faceList: els.faceList });
+
+/** What the session panel needs to know about the current model, or null before one is loaded. */
+function sessionModelInfo() {
+  if (lens?.state !== 'ready') return null;
+  const { id, sha256, labels, display, colours } = lens.model;
+  const model = sha256 ? { id, sha256 } : { id };
+  return { model, labels, display, colours, smoothing: { ...status.get('smoothing') } };
+}
 
 // ---------------------------------------------------------------- messages
 
@@ -93,9 +106,13 @@ function storeModel(id) {
 // ---------------------------------------------------------------- loading
 
 function applyInfo(info) {
+  const ep = { detector: info.ep.detector, emotion: info.ep.emotion };
   status.update({
-    ep: info.ep,
+    ep,
+    epFullRange: info.ep.detectorFullRange,
     epAttempts: info.epAttempts,
+    cameraDetector: info.detector.video,
+    maxFaces: lens.config.maxFaces,
     labels: info.model.labels,
     model: { id: info.model.id, title: info.model.title, dataset: info.model.dataset },
     models: info.models,
@@ -103,7 +120,7 @@ function applyInfo(info) {
     thread: info.backend.thread,
     threadReason: info.backend.reason,
   });
-  ui.setReadouts({ ep: ui.epText(info.ep) });
+  ui.setReadouts({ ep: ui.epText(ep) });
   ui.setModelChoice(info.models, info.model.id);
 }
 
@@ -127,6 +144,7 @@ async function boot() {
     status.update({ state: 'ready', loadMs: Math.round(performance.now()) });
     ui.setLoadDone(ui.readyText(info));
     ui.setControls({ ready: true, cameraOn: false });
+    session.modelReady();
     if (!cameraSupportProblem()) els.start.focus({ preventScroll: true });
   } catch (err) {
     console.error(err);
@@ -159,7 +177,9 @@ function onEngineError({ code, message }) {
 
 // ---------------------------------------------------------------- camera
 
-async function onStartCamera() {
+/** Start the camera (`deviceId`: a given one, e.g. after Switch camera or a pause; else the user-facing one). */
+async function onStartCamera({ deviceId } = {}) {
+  pausedDeviceId = null;
   clearFailure();
   notify(null, '');
   const problem = cameraSupportProblem();
@@ -173,16 +193,21 @@ async function onStartCamera() {
   });
   ui.setLoadText('Starting the camera…');
   try {
-    const stream = await startCamera(els.video);
+    const stream = await startCamera(els.video, { deviceId });
     lastStill = null;
     await lens.reset();
     resetFrameStats();
+    session.cameraStarted(performance.now());
     ui.setViewportMode('camera');
     status.update({ state: 'running', source: 'camera', frames: 0, dropped: 0 });
     ui.setControls({ ready: true, cameraOn: true });
     ui.setLoadText('Camera on. Frames are processed on this device only.');
     cameraBase = lens.stats;
-    camera = { stream, stopWatch: lens.watch(els.video) };
+    const source = cameraOf(stream);
+    // A back camera is not a mirror: show it (and draw its boxes) the right way round.
+    const mirror = source.facing !== 'environment';
+    els.viewport.dataset.facing = source.facing || 'user';
+    camera = { stream, stopWatch: lens.watch(els.video), deviceId: source.deviceId, mirror };
     for (const track of stream.getVideoTracks()) {
       track.addEventListener('ended', () => {
         if (!camera || camera.stream !== stream) return;
@@ -191,6 +216,8 @@ async function onStartCamera() {
         onStopCamera();
       });
     }
+    await showCameraSwitch();
+    if (document.visibilityState === 'hidden') pauseCamera(); // hidden while the camera was starting
   } catch (err) {
     const { code, message } = describeCameraError(err);
     status.update({ state: 'ready' });
@@ -200,20 +227,62 @@ async function onStartCamera() {
   }
 }
 
-function onStopCamera() {
+/** Stop the camera. `paused`: the page was hidden; say so, and keep the focus where it is. */
+function onStopCamera({ paused = false } = {}) {
   if (!camera) return;
   camera.stopWatch();
   stopCamera(els.video, camera.stream);
   camera = null; // results of frames still in flight are ignored from here on
+  session.cameraStopped(performance.now());
   clearResults(els.faceList, els.overlay);
   ui.setFaceCount(0);
   ui.setReadouts({ fps: null });
   notify(null, '');
   ui.setViewportMode('idle');
   ui.setControls({ ready: true, cameraOn: false });
+  els.switchCamera.hidden = true;
+  status.update({ source: null, lastResults: [], faceCount: 0, fps: null });
+  if (paused) {
+    ui.setLoadText('Camera paused while the page is hidden; it starts again when you come back.');
+    status.update({ state: 'paused' });
+    return;
+  }
+  pausedDeviceId = null;
   ui.setLoadText('Camera off.');
-  status.update({ state: 'ready', source: null, lastResults: [], faceCount: 0, fps: null });
+  status.update({ state: 'ready' });
   els.start.focus({ preventScroll: true });
+}
+
+// ---------------------------------------------------------------- camera switch and pause
+
+/** Show "Switch camera" only when the device has more than one camera. */
+async function showCameraSwitch() {
+  const cameras = await videoInputs().catch(() => []);
+  els.switchCamera.hidden = !camera || cameras.length < 2;
+}
+
+/** Go to the next camera the browser lists (front <-> back on a phone). */
+async function onSwitchCamera() {
+  if (!camera) return;
+  const cameras = await videoInputs();
+  if (cameras.length < 2) return;
+  const at = cameras.findIndex((c) => c.deviceId === camera.deviceId);
+  const next = cameras[(at + 1) % cameras.length];
+  onStopCamera();
+  await onStartCamera({ deviceId: next.deviceId });
+  if (camera) els.switchCamera.focus({ preventScroll: true });
+}
+
+/** Release the camera while the page is hidden (light off, no frames processed); it resumes on return. */
+function pauseCamera() {
+  if (!camera) return;
+  pausedDeviceId = camera.deviceId;
+  onStopCamera({ paused: true });
+}
+
+function onVisibilityChange() {
+  if (document.visibilityState === 'hidden') pauseCamera();
+  else if (pausedDeviceId !== null && status.get('state') === 'paused') onStartCamera({ deviceId: pausedDeviceId });
 }
 
 function resetFrameStats() {
@@ -243,7 +312,7 @@ function showCameraResult(result) {
   status.update({ frames: status.get('frames') + 1, dropped: stats.dropped - cameraBase.dropped, fps: fpsEma });
   if (status.get('firstResultMs') === null) status.update({ firstResultMs: Math.round(t) });
   if (status.get('firstFrameMs') === null) status.update({ firstFrameMs: Math.round(t) });
-  showResult(result, { mirror: true, live: true });
+  showResult(result, { mirror: camera.mirror, live: true });
 }
 
 function showStillResult(result) {
@@ -259,9 +328,10 @@ function showResult(result, { mirror, live }) {
   const display = lens.model.display;
   const maxFaces = lens.config.maxFaces;
   status.pushTimings({ ...timings, faces: faces.length });
-  status.update({ lastResults: faces, faceCount: faces.length, timings });
+  status.update({ lastResults: faces, faceCount: faces.length, timings, detector: result.detector });
   drawOverlay(els.overlay, faces, display, { srcW: width, srcH: height, mirror });
   renderFacePanel(els.faceList, faces, display);
+  if (live) session.frame(result, performance.now());
   ui.setFaceCount(faces.length);
   ui.setReadouts({ fps: status.get('fps'), timings });
 
@@ -348,8 +418,10 @@ async function onSettingsSubmit(e) {
   e.preventDefault();
   if (lens?.state !== 'ready') return;
   const s = await lens.setSmoothing({ mode: els.smoothingMode.value, k: Number(els.smoothingK.value) });
-  status.update({ smoothing: { ...s } });
-  ui.setSmoothingText(s);
+  // Photos always use the full-range detector (config default); the camera's is this setting.
+  const { video: cameraDetector } = lens.setDetector({ video: els.cameraDetector.value });
+  status.update({ smoothing: { ...s }, cameraDetector });
+  ui.setSettingsText(s, cameraDetector);
 }
 
 async function onModelChange() {
@@ -361,6 +433,7 @@ async function onModelChange() {
   try {
     const info = await lens.setModel(id);
     storeModel(id);
+    session.modelReady();
     clearResults(els.faceList, els.overlay); // the old model's cards have the old labels
     ui.setModelProgress(null, info.model.title);
   } catch (err) {
@@ -383,8 +456,10 @@ function onResize() {
   }
 }
 
-els.start.addEventListener('click', onStartCamera);
-els.stop.addEventListener('click', onStopCamera);
+els.start.addEventListener('click', () => onStartCamera());
+els.stop.addEventListener('click', () => onStopCamera());
+els.switchCamera.addEventListener('click', onSwitchCamera);
+document.addEventListener('visibilitychange', onVisibilityChange);
 els.upload.addEventListener('change', onUploadChange);
 els.retry.addEventListener('click', () => { if (status.get('state') === 'error') boot(); });
 els.settingsForm.addEventListener('submit', onSettingsSubmit);

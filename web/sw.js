@@ -5,6 +5,8 @@
 //    page shell (everything in manifest.json outside vendor/, models/ and wheels/) is stored at install, the
 //    runtime and models as the page fetches them, so a visitor keeps exactly what their browser used.
 //    The page still checks every model and the runtime wheel against manifest.json's sha256 before use.
+//    The shell includes the web app manifest (manifest.webmanifest) and its icons (icons/), so the installed
+//    app opens offline with its name and icon.
 // 2. Cross-origin isolation on hosts that cannot send headers (GitHub Pages): COOP/COEP are added to every
 //    response served here, which gives WASM its threads. js/sw-register.js reloads the page once for that.
 //

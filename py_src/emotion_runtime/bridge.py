@@ -6,7 +6,9 @@ It adds what the page needs around the four per-frame steps:
 - the face cap is applied after decoding, so the page can still say how many faces were seen ("too many faces");
 - smoothing is given as the page shows it, a mode and a span k in frames (EMA alpha = 2 / (k + 1), the usual
   span <-> alpha relation; k is the window length for mean / median), validated in one place;
-- results and labels cross the bridge as JSON text (one string is cheaper than nested proxies).
+- results and labels cross the bridge as JSON text (one string is cheaper than nested proxies);
+- the face detector ("short_range" / "full_range") is chosen per frame with `set_detector`, before step 1 (the page
+  runs the matching ONNX model); it survives a smoothing change.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import detector as det
 from .pipeline import FramePipeline
 
 SMOOTHING_MODES = ("ema", "mean", "median", "none")
@@ -46,19 +49,29 @@ class AppBridge:
         if self.max_faces < 1:
             raise ValueError(f"max_faces must be at least 1, got {max_faces}")
         self.detected = 0  # faces found in the current frame, before the cap
+        self.detector = det.SHORT_RANGE
         self.set_smoothing(smoothing, span)
 
     def set_smoothing(self, mode: str, span: int | float) -> str:
         """New smoothing (forgets the current tracks); returns the settings in force as JSON {"mode", "k"}."""
         s = smoothing_settings(mode, span)
         # max_faces=None in the pipeline: the cap is applied in decode_faces, after counting.
-        self.pipe = FramePipeline(self.sidecar, smoothing=s["mode"], alpha=s["alpha"], window=s["k"], max_faces=None)
+        self.pipe = FramePipeline(self.sidecar, smoothing=s["mode"], alpha=s["alpha"], window=s["k"], max_faces=None,
+                                  detector=self.detector)
         self.smoothing = {"mode": s["mode"], "k": s["k"]}
         return self.smoothing_json()
 
     def smoothing_json(self) -> str:
         """The smoothing in force as JSON {"mode", "k"}."""
         return json.dumps(self.smoothing)
+
+    def set_detector(self, name: str) -> int:
+        """The face detector for the next frames ("short_range" / "full_range"; tracks are kept); returns its input
+        side. Cheap when it is already the one in use."""
+        if name != self.detector.name:
+            self.pipe.set_detector(name)
+            self.detector = self.pipe.detector
+        return self.detector.input_size
 
     def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
         return self.pipe.detector_input(_buffer(rgba), width, height)
@@ -68,8 +81,9 @@ class AppBridge:
         return self.pipe.detector_input_letterboxed(_buffer(rgba), width, height, _buffer(square))
 
     def letterbox_json(self, width: int, height: int) -> str:
-        """Where to draw a width x height frame in the detector's square, as JSON {x, y, width, height, size}."""
-        return json.dumps(FramePipeline.letterbox_geometry(width, height))
+        """Where to draw a width x height frame in the current detector's square, as JSON {x, y, width, height,
+        size}."""
+        return json.dumps(self.pipe.letterbox_geometry(width, height))
 
     def decode_faces(self, regressors: Any, scores: Any) -> int:
         """Faces kept (at most max_faces, best score first); `detected` holds how many were found."""

@@ -1,25 +1,30 @@
-"""BlazeFace short-range post-processing: anchors, box decoding, (weighted) NMS, mapping to frame pixels.
+"""BlazeFace post-processing: anchors, box decoding, (weighted) NMS, mapping to frame pixels.
 
-The model is `web/models/face_detector.onnx`, converted from MediaPipe's `face_detection_short_range.tflite`
-by `build/convert_detector.py`:
-- input  `input`          float32 [1, 128, 128, 3], NHWC, RGB in [-1, 1] (see `preprocess.detector_input`),
-- output `regressors`     float32 [1, 896, 16]: per anchor dx, dy, w, h, then 6 keypoints (x, y), in input px,
-- output `classificators` float32 [1, 896, 1]: per anchor face logit.
+Two models, converted from MediaPipe's TFLite files by `build/convert_detector.py`, described by a
+`DetectorSpec` (SHORT_RANGE, FULL_RANGE):
+- short-range `web/models/face_detector.onnx`: input 128x128, 896 anchors; faces within ~2 m of a webcam,
+- full-range `web/models/face_detector_full_range.onnx`: input 192x192, 2304 anchors; faces up to ~5 m, and the
+  small faces of group photos.
+Both have
+- input  `input`          float32 [1, S, S, 3], NHWC, RGB in [-1, 1] (see `preprocess.detector_input`),
+- output `regressors`     float32 [1, A, 16]: per anchor dx, dy, w, h, then 6 keypoints (x, y), in input px,
+- output `classificators` float32 [1, A, 1]: per anchor face logit.
 
-The constants mirror MediaPipe's face_detection_short_range graph (SsdAnchorsCalculator +
-TensorsToDetectionsCalculator + NonMaxSuppressionCalculator options).
+The constants mirror MediaPipe's face_detection graphs (face_detection.pbtxt: SsdAnchorsCalculator +
+TensorsToDetectionsCalculator + NonMaxSuppressionCalculator options; face_detection_short_range.pbtxt and
+face_detection_full_range.pbtxt: input size, strides, interpolated scale, score threshold).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 
 from .preprocess import DETECTOR_INPUT_SIZE, Letterbox
 
-NUM_ANCHORS = 896
 NUM_COORDS = 16
 NUM_KEYPOINTS = 6
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
@@ -31,12 +36,14 @@ NMS_IOU = 0.3
 
 
 def generate_anchors(input_size: int = DETECTOR_INPUT_SIZE, strides: tuple[int, ...] = STRIDES,
-                     offset: float = ANCHOR_OFFSET) -> np.ndarray:
-    """SSD anchors as MediaPipe builds them for BlazeFace: float32 (896, 4) rows (x_centre, y_centre, w, h).
+                     offset: float = ANCHOR_OFFSET, per_layer: int = 2) -> np.ndarray:
+    """SSD anchors as MediaPipe builds them for BlazeFace: float32 (A, 4) rows (x_centre, y_centre, w, h).
 
-    Consecutive layers with the same stride share one grid; each layer adds 2 anchors per cell (aspect
-    ratio 1 and the interpolated scale). With fixed_anchor_size every anchor is 1 x 1 (normalised), so
-    stride 8 gives 16*16*2 = 512 anchors and stride 16 gives 8*8*6 = 384, in row-major cell order.
+    Consecutive layers with the same stride share one grid; each layer adds `per_layer` anchors per cell
+    (aspect ratio 1, plus one for the interpolated scale when interpolated_scale_aspect_ratio > 0). With
+    fixed_anchor_size every anchor is 1 x 1 (normalised). Short-range (128 px, strides 8, 16, 16, 16, 2 per
+    layer): 16*16*2 = 512 + 8*8*6 = 384 = 896 anchors; full-range (192 px, stride 4, 1 per layer): 48*48 = 2304;
+    row-major cell order.
     """
     anchors = []
     layer = 0
@@ -44,7 +51,7 @@ def generate_anchors(input_size: int = DETECTOR_INPUT_SIZE, strides: tuple[int, 
         stride = strides[layer]
         per_cell = 0
         while layer < len(strides) and strides[layer] == stride:
-            per_cell += 2
+            per_cell += per_layer
             layer += 1
         n = int(np.ceil(input_size / stride))
         ys, xs = np.meshgrid((np.arange(n) + offset) / n, (np.arange(n) + offset) / n, indexing="ij")
@@ -54,8 +61,46 @@ def generate_anchors(input_size: int = DETECTOR_INPUT_SIZE, strides: tuple[int, 
     return np.concatenate([centres, np.ones_like(centres)], axis=1)
 
 
-ANCHORS = generate_anchors()
-ANCHORS.setflags(write=False)
+@dataclass(frozen=True)
+class DetectorSpec:
+    """One BlazeFace model: what its input and outputs look like and how MediaPipe decodes them."""
+
+    name: str
+    input_size: int  # square detector input side, px
+    strides: tuple[int, ...]  # SsdAnchorsCalculator strides (one per layer)
+    anchors_per_layer: int  # 2 with interpolated_scale_aspect_ratio > 0, else 1
+    min_score: float  # TensorsToDetectionsCalculator min_score_thresh
+
+    @property
+    def anchors(self) -> np.ndarray:
+        return _anchors(self)
+
+    @property
+    def num_anchors(self) -> int:
+        return int(self.anchors.shape[0])
+
+
+@lru_cache(maxsize=None)
+def _anchors(spec: DetectorSpec) -> np.ndarray:
+    a = generate_anchors(spec.input_size, spec.strides, ANCHOR_OFFSET, spec.anchors_per_layer)
+    a.setflags(write=False)
+    return a
+
+
+SHORT_RANGE = DetectorSpec("short_range", DETECTOR_INPUT_SIZE, STRIDES, 2, MIN_SCORE)
+FULL_RANGE = DetectorSpec("full_range", 192, (4,), 1, 0.6)
+DETECTORS = {spec.name: spec for spec in (SHORT_RANGE, FULL_RANGE)}
+ANCHORS = SHORT_RANGE.anchors
+NUM_ANCHORS = SHORT_RANGE.num_anchors
+
+
+def detector_spec(spec: "DetectorSpec | str") -> DetectorSpec:
+    """A DetectorSpec, or its name ("short_range", "full_range")."""
+    if isinstance(spec, DetectorSpec):
+        return spec
+    if spec not in DETECTORS:
+        raise ValueError(f"unknown detector {spec!r}; use one of {', '.join(DETECTORS)}")
+    return DETECTORS[spec]
 
 
 @dataclass
@@ -80,6 +125,14 @@ class Face:
     box: tuple[float, float, float, float]  # x, y, w, h (top-left corner + size)
     score: float
     keypoints: np.ndarray = field(repr=False)  # (6, 2) x, y; order KEYPOINT_NAMES
+
+
+def eye_roll(keypoints: np.ndarray) -> float:
+    """Head roll in degrees from a face's keypoints (KEYPOINT_NAMES order): the angle of the line from the
+    right eye (on the image's left) to the left eye; 0 = eyes level, positive = turned clockwise on screen
+    (image y points down)."""
+    (rx, ry), (lx, ly) = np.asarray(keypoints, np.float64)[:2]
+    return float(np.degrees(np.arctan2(ly - ry, lx - rx)))
 
 
 def sigmoid_scores(raw: np.ndarray, clip: float = SCORE_CLIP) -> np.ndarray:
@@ -172,11 +225,13 @@ def to_frame(dets: Detections, letterbox: Letterbox) -> list[Face]:
     return faces
 
 
-def detect(regressors: np.ndarray, scores: np.ndarray, letterbox: Letterbox, min_score: float = MIN_SCORE,
+def detect(regressors: np.ndarray, scores: np.ndarray, letterbox: Letterbox, min_score: float | None = None,
            iou_threshold: float = NMS_IOU, method: Literal["weighted", "plain"] = "weighted",
-           max_faces: int | None = None) -> list[Face]:
-    """decode -> NMS -> frame pixels, best score first."""
-    dets = decode(regressors, scores, min_score)
+           max_faces: int | None = None, spec: DetectorSpec | str = SHORT_RANGE) -> list[Face]:
+    """decode -> NMS -> frame pixels, best score first. min_score None: the model's own (`spec.min_score`)."""
+    spec = detector_spec(spec)
+    dets = decode(regressors, scores, spec.min_score if min_score is None else min_score, spec.anchors,
+                  spec.input_size)
     if method == "weighted":
         dets = weighted_nms(dets, iou_threshold)
     elif method == "plain":

@@ -1,14 +1,17 @@
 """Per-frame glue called from JavaScript (Pyodide), in this order for every frame:
 
-    x = pipe.detector_input(rgba, width, height)   # -> float32 (1, 128, 128, 3); run the face detector
+    x = pipe.detector_input(rgba, width, height)   # -> float32 (1, S, S, 3); run the face detector
         (or pipe.detector_input_letterboxed(rgba, width, height, square) when the caller fitted the frame into the
-        detector's square itself, where `letterbox_for(width, height)` places it)
+        detector's S x S square itself, where `letterbox_geometry(width, height)` places it)
     n = pipe.decode_faces(regressors, scores)      # -> number of faces kept
     f = pipe.emotion_input()                       # -> float32 (n, 1, 48, 48); run the emotion model if n
     r = pipe.update(logits)  /  pipe.update_json(logits)   # -> per face results (list of dicts / JSON)
 
 Buffers may cross the bridge as bytes / bytearray / memoryview (e.g. `Uint8ClampedArray.to_py()`,
 `Float32Array.to_py()`) or numpy arrays; nothing here loops over pixels.
+
+The detector (`detector=` / `set_detector`) is "short_range" (S = 128, 896 anchors) or "full_range" (S = 192,
+2304 anchors); the caller runs the matching ONNX model. Tracks survive a detector change (same frame pixels).
 """
 
 from __future__ import annotations
@@ -20,17 +23,10 @@ import numpy as np
 
 from . import detector as det
 from .labels import LabelMap, as_label_map
-from .postprocess import FaceTracker, make_smoother, softmax
-from .preprocess import (
-    CROP_SCALE,
-    DETECTOR_INPUT_SIZE,
-    EMOTION_INPUT_SIZE,
-    Letterbox,
-    detector_input,
-    face_batch,
-    letterbox_for,
-    letterboxed_input,
-)
+from .postprocess import (LABEL_MARGIN, UNCERTAIN_BELOW, FaceTracker, LabelPolicy, choose_label, make_smoother,
+                          softmax)
+from .preprocess import (CROP_SCALE, EMOTION_INPUT_SIZE, Letterbox, detector_input, face_batch, letterbox_for,
+                         letterboxed_input)
 
 
 def _as_array(buf: Any, dtype: type) -> np.ndarray:
@@ -64,70 +60,93 @@ class FramePipeline:
                  crop_scale: float = CROP_SCALE,
                  smoothing: Literal["ema", "mean", "median", "none"] = "ema",
                  alpha: float = 0.3, window: int = 15,
-                 min_score: float = det.MIN_SCORE, max_faces: int | None = 8,
+                 min_score: float | None = None, max_faces: int | None = 8,
                  nms: Literal["weighted", "plain"] = "weighted", nms_iou: float = det.NMS_IOU,
-                 track_iou: float = 0.3, max_missing: int = 5):
+                 track_distance: float = 0.75, max_missing: int = 10,
+                 uncertain_below: float = UNCERTAIN_BELOW, label_margin: float = LABEL_MARGIN,
+                 align: bool = True, detector: det.DetectorSpec | str = det.SHORT_RANGE):
         if isinstance(labels, str):
             labels = json.loads(labels)  # a sidecar or a list, as JSON text from JS
         self.labels = as_label_map(labels)
         self.crop_scale = float(crop_scale)
-        self.min_score = float(min_score)
+        self.align = bool(align)  # turn each crop so the eyes are level (preprocess.aligned_face_crop)
+        self.min_score = None if min_score is None else float(min_score)  # None: the detector's own threshold
+        self.detector = det.detector_spec(detector)
         self.max_faces = max_faces
         self.nms = nms
         self.nms_iou = float(nms_iou)
-        self.tracker = FaceTracker(make_smoother(smoothing, alpha, window), track_iou, max_missing)
+        self.tracker = FaceTracker(make_smoother(smoothing, alpha, window), track_distance, max_missing)
+        self.label_policy = LabelPolicy(uncertain_below=float(uncertain_below), margin=float(label_margin))
         self.frame: np.ndarray | None = None
         self.letterbox: Letterbox | None = None
         self.faces: list[det.Face] = []
         self.results: list[dict[str, Any]] = []
 
+    def set_detector(self, name: str) -> int:
+        """Switch detector model ("short_range" / "full_range") for the next frames; returns its input side."""
+        self.detector = det.detector_spec(name)
+        self.letterbox = None
+        return self.detector.input_size
+
     # ---- step 1
     def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
-        """RGBA (or RGB) pixels of a width x height frame -> detector input float32 (1, 128, 128, 3)."""
+        """RGBA (or RGB) pixels of a width x height frame -> detector input float32 (1, S, S, 3)."""
         a = _frame_array(rgba, width, height)
         self.frame = a
         self.faces = []
-        x, self.letterbox = detector_input(a)
+        x, self.letterbox = detector_input(a, self.detector.input_size)
         return x
 
     def detector_input_letterboxed(self, rgba: Any, width: int, height: int, square: Any) -> np.ndarray:
-        """Step 1 when the caller has already fitted the frame into the detector's square (RGBA or RGB, 128 x 128,
-        black padding) where `letterbox_for(width, height)` places it: `rgba` (the full frame) is kept for the face
-        crops, the square is only normalised. See `letterbox_geometry`."""
+        """Step 1 when the caller has already fitted the frame into the current detector's square (RGBA or RGB,
+        S x S, black padding) where `letterbox_geometry(width, height)` places it: `rgba` (the full frame) is kept
+        for the face crops, the square is only normalised."""
+        size = self.detector.input_size
         self.frame = _frame_array(rgba, width, height)
         self.faces = []
-        self.letterbox = letterbox_for(int(width), int(height))
-        return letterboxed_input(_frame_array(square, DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE))
+        self.letterbox = letterbox_for(int(width), int(height), size)
+        return letterboxed_input(_frame_array(square, size, size), size)
 
-    @staticmethod
-    def letterbox_geometry(width: int, height: int) -> dict[str, int]:
-        """Where `detector_input_letterboxed` expects a width x height frame inside the square:
+    def letterbox_geometry(self, width: int, height: int) -> dict[str, int]:
+        """Where `detector_input_letterboxed` expects a width x height frame inside the current detector's square:
         {"x", "y", "width", "height", "size"} in the square's pixels."""
-        lb = letterbox_for(int(width), int(height))
+        lb = letterbox_for(int(width), int(height), self.detector.input_size)
         return {"x": int(lb.offset_x), "y": int(lb.offset_y), "width": int(round(lb.scale_x * lb.frame_w)),
                 "height": int(round(lb.scale_y * lb.frame_h)), "size": lb.size}
 
     # ---- step 2
     def decode_faces(self, regressors: Any, scores: Any) -> int:
-        """Detector outputs (1, 896, 16) and (1, 896, 1) (arrays or float32 buffers) -> number of faces."""
+        """Detector outputs (1, A, 16) and (1, A, 1) (arrays or float32 buffers) -> number of faces."""
         if self.letterbox is None:
             raise RuntimeError("call detector_input() first")
-        reg = _as_array(regressors, np.float32).reshape(1, det.NUM_ANCHORS, det.NUM_COORDS)
-        sc = _as_array(scores, np.float32).reshape(1, det.NUM_ANCHORS, 1)
-        self.faces = det.detect(reg, sc, self.letterbox, self.min_score, self.nms_iou, self.nms, self.max_faces)
+        reg = _as_array(regressors, np.float32)
+        sc = _as_array(scores, np.float32)
+        a = self.detector.num_anchors
+        if reg.size != a * det.NUM_COORDS or sc.size != a:
+            raise ValueError(f"{self.detector.name} detector has {a} anchors, got {reg.size} regressor values "
+                             f"and {sc.size} scores (is the other detector model running?)")
+        self.faces = det.detect(reg.reshape(1, a, det.NUM_COORDS), sc.reshape(1, a, 1), self.letterbox,
+                                self.min_score, self.nms_iou, self.nms, self.max_faces, self.detector)
         return len(self.faces)
 
     # ---- step 3
     def emotion_input(self) -> np.ndarray:
-        """Crops of the current faces -> float32 (N, 1, 48, 48), normalised; N may be 0."""
+        """Crops of the current faces -> float32 (N, 1, 48, 48), normalised; N may be 0. With `align`, each
+        crop is turned by the face's eye roll so the eyes are level."""
         if self.frame is None:
             return np.zeros((0, 1, EMOTION_INPUT_SIZE, EMOTION_INPUT_SIZE), np.float32)
-        return face_batch(self.frame, [f.box for f in self.faces], self.crop_scale)
+        rolls = [det.eye_roll(f.keypoints) for f in self.faces] if self.align else None
+        return face_batch(self.frame, [f.box for f in self.faces], self.crop_scale, rolls=rolls)
 
     # ---- step 4
     def update(self, logits: Any = None) -> list[dict[str, Any]]:
         """Emotion logits (N, C) (array or float32 buffer; None/empty when N = 0) -> one dict per face:
-        {"id", "box": [x, y, w, h], "score", "label", "display", "emoji", "colour", "probs", "raw_probs"}.
+        {"id", "box": [x, y, w, h], "score", "index", "label", "display", "emoji", "colour", "uncertain",
+        "top2", "probs", "raw_probs"}.
+
+        `index`/`label`/... is the class to show: the argmax of the smoothed `probs`, held by the label
+        hysteresis (`postprocess.choose_label`); `uncertain` is true while the top smoothed probability is
+        below the threshold, and `top2` holds the indices of the two leading classes to show instead.
         Tracks advance even when no face is seen, so ids expire after `max_missing` empty frames."""
         n, c = len(self.faces), len(self.labels)
         if n == 0:
@@ -142,15 +161,19 @@ class FramePipeline:
         for face, track, p in zip(self.faces, tracks, probs):
             smoothed = track.smoother.update(p)
             track.probs = smoothed
-            k = int(np.argmax(smoothed))
+            track.shown = shown = choose_label(smoothed, track.shown, self.label_policy)
+            k = shown.index
             results.append({
                 "id": track.id,
                 "box": [round(v, 1) for v in face.box],
                 "score": round(face.score, 4),
+                "index": k,
                 "label": self.labels.labels[k],
                 "display": self.labels.display[k],
                 "emoji": self.labels.emoji[k],
                 "colour": self.labels.colours[k],
+                "uncertain": shown.uncertain,
+                "top2": list(shown.top2),
                 "probs": [round(float(v), 4) for v in smoothed],
                 "raw_probs": [round(float(v), 4) for v in p],
             })

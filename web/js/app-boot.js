@@ -1,7 +1,8 @@
 // Loading for the frame pipeline (js/lens-pipeline.js, in the engine's Web Worker or on the main thread): the
-// Python runtime (Pyodide + numpy + emotion_runtime) and the two models (downloaded, sha256-checked against
-// manifest.json, sessions created with the EP fallback chain) in parallel. Progress is reported as plain data
-// (LoadProgress) over the four steps the demo page shows: python, numpy, models, verify.
+// Python runtime (Pyodide + numpy + emotion_runtime) and the models (two face detectors, one emotion model;
+// downloaded, sha256-checked against manifest.json, sessions created with the EP fallback chain) in parallel.
+// Progress is reported as plain data (LoadProgress) over the four steps the demo page shows: python, numpy, models,
+// verify.
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { createSession } from './inference.js';
 import { fetchVerified, loadManifest } from './manifest.js';
@@ -114,10 +115,20 @@ export async function loadEmotionModel(modelId, options, progress = () => {}) {
 
 const sum = (table) => Object.values(table).reduce((a, b) => a + b, 0);
 
+/** Face detectors by the names emotion_runtime's FramePipeline knows, and manifest.json's key for each. */
+const DETECTOR_FILES = Object.freeze({ short_range: 'face_detector', full_range: 'face_detector_full_range' });
+
 async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
   const manifest = await loadManifest();
   const entry = pickEmotionModel(manifest.models, modelId);
-  const paths = [manifest.models.face_detector, entry.model, entry.meta];
+  const detectorPaths = Object.values(DETECTOR_FILES).map((key) => {
+    const path = manifest.models?.[key];
+    if (!path) throw new LensError(ERROR_CODES.LOAD, `This build of the site lists no ${key} (manifest.json models).`);
+    return path;
+  });
+  // Both face detectors come with the rest (photos use the full-range one, the camera either), so nothing is
+  // downloaded after the engine is ready.
+  const paths = [...detectorPaths, entry.model, entry.meta];
   progress({ status: 'active', step: 'models' });
   const total = paths.reduce((n, p) => n + (manifest.files[p]?.bytes || 0), 0);
   const loaded = {};
@@ -126,17 +137,25 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
     progress({ status: 'active', step: 'models', loaded: sum(loaded), total });
   };
   // fetchVerified checks each file's size and sha256 against manifest.json before returning it.
-  const [detBytes, emoBytes, metaBytes] = await Promise.all(paths.map((p) => fetchVerified(p, { onProgress })));
+  const [shortBytes, fullBytes, emoBytes, metaBytes] = await Promise.all(
+    paths.map((p) => fetchVerified(p, { onProgress })));
   progress({ status: 'done', step: 'models', loaded: total, total });
   progress({ status: 'active', step: 'verify', stage: 'detector', fraction: 0.7 });
-  // Warm-up shape given explicitly: the WebGL backend cannot report model input metadata.
-  const detector = await createSession(detBytes, {
+  // Warm-up shapes given explicitly: the WebGL backend cannot report model input metadata.
+  const shortRange = await createSession(shortBytes, {
     preferred: eps, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu,
   });
-  progress({ status: 'active', step: 'verify', stage: 'emotion', ep: detector.ep, fraction: 0.8 });
+  // The full-range detector is kept off WebGL: there (SwiftShader) its boxes came out up to 6 px (640x480 frame)
+  // off the WASM / CPython ones, while the short-range model agreed within 3 px (tests/test_e2e_backends.py).
+  const fullRangeEps = eps.filter((ep) => ep !== 'webgl');
+  const fullRange = await createSession(fullBytes, {
+    preferred: fullRangeEps.length ? fullRangeEps : ['wasm'], name: 'full-range face detector',
+    warmupDims: [1, 192, 192, 3], allowSoftwareGpu,
+  });
+  progress({ status: 'active', step: 'verify', stage: 'emotion', ep: shortRange.ep, fraction: 0.8 });
   const emotion = await emotionSession(entry, emoBytes, metaBytes, { eps, allowSoftwareGpu });
   const catalog = manifest.models.emotion.map(({ id, title, dataset, labels }) => ({ id, title, dataset, labels }));
-  return { detector, emotion, catalog };
+  return { detectors: { short_range: shortRange, full_range: fullRange }, emotion, catalog };
 }
 
 /**
@@ -144,8 +163,8 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
  * @param {{progress: (p: LoadProgress) => void, eps: string[], allowSoftwareGpu: boolean, timeoutMs: number,
  *          modelId?: string|null}} o  eps: execution providers in order; modelId: an id of manifest.json's
  *          emotion model catalog (default: the build's default model)
- * @returns {Promise<{pyodide: object, runtime: object, detector: object, emotion: object,
- *          catalog: Array<{id: string, title: string, dataset: string|null, labels: string[]}>}>}
+ * @returns {Promise<{pyodide: object, runtime: object, detectors: {short_range: object, full_range: object},
+ *          emotion: object, catalog: Array<{id: string, title: string, dataset: string|null, labels: string[]}>}>}
  * @throws {LensError} with `code` (integrity | timeout | csp | load) and `step` (the step that failed)
  */
 export async function loadEverything({ progress, eps, allowSoftwareGpu, timeoutMs, modelId }) {

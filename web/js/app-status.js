@@ -2,8 +2,9 @@
 // what the page shows without scraping pixels. The app writes through `update`; readers get copies.
 
 const state = {
-  state: 'loading', // loading | ready | camera-starting | running | still | error
+  state: 'loading', // loading | ready | camera-starting | running | paused (page hidden) | still | error
   ep: null, // {detector, emotion} execution providers in use
+  epFullRange: null, // execution provider of the full-range face detector (photos; camera when chosen)
   epAttempts: null, // {detector, emotion}: [{ep, ok, reason, ms}] from the fallback chain
   error: null, // {code, message} of the message on screen, or null
   notice: null, // {code, message}: no-face / too-many-faces, or null
@@ -13,6 +14,9 @@ const state = {
   thread: null, // where the pipeline runs: worker | main
   threadReason: null, // why not in a worker, when it runs on the main thread
   smoothing: null, // {mode, k}
+  cameraDetector: null, // short_range | full_range: face detector for camera frames (photos: full_range)
+  detector: null, // face detector that processed the last frame or photo
+  maxFaces: null, // faces analysed per frame at most (more: the "Too many faces" notice)
   lastResults: [], // faces of the last processed frame
   faceCount: 0,
   fps: null,

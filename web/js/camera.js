@@ -56,13 +56,17 @@ export function describeCameraError(err) {
 }
 
 /**
- * Open the user-facing camera and play it in `video`. Resolves with the stream once the first frame
- * has dimensions; rejects with the getUserMedia error (see describeCameraError).
+ * Open a camera and play it in `video`: the one with `deviceId` if given, else the user-facing one. Resolves
+ * with the stream once the first frame has dimensions; rejects with the getUserMedia error (see
+ * describeCameraError).
+ * @param {HTMLVideoElement} video
+ * @param {{deviceId?: string}} [o]
  */
-export async function startCamera(video) {
+export async function startCamera(video, { deviceId } = {}) {
+  const which = deviceId ? { deviceId: { exact: deviceId } } : { facingMode: 'user' };
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: false,
-    video: { facingMode: 'user', width: { ideal: 640 }, height: { ideal: 480 } },
+    video: { ...which, width: { ideal: 640 }, height: { ideal: 480 } },
   });
   video.srcObject = stream;
   video.muted = true;
@@ -77,6 +81,26 @@ export async function startCamera(video) {
     await new Promise((resolve) => video.addEventListener('loadedmetadata', resolve, { once: true }));
   }
   return stream;
+}
+
+/**
+ * The cameras the browser lists (ids and labels are filled in once camera access was granted).
+ * @returns {Promise<MediaDeviceInfo[]>}
+ */
+export async function videoInputs() {
+  if (!navigator.mediaDevices || typeof navigator.mediaDevices.enumerateDevices !== 'function') return [];
+  return (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput' && d.deviceId);
+}
+
+/**
+ * Which camera `stream` comes from: {deviceId, facing} ('user', 'environment', or '' when the device does not
+ * say, as desktop webcams often do not).
+ * @param {MediaStream} stream
+ */
+export function cameraOf(stream) {
+  const [track] = stream.getVideoTracks();
+  const settings = track && typeof track.getSettings === 'function' ? track.getSettings() : {};
+  return { deviceId: settings.deviceId || '', facing: settings.facingMode || '' };
 }
 
 /** Stop every track of `stream` (turns the camera light off) and detach it from `video`. */

@@ -37,12 +37,18 @@ export const EVENTS = Object.freeze({
 /** The execution providers the engine knows, fastest first. */
 export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
 
+/** The face detectors (BlazeFace): short_range (128 px input, faces within about 2 m, faster) and full_range
+ *  (192 px input, far and small faces, e.g. group photos; about twice the cost). Both are loaded. */
+export const DETECTORS = Object.freeze(['short_range', 'full_range']);
+
 /**
  * Every option of createEmotionLens and its default. Options are merged over these once, checked, and frozen.
  * @typedef {object} LensConfig
  * @property {number} maxFaces  faces classified per frame (the clearest first); more are counted in `detected`
  * @property {{video: number, image: number}} maxSide  frames are read at most this many pixels on their long side
  *   (video: camera frames; image: photos, canvases, ImageData)
+ * @property {{video: 'short_range'|'full_range', image: 'short_range'|'full_range'}} detector  the face detector
+ *   for each kind of frame (video: camera frames; image: photos, canvases, ImageData); see DETECTORS
  * @property {{mode: 'ema'|'mean'|'median'|'none', k: number}} smoothing  temporal smoothing of each tracked face's
  *   probabilities over k frames (1..30)
  * @property {string|null} model  id of the emotion model (manifest.json `models.emotion`); null: the build's default
@@ -51,10 +57,11 @@ export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
  *   (past it the engine falls back to the main thread)
  * @property {string[]} executionProviders  tried in order (subset of EXECUTION_PROVIDERS)
  * @property {boolean} allowSoftwareGpu  also use WebGPU/WebGL on a software renderer (SwiftShader); WASM is faster
- * @property {'numpy'|'browser'} letterbox  who fits the frame into the face detector's 128 x 128 input:
+ * @property {'numpy'|'browser'} letterbox  who fits the frame into the face detector's square input:
  *   emotion_runtime's numpy letterbox (the same numbers as CPython and the tests), or the browser's canvas
- *   resampling (cheaper, but the detector then sees a slightly different picture: boxes move by a few percent,
- *   see tests/test_e2e_engine.py); face crops always come from the frame's full-resolution pixels
+ *   resampling (cheaper, but the detector then sees a slightly different picture: boxes move by a few percent, up
+ *   to a quarter of a box with the full-range detector, see tests/test_e2e_engine.py); face crops always come from
+ *   the frame's full-resolution pixels
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
  * @property {boolean} warmup  run one blank frame at load so the first real frame is not the slow one
  */
@@ -63,6 +70,7 @@ export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
 export const DEFAULTS = deepFreeze({
   maxFaces: 8,
   maxSide: { video: 640, image: 1280 },
+  detector: { video: 'short_range', image: 'full_range' },
   smoothing: { mode: 'ema', k: 5 },
   model: null,
   baseUrl: null,
@@ -80,10 +88,15 @@ export const DEFAULTS = deepFreeze({
  * @property {number} id  tracker id, stable while the face stays in view
  * @property {number[]} box  [x, y, w, h] in the frame's read pixels (FrameResult width x height)
  * @property {number} score  detector confidence
- * @property {string} label  top class of the smoothed probabilities (the model's label id)
+ * @property {number} index  the class shown: the top class of the smoothed probabilities, held by a hysteresis
+ *   (another class must lead by a margin to replace it)
+ * @property {string} label  that class's label id
  * @property {string} display  its display name
  * @property {string} emoji
  * @property {string} colour
+ * @property {boolean} uncertain  the smoothed top probability is below the threshold: show `top2` rather than
+ *   one label
+ * @property {number[]} top2  indices of the two leading classes
  * @property {number[]} probs  smoothed probabilities, in the model's label order
  * @property {number[]} raw_probs  this frame's probabilities
  */
@@ -95,6 +108,7 @@ export const DEFAULTS = deepFreeze({
  * @property {number} width  the frame as read (after maxSide)
  * @property {number} height
  * @property {'video'|'image'} kind
+ * @property {'short_range'|'full_range'} detector  the face detector that processed the frame
  * @property {{grab: number, capture: number, detect: number, pre: number, preDetector: number, classify: number,
  *   post: number, total: number, roundTrip: number}} timings  ms: grab (this thread: taking the frame), capture
  *   (reading its pixels), detect / classify (onnxruntime), pre / post (Python; preDetector: the part of pre that
@@ -111,14 +125,18 @@ export const DEFAULTS = deepFreeze({
  * @property {string[]} display  display names
  * @property {string[]} emoji
  * @property {string[]} colours
+ * @property {string|null} sha256  of the model's ONNX file, as its sidecar records it
  */
 
 /**
  * @typedef {object} LensInfo
  * @property {{thread: 'worker'|'main', reason: string|null}} backend  where the pipeline runs, and why not in a
  *   worker when it does not
- * @property {{detector: string, emotion: string}} ep  execution providers in use
- * @property {{detector: object[], emotion: object[]}} epAttempts  the fallback chain: [{ep, ok, reason?, ms}]
+ * @property {{detector: string, detectorFullRange: string, emotion: string}} ep  execution providers in use
+ *   (detector: the short-range face detector; the full-range one is kept off WebGL)
+ * @property {{detector: object[], detectorFullRange: object[], emotion: object[]}} epAttempts  the fallback chain:
+ *   [{ep, ok, reason?, ms}]
+ * @property {{video: string, image: string}} detector  the face detector for each kind of frame
  * @property {ModelInfo} model
  * @property {Array<{id: string, title: string, dataset: string|null, labels: string[]}>} models  the catalog
  * @property {{mode: string, k: number}} smoothing
@@ -142,10 +160,13 @@ export function resolveConfig(config = {}) {
   const unknown = Object.keys(config).filter((k) => !(k in DEFAULTS));
   if (unknown.length) bad(`unknown option(s) ${unknown.join(', ')}`);
   const c = structuredClone({ ...DEFAULTS, ...config });
-  for (const key of ['maxSide', 'smoothing', 'timeouts']) c[key] = { ...DEFAULTS[key], ...(config[key] || {}) };
+  for (const key of ['maxSide', 'detector', 'smoothing', 'timeouts']) c[key] = { ...DEFAULTS[key], ...(config[key] || {}) };
   const positiveInt = (v) => Number.isInteger(v) && v > 0;
   if (!positiveInt(c.maxFaces)) bad(`maxFaces must be a positive integer, got ${c.maxFaces}`);
   if (!positiveInt(c.maxSide.video) || !positiveInt(c.maxSide.image)) bad('maxSide.video/image must be positive integers');
+  if (!DETECTORS.includes(c.detector.video) || !DETECTORS.includes(c.detector.image)) {
+    bad(`detector.video/image must be one of ${DETECTORS.join(', ')}`);
+  }
   if (!SMOOTHING_MODES.includes(c.smoothing.mode)) bad(`smoothing.mode must be one of ${SMOOTHING_MODES.join(', ')}`);
   if (!(c.smoothing.k >= 1 && c.smoothing.k <= 30)) bad(`smoothing.k must be in 1..30, got ${c.smoothing.k}`);
   if (!(c.timeouts.load > 0 && c.timeouts.workerStart > 0)) bad('timeouts must be positive numbers of ms');
@@ -254,11 +275,13 @@ export class EmotionLens extends EventTarget {
   #frames = 0;
   #dropped = 0;
   #stopWatch = null;
+  #detector; // {video, image}: config.detector, changed by setDetector()
 
   /** @param {Partial<LensConfig>} [config] */
   constructor(config) {
     super();
     this.#config = resolveConfig(config);
+    this.#detector = { ...this.#config.detector };
   }
 
   /** @returns {Readonly<LensConfig>} the options in force */
@@ -271,7 +294,9 @@ export class EmotionLens extends EventTarget {
   get result() { return this.#result; }
 
   /** @returns {LensInfo|null} backend, execution providers, model and catalog (null before load()) */
-  get info() { return this.#info && structuredClone({ ...this.#info, backend: this.#backend }); }
+  get info() {
+    return this.#info && structuredClone({ ...this.#info, backend: this.#backend, detector: this.#detector });
+  }
 
   /** @returns {ModelInfo|null} the emotion model in use */
   get model() { return this.#info && structuredClone(this.#info.model); }
@@ -383,13 +408,18 @@ export class EmotionLens extends EventTarget {
    * frame, whose promise then resolves to null (counted in stats.dropped). An ImageBitmap or VideoFrame passed in
    * is consumed (transferred to the worker and closed).
    * @param {HTMLVideoElement|HTMLCanvasElement|OffscreenCanvas|HTMLImageElement|ImageBitmap|VideoFrame|ImageData|Blob} source
-   * @param {{maxSide?: number}} [options]  maxSide: default config.maxSide.video for a video / VideoFrame, else .image
+   * @param {{maxSide?: number, detector?: 'short_range'|'full_range'}} [options]  maxSide: default
+   *   config.maxSide.video for a video / VideoFrame, else .image; detector: default as set for the kind of frame
+   *   (config.detector, setDetector())
    * @returns {Promise<FrameResult|null>}
    * @throws {LensError} code input | frame | not-ready | worker | disposed
    */
   detect(source, options = {}) {
     if (this.#state !== 'ready') {
       return Promise.reject(new LensError(ERROR_CODES.NOT_READY, `The engine is ${this.#state}, not ready.`));
+    }
+    if (options.detector !== undefined && !DETECTORS.includes(options.detector)) {
+      return Promise.reject(new LensError(ERROR_CODES.INPUT, `detector must be one of ${DETECTORS.join(', ')}`));
     }
     return new Promise((resolve, reject) => {
       const job = { source, options, resolve, reject };
@@ -412,7 +442,8 @@ export class EmotionLens extends EventTarget {
       const { frame, kind } = await grabFrame(job.source);
       const grab = performance.now() - t0;
       const maxSide = job.options.maxSide ?? this.#config.maxSide[kind];
-      const result = await this.#call('detect', { frame, maxSide, kind }, [frame]);
+      const detector = job.options.detector ?? this.#detector[kind];
+      const result = await this.#call('detect', { frame, maxSide, kind, detector }, [frame]);
       result.timings.grab = grab;
       result.timings.roundTrip = performance.now() - t0;
       this.#frames += 1;
@@ -436,7 +467,7 @@ export class EmotionLens extends EventTarget {
    * a failing frame is reported as an ERROR event and stops the loop. One video at a time: a new watch() stops
    * the previous one.
    * @param {HTMLVideoElement} video
-   * @param {{maxSide?: number}} [options]
+   * @param {{maxSide?: number, detector?: 'short_range'|'full_range'}} [options]  as for detect()
    * @returns {() => void} stop: no further frames are sent (a frame in flight still delivers its result)
    */
   watch(video, options = {}) {
@@ -531,6 +562,23 @@ export class EmotionLens extends EventTarget {
     const smoothing = await this.#call('setSmoothing', { mode, k: Number(k) || 1 });
     this.#info.smoothing = smoothing;
     return { ...smoothing };
+  }
+
+  /**
+   * The face detector for the next frames of a kind (camera frames: `video`; photos: `image`); face tracks are
+   * kept. Takes effect from the next frame sent, a watch() in progress included.
+   * @param {{video?: 'short_range'|'full_range', image?: 'short_range'|'full_range'}} detector
+   * @returns {{video: string, image: string}} the detectors in force
+   * @throws {LensError} code config for an unknown kind or detector
+   */
+  setDetector(detector) {
+    for (const [kind, name] of Object.entries(detector)) {
+      if (!(kind in this.#detector) || !DETECTORS.includes(name)) {
+        throw new LensError(ERROR_CODES.CONFIG, `setDetector: ${kind} must be one of ${DETECTORS.join(', ')}`);
+      }
+    }
+    Object.assign(this.#detector, detector);
+    return { ...this.#detector };
   }
 
   /** Forget the face tracks (e.g. when the source changes from the camera to a photo). */

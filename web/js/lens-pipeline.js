@@ -1,5 +1,6 @@
-// The frame pipeline behind the EmotionLens engine: the Python runtime, the two onnxruntime sessions and the
-// per-frame work (pixels -> Python pre -> detector -> Python decode/crop -> emotion model -> Python post).
+// The frame pipeline behind the EmotionLens engine: the Python runtime, the onnxruntime sessions (two face
+// detectors, one emotion model) and the per-frame work (pixels -> Python pre -> detector -> Python decode/crop ->
+// emotion model -> Python post).
 // One module for both places it runs: the engine's Web Worker (js/lens-worker.js), or the main thread where no
 // worker can run. It speaks only messages, handled one at a time in arrival order:
 //   in:  {type, id, data}   type: load | detect | setModel | setSmoothing | reset | memory | dispose
@@ -32,7 +33,7 @@ function takeFloat32(proxy) {
   }
 }
 
-/** Pick the detector outputs by shape: regressors (1, 896, 16), scores (1, 896, 1). */
+/** Pick the detector outputs by shape: regressors (1, A, 16), scores (1, A, 1) (A = 896 or 2304 anchors). */
 function detectorOutputs(session, outputs) {
   let reg = null;
   let sc = null;
@@ -60,8 +61,9 @@ function pixelCanvas(width = 1, height = 1) {
 
 class Pipeline {
   constructor() {
-    this.loaded = null; // {pyodide, runtime, detector, emotion, catalog}
+    this.loaded = null; // {pyodide, runtime, detectors: {short_range, full_range}, emotion, catalog}
     this.bridge = null; // emotion_runtime.AppBridge (PyProxy)
+    this.detector = 'short_range'; // the face detector the bridge is set to (FramePipeline's name for it)
     this.options = null;
     this.pixels = null;
   }
@@ -78,8 +80,11 @@ class Pipeline {
     if (o.warmup) {
       const [w, h] = WARMUP_SIZE;
       const blank = pixelCanvas(w, h).canvas;
-      const square = o.letterbox === 'browser' ? this.detectorSquare(blank, w, h) : null;
-      await this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square);
+      for (const detector of Object.keys(this.loaded.detectors)) {
+        this.useDetector(detector);
+        const square = o.letterbox === 'browser' ? this.detectorSquare(blank, w, h) : null;
+        await this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square);
+      }
       this.bridge.reset();
     }
     return this.describe();
@@ -87,11 +92,13 @@ class Pipeline {
 
   /** What the engine reports once loaded or after a model switch. */
   describe() {
-    const { detector, emotion, catalog } = this.loaded;
+    const { detectors: { short_range: detector, full_range: detectorFullRange }, emotion, catalog } = this.loaded;
     return {
       thread: inWorker() ? 'worker' : 'main',
-      ep: { detector: detector.ep, emotion: emotion.ep },
-      epAttempts: { detector: detector.attempts, emotion: emotion.attempts },
+      ep: { detector: detector.ep, detectorFullRange: detectorFullRange.ep, emotion: emotion.ep },
+      epAttempts: {
+        detector: detector.attempts, detectorFullRange: detectorFullRange.attempts, emotion: emotion.attempts,
+      },
       model: this.model,
       models: catalog,
       smoothing: { ...this.smoothing },
@@ -102,13 +109,14 @@ class Pipeline {
   useEmotion(emotion, smoothing) {
     const bridge = this.loaded.runtime.AppBridge(JSON.stringify(emotion.sidecar), this.options.maxFaces,
       smoothing.mode, smoothing.k);
+    bridge.set_detector(this.detector);
     this.bridge?.destroy();
     this.bridge = bridge;
     this.loaded.emotion = emotion;
     this.smoothing = JSON.parse(bridge.smoothing_json());
     const look = JSON.parse(bridge.labels_json());
     const { id, title, dataset } = emotion.entry;
-    this.model = { id, title, dataset: dataset ?? null, ...look };
+    this.model = { id, title, dataset: dataset ?? null, sha256: emotion.sidecar.sha256 ?? null, ...look };
   }
 
   async setModel({ modelId }, progress) {
@@ -121,6 +129,13 @@ class Pipeline {
     this.useEmotion(emotion, this.smoothing);
     await old.session.release().catch(() => {});
     return this.describe();
+  }
+
+  /** Run the next frames through the face detector `name` (short_range | full_range); face tracks are kept. */
+  useDetector(name) {
+    if (name === this.detector) return;
+    this.bridge.set_detector(name);
+    this.detector = name;
   }
 
   setSmoothing({ mode, k }) {
@@ -139,10 +154,17 @@ class Pipeline {
     if (!this.loaded) throw new LensError(ERROR_CODES.NOT_READY, 'The engine is not loaded yet: call load() first.');
   }
 
-  /** One frame (VideoFrame | ImageBitmap, closed here), read at most `maxSide` px on its long side. */
-  async detect({ frame, maxSide, kind }) {
+  /**
+   * One frame (VideoFrame | ImageBitmap, closed here), read at most `maxSide` px on its long side, through the face
+   * detector `detector` (short_range | full_range).
+   */
+  async detect({ frame, maxSide, kind, detector }) {
     try {
       this.requireLoaded();
+      if (!this.loaded.detectors[detector]) {
+        throw new LensError(ERROR_CODES.INPUT, `unknown face detector "${detector}"`);
+      }
+      this.useDetector(detector);
       const t0 = now();
       const w = frame.displayWidth ?? frame.width;
       const h = frame.displayHeight ?? frame.height;
@@ -159,6 +181,7 @@ class Pipeline {
       const square = this.options.letterbox === 'browser' ? this.detectorSquare(canvas, width, height) : null;
       const result = await this.processRgba(rgba, width, height, square);
       result.kind = kind;
+      result.detector = detector;
       result.timings.capture = now() - t0 - result.timings.total;
       result.timings.total = now() - t0;
       return result;
@@ -174,12 +197,12 @@ class Pipeline {
    * full-resolution pixels.
    */
   detectorSquare(source, width, height) {
-    const key = `${width}x${height}`;
+    const key = `${width}x${height}@${this.detector}`;
     if (this.squareGeometry?.key !== key) {
       this.squareGeometry = { key, ...JSON.parse(this.bridge.letterbox_json(width, height)) };
     }
     const g = this.squareGeometry;
-    this.square ??= pixelCanvas(g.size, g.size);
+    if (this.square?.canvas.width !== g.size) this.square = pixelCanvas(g.size, g.size); // sides differ per detector
     const { ctx } = this.square;
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, g.size, g.size);
@@ -209,8 +232,8 @@ class Pipeline {
     return logits;
   }
 
-  /** The frame's RGBA pixels through the pipeline; `square`: the detector's square from detectorSquare, or null
-   *  for the numpy letterbox. */
+  /** The frame's RGBA pixels through the pipeline, with the bridge's current face detector; `square`: the
+   *  detector's square from detectorSquare, or null for the numpy letterbox. */
   async processRgba(rgba, width, height, square = null) {
     const bridge = this.bridge;
     const t1 = now();
@@ -218,7 +241,7 @@ class Pipeline {
       ? bridge.detector_input_letterboxed(rgba, width, height, square)
       : bridge.detector_input(rgba, width, height));
     const t2 = now();
-    const det = this.loaded.detector.session;
+    const det = this.loaded.detectors[this.detector].session;
     const { reg, sc } = detectorOutputs(det, await run(det, det.inputNames[0], x.data, x.dims));
     const t3 = now();
     const n = bridge.decode_faces(reg.data, sc.data);
@@ -257,8 +280,8 @@ class Pipeline {
 
   async dispose() {
     if (this.loaded) {
-      await Promise.all([this.loaded.detector.session.release(), this.loaded.emotion.session.release()])
-        .catch(() => {});
+      const sessions = [...Object.values(this.loaded.detectors), this.loaded.emotion];
+      await Promise.all(sessions.map((s) => s.session.release())).catch(() => {});
     }
     this.bridge?.destroy();
     this.bridge = null;

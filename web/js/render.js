@@ -7,10 +7,16 @@ export function colourIndex(id) {
   return ((Number(id) % COLOURS.length) + COLOURS.length) % COLOURS.length;
 }
 
-/** Top class of a face result: {label (display name from `labels`), p}. */
+/**
+ * Class shown for a face result: {label (display name from `labels`), p}. Python picks it (`index`: the
+ * smoothed argmax held by the label hysteresis); the argmax of `probs` is the fallback for results without it.
+ */
 export function topClass(face, labels) {
-  let best = 0;
-  for (let i = 1; i < face.probs.length; i++) if (face.probs[i] > face.probs[best]) best = i;
+  let best = face.index;
+  if (best === undefined) {
+    best = 0;
+    for (let i = 1; i < face.probs.length; i++) if (face.probs[i] > face.probs[best]) best = i;
+  }
   return { label: labels[best] ?? face.label, p: face.probs[best] };
 }
 
@@ -19,10 +25,23 @@ export function pct(p) {
 }
 
 /**
- * Draw one box + caption per face on `canvas`, which is laid over a source of size srcW x srcH.
- * `mirror` flips x (selfie view) while keeping the text readable.
+ * What the page says about a face: "Happy 82%", or, when Python marks it uncertain (smoothed top probability
+ * under the threshold), "Uncertain: Neutral 45% / Happy 38%" with its two leading classes.
  */
-export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false }) {
+export function faceSummary(face, labels) {
+  if (face.uncertain && face.top2) {
+    const [a, b] = face.top2;
+    return `Uncertain: ${labels[a]} ${pct(face.probs[a])} / ${labels[b]} ${pct(face.probs[b])}`;
+  }
+  const top = topClass(face, labels);
+  return `${top.label} ${pct(top.p)}`;
+}
+
+/**
+ * Give `canvas` one pixel per device pixel of its CSS box (sharp lines on high-DPI screens).
+ * @returns {{cw: number, ch: number, dpr: number}} its pixel size and the device pixel ratio
+ */
+export function fitCanvas(canvas) {
   const rect = canvas.getBoundingClientRect();
   const dpr = window.devicePixelRatio || 1;
   const cw = Math.max(1, Math.round(rect.width * dpr));
@@ -31,11 +50,20 @@ export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false 
     canvas.width = cw;
     canvas.height = ch;
   }
+  return { cw, ch, dpr };
+}
+
+/**
+ * Draw one box + caption per face on `canvas`, which is laid over a source of size srcW x srcH.
+ * `mirror` flips x (selfie view) while keeping the text readable.
+ */
+export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false }) {
+  const { cw, ch, dpr } = fitCanvas(canvas);
   const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, cw, ch);
   canvas.setAttribute('aria-label', faces.length === 0 ? 'No faces detected' : [...faces]
     .sort((a, b) => a.id - b.id)
-    .map((f) => { const t = topClass(f, labels); return `Face ${f.id}: ${t.label} ${pct(t.p)}`; })
+    .map((f) => `Face ${f.id}: ${faceSummary(f, labels)}`)
     .join('; '));
   if (!srcW || !srcH) return;
   const sx = cw / srcW;
@@ -53,9 +81,10 @@ export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false 
     const colour = COLOURS[colourIndex(face.id)];
     ctx.lineWidth = line;
     ctx.strokeStyle = colour;
+    ctx.setLineDash(face.uncertain ? [4 * line, 3 * line] : []); // dashed: the model is not sure
     ctx.strokeRect(x, y, w, h);
-    const top = topClass(face, labels);
-    const text = `#${face.id} ${top.label} ${pct(top.p)}`;
+    ctx.setLineDash([]);
+    const text = `#${face.id} ${faceSummary(face, labels)}`;
     const tw = ctx.measureText(text).width + 8 * dpr;
     const th = fontPx + 6 * dpr;
     // Caption above the box, or inside it when the box touches the top edge.
@@ -125,8 +154,9 @@ function makeCard(face, labels) {
 
 function updateCard(card, face, labels) {
   const top = topClass(face, labels);
-  card.querySelector('.face-top').textContent = `${top.label} ${pct(top.p)}`;
+  card.querySelector('.face-top').textContent = faceSummary(face, labels);
   card.dataset.top = top.label;
+  card.dataset.uncertain = String(Boolean(face.uncertain));
   const dts = card.querySelectorAll('dt');
   const bars = card.querySelectorAll('progress');
   const vals = card.querySelectorAll('.pct');

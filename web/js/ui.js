@@ -13,6 +13,7 @@ export const els = {
   notice: $('notice'),
   start: $('start-camera'),
   stop: $('stop-camera'),
+  switchCamera: $('switch-camera'),
   upload: $('upload'),
   uploadLabel: $('upload-label'),
   viewport: $('viewport'),
@@ -24,6 +25,7 @@ export const els = {
   settingsForm: $('settings-form'),
   smoothingMode: $('smoothing-mode'),
   smoothingK: $('smoothing-k'),
+  cameraDetector: $('camera-detector'),
   settingsStatus: $('settings-status'),
   modelSelect: $('model-select'),
   modelStatus: $('model-status'),
@@ -124,11 +126,13 @@ export function setModelProgress(p, title) {
   }
 }
 
-export function setSmoothingText(s) {
+/** The settings form's status line: the smoothing in force ({mode, k}) and the camera's face detector. */
+export function setSettingsText(s, cameraDetector) {
   const names = { ema: 'exponential moving average', mean: 'window mean', median: 'window median' };
-  els.settingsStatus.textContent = s.mode === 'none'
+  const detectors = { short_range: 'short-range face detector', full_range: 'full-range face detector' };
+  els.settingsStatus.textContent = (s.mode === 'none'
     ? 'Smoothing off: raw per-frame probabilities.'
-    : `Smoothing: ${names[s.mode]} over ${s.k} frame(s).`;
+    : `Smoothing: ${names[s.mode]} over ${s.k} frame(s).`) + ` Camera: ${detectors[cameraDetector]}.`;
 }
 
 export function setLoadText(text) {
