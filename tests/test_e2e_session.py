@@ -193,7 +193,7 @@ def test_record_then_download_csv_and_json(cam):
     rows = list(csv.DictReader(io.StringIO(cam["downloads"]["csv"])))
     assert len(rows) >= frames_after_stop  # one face per frame here (a face-less frame also gives a row)
     expected_columns = (["time", "t_ms", "run", "face_id", "box_x", "box_y", "box_w", "box_h", "frame_w", "frame_h",
-                         "top_label"] + [f"p_{lab}" for lab in labels] + [f"raw_{lab}" for lab in labels]
+                         "top_label", "uncertain"] + [f"p_{lab}" for lab in labels] + [f"raw_{lab}" for lab in labels]
                         + ["model", "model_sha256"])
     assert list(rows[0].keys()) == expected_columns
     with_face = [r for r in rows if r["face_id"]]
@@ -205,6 +205,7 @@ def test_record_then_download_csv_and_json(cam):
         raw = [float(r[f"raw_{lab}"]) for lab in labels]
         assert abs(sum(probs) - 1) < 2e-3 and abs(sum(raw) - 1) < 2e-3, r
         assert r["top_label"] == labels[probs.index(max(probs))]
+        assert r["uncertain"] in ("0", "1"), r
         x, y, w, h = (float(r[k]) for k in ("box_x", "box_y", "box_w", "box_h"))
         assert 0 <= x and 0 <= y and x + w <= float(r["frame_w"]) + 1 and y + h <= float(r["frame_h"]) + 1
         assert r["model"] == model_id
@@ -220,7 +221,7 @@ def test_record_then_download_csv_and_json(cam):
     assert len(data["frames"]) == frames_after_stop
     assert sum(max(1, len(f["faces"])) for f in data["frames"]) == len(rows)
     face = next(f for fr in data["frames"] for f in fr["faces"])
-    assert set(face) == {"id", "box", "label", "probs", "raw_probs"} and len(face["probs"]) == len(labels)
+    assert set(face) == {"id", "box", "label", "uncertain", "probs", "raw_probs"} and len(face["probs"]) == len(labels)
 
 
 def test_record_resumes_and_appends(cam):

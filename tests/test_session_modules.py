@@ -37,9 +37,10 @@ def call(page, name: str, *args):
     return page.evaluate("([name, args]) => window.sessionTest[name](...args)", [name, list(args)])
 
 
-def face(id_: int, probs: list[float], label: str | None = None, box=(10.0, 20.0, 30.0, 40.0)) -> dict:
+def face(id_: int, probs: list[float], label: str | None = None, box=(10.0, 20.0, 30.0, 40.0),
+         uncertain: bool = False) -> dict:
     top = META["labels"][probs.index(max(probs))]
-    return {"id": id_, "box": list(box), "label": label or top, "probs": probs,
+    return {"id": id_, "box": list(box), "label": label or top, "uncertain": uncertain, "probs": probs,
             "raw_probs": [round(p * 0.5 + 1 / 6, 4) for p in probs]}
 
 
@@ -55,7 +56,7 @@ def test_csv_round_trip(page):
     frames = [
         {"t": 0, "faces": [face(1, [0.1, 0.8, 0.1]), face(2, [0.6, 0.3, 0.1], box=(1.25, 2.5, 3.75, 5.0))]},
         {"t": 40, "faces": []},
-        {"t": 80.55, "faces": [face(1, [0.2, 0.2, 0.6])]},
+        {"t": 80.55, "faces": [face(1, [0.2, 0.2, 0.6], uncertain=True)]},
     ]
     out = call(page, "exportRecording", META, frames)
     assert out["csv"].endswith("\r\n") and "\r\n" in out["csv"]
@@ -75,10 +76,11 @@ def test_csv_round_trip(page):
         assert (r["frame_w"], r["frame_h"]) == ("640", "480")
     assert [float(rows[1][k]) for k in ("box_x", "box_y", "box_w", "box_h")] == [1.3, 2.5, 3.8, 5.0]
     assert rows[0]["top_label"] == "hap,py"
+    assert [r["uncertain"] for r in rows] == ["0", "0", "", "1"]
     assert [float(rows[3][f"p_{lab}"]) for lab in labels] == [0.2, 0.2, 0.6]
     assert [float(rows[0][f"raw_{lab}"]) for lab in labels] == frames[0]["faces"][0]["raw_probs"]
     # The face-less frame: a row with the face columns empty.
-    assert all(rows[2][k] == "" for k in ("box_x", "top_label", "p_neutral", "raw_neutral"))
+    assert all(rows[2][k] == "" for k in ("box_x", "top_label", "uncertain", "p_neutral", "raw_neutral"))
 
 
 def test_json_export(page):
@@ -90,8 +92,8 @@ def test_json_export(page):
     assert data["smoothing"] == META["smoothing"]
     assert data["started"] == "2026-01-02T03:04:05.000Z"
     assert [f["t_ms"] for f in data["frames"]] == [0, 40]
-    assert data["frames"][0]["faces"][0] == {k: frames[0]["faces"][0][k] for k in ("id", "box", "label", "probs",
-                                                                                  "raw_probs")}
+    assert data["frames"][0]["faces"][0] == {k: frames[0]["faces"][0][k] for k in ("id", "box", "label", "uncertain",
+                                                                                  "probs", "raw_probs")}
     assert data["frames"][1]["faces"] == [] and data["frames"][1]["width"] == 640
 
 

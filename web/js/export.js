@@ -20,14 +20,15 @@ export function csvField(value) {
 }
 
 /**
- * Column names of the CSV for `labels`: p_<label> are the smoothed probabilities (what the page shows),
+ * Column names of the CSV for `labels`: top_label is the class the page showed, uncertain 1 where it showed the face
+ * as uncertain (its two leading classes) instead, p_<label> are the smoothed probabilities (what the page shows),
  * raw_<label> the unsmoothed ones of that frame.
  * @param {string[]} labels
  * @returns {string[]}
  */
 export function csvColumns(labels) {
   return ['time', 't_ms', 'run', 'face_id', 'box_x', 'box_y', 'box_w', 'box_h', 'frame_w', 'frame_h', 'top_label',
-    ...labels.map((l) => `p_${l}`), ...labels.map((l) => `raw_${l}`), 'model', 'model_sha256'];
+    'uncertain', ...labels.map((l) => `p_${l}`), ...labels.map((l) => `raw_${l}`), 'model', 'model_sha256'];
 }
 
 /**
@@ -46,11 +47,12 @@ export function sessionToCsv({ meta, frames }) {
     const head = [frame.time, frame.tMs, frame.run];
     const size = [frame.width, frame.height];
     if (!frame.faces.length) {
-      lines.push([...head, null, null, null, null, null, ...size, null, ...empty, ...empty, ...model]
+      lines.push([...head, null, null, null, null, null, ...size, null, null, ...empty, ...empty, ...model]
         .map(csvField).join(','));
     }
     for (const face of frame.faces) {
-      lines.push([...head, face.id, ...face.box, ...size, face.label, ...face.probs, ...face.raw_probs, ...model]
+      lines.push([...head, face.id, ...face.box, ...size, face.label, face.uncertain ? 1 : 0, ...face.probs,
+        ...face.raw_probs, ...model]
         .map(csvField).join(','));
     }
   }

@@ -19,7 +19,9 @@ export const MAX_RECORDED_FRAMES = 216_000;
  * @property {number} run     camera run (1 = first Start camera of the session); face ids restart each run
  * @property {number} width   analysed frame width, px (boxes are in these pixels)
  * @property {number} height  analysed frame height, px
- * @property {{id: number, box: number[], label: string, probs: number[], raw_probs: number[]}[]} faces
+ * @property {{id: number, box: number[], label: string, uncertain: boolean, probs: number[],
+ *   raw_probs: number[]}[]} faces
+ *   label: the class the page showed; uncertain: the page showed the face as uncertain (two leading classes)
  */
 
 /** Recorded frames plus what they mean. Frames without a face are kept too, so gaps stay visible. */
@@ -84,6 +86,7 @@ export class SessionRecorder {
         id: f.id,
         box: f.box.map((v) => Math.round(v * 10) / 10),
         label: f.label,
+        uncertain: Boolean(f.uncertain),
         probs: [...f.probs],
         raw_probs: [...(f.raw_probs ?? f.probs)],
       })),
