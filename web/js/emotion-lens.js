@@ -160,7 +160,9 @@ export function resolveConfig(config = {}) {
   const unknown = Object.keys(config).filter((k) => !(k in DEFAULTS));
   if (unknown.length) bad(`unknown option(s) ${unknown.join(', ')}`);
   const c = structuredClone({ ...DEFAULTS, ...config });
-  for (const key of ['maxSide', 'detector', 'smoothing', 'timeouts']) c[key] = { ...DEFAULTS[key], ...(config[key] || {}) };
+  for (const key of ['maxSide', 'detector', 'smoothing', 'timeouts']) {
+    c[key] = { ...DEFAULTS[key], ...(config[key] || {}) };
+  }
   const positiveInt = (v) => Number.isInteger(v) && v > 0;
   if (!positiveInt(c.maxFaces)) bad(`maxFaces must be a positive integer, got ${c.maxFaces}`);
   if (!positiveInt(c.maxSide.video) || !positiveInt(c.maxSide.image)) bad('maxSide.video/image must be positive integers');
