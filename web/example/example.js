@@ -12,14 +12,17 @@ lens.addEventListener(EVENTS.PROGRESS, ({ detail: p }) => {
 });
 lens.addEventListener(EVENTS.ERROR, ({ detail }) => { $('status').textContent = `Error (${detail.code}): ${detail.message}`; });
 
-/** One list item per face: its tracker id and top expression. */
+/** One list item per face: its tracker id and the expression the engine shows for it (`index`), or, when the
+ *  model is unsure (`uncertain`), its two leading expressions (`top2`). */
 function show(result) {
   const { display } = lens.model;
+  const pct = (face, k) => `${display[k]} ${Math.round(face.probs[k] * 100)}%`;
   $('faces').replaceChildren(...result.faces.map((face) => {
-    const top = face.probs.indexOf(Math.max(...face.probs));
     const item = document.createElement('li');
     item.dataset.label = face.label;
-    item.textContent = `Face ${face.id}: ${display[top]} ${Math.round(face.probs[top] * 100)}%`;
+    item.textContent = `Face ${face.id}: ` + (face.uncertain
+      ? `unsure, ${pct(face, face.top2[0])} / ${pct(face, face.top2[1])}`
+      : pct(face, face.index));
     return item;
   }));
   $('faces').dataset.frames = String(lens.stats.frames);
