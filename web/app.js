@@ -105,6 +105,7 @@ function applyInfo(info) {
   });
   ui.setReadouts({ ep: ui.epText(info.ep) });
   ui.setModelChoice(info.models, info.model.id);
+  ui.setModelProgress(null, info.model.title);
 }
 
 async function boot() {
@@ -359,10 +360,9 @@ async function onModelChange() {
   switchingModel = true;
   els.modelSelect.disabled = true;
   try {
-    const info = await lens.setModel(id);
+    await lens.setModel(id); // the MODEL event updates the page
     storeModel(id);
     clearResults(els.faceList, els.overlay); // the old model's cards have the old labels
-    ui.setModelProgress(null, info.model.title);
   } catch (err) {
     console.error(err);
     fail(err.code || 'model', `Switching the model failed: ${readable(err)} The previous model is still in use.`);
