@@ -122,6 +122,7 @@ function applyInfo(info) {
   });
   ui.setReadouts({ ep: ui.epText(ep) });
   ui.setModelChoice(info.models, info.model.id);
+  ui.setModelProgress(null, info.model.title);
 }
 
 async function boot() {
@@ -431,11 +432,10 @@ async function onModelChange() {
   switchingModel = true;
   els.modelSelect.disabled = true;
   try {
-    const info = await lens.setModel(id);
+    await lens.setModel(id); // the MODEL event updates the page
     storeModel(id);
     session.modelReady();
     clearResults(els.faceList, els.overlay); // the old model's cards have the old labels
-    ui.setModelProgress(null, info.model.title);
   } catch (err) {
     console.error(err);
     fail(err.code || 'model', `Switching the model failed: ${readable(err)} The previous model is still in use.`);
