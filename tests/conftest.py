@@ -61,16 +61,15 @@ def face_detector_full_range():
 
 
 def shipped_emotion_model() -> tuple[Path, Path] | None:
-    """(model.onnx, sidecar.json) of the shipped emotion model: web/models/emotion.onnx + emotion.json, or the
-    first web/models/emotion/<id>/model.onnx with a JSON sidecar beside it; None when there is none."""
-    flat = ROOT / "web/models/emotion.onnx"
-    if flat.is_file() and flat.with_suffix(".json").is_file():
-        return flat, flat.with_suffix(".json")
-    for model in sorted((ROOT / "web/models/emotion").glob("*/model.onnx")):
-        sidecars = sorted(model.parent.glob("*.json"))
-        if sidecars:
-            return model, sidecars[0]
-    return None
+    """(model.onnx, model.json) of the model the site loads by default: the FER+ folder under web/models/emotion/,
+    else the first by id (the rule of build/build_site.py); None when no model is shipped."""
+    import json
+
+    folders = sorted(p.parent for p in (ROOT / "web/models/emotion").glob("*/model.onnx") if (p.parent / "model.json").is_file())
+    if not folders:
+        return None
+    default = next((f for f in folders if json.loads((f / "model.json").read_text()).get("dataset") == "ferplus"), folders[0])
+    return default / "model.onnx", default / "model.json"
 
 
 @pytest.fixture(scope="session")
