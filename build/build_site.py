@@ -171,6 +171,11 @@ def emotion_model(folder: Path) -> tuple[dict[str, Path], dict]:
     return files, entry
 
 
+def default_model_id(catalog: list[dict]) -> str:
+    """The catalog's default model: the FER+ one, else the first id."""
+    return next((m["id"] for m in catalog if m["dataset"] == DEFAULT_DATASET), catalog[0]["id"])
+
+
 def model_files(models: Path, allow_missing_emotion: bool) -> tuple[dict[str, Path], dict]:
     """Site files of the face detectors and every emotion model, and manifest.json's `models` table:
     {face_detector, face_detector_full_range, emotion: [catalog entries sorted by id], emotion_default: id}."""
@@ -193,7 +198,7 @@ def model_files(models: Path, allow_missing_emotion: bool) -> tuple[dict[str, Pa
         files |= folder_files
         catalog.append(entry)
     table["emotion"] = catalog
-    table["emotion_default"] = next((m["id"] for m in catalog if m["dataset"] == DEFAULT_DATASET), catalog[0]["id"])
+    table["emotion_default"] = default_model_id(catalog)
     return files, table
 
 

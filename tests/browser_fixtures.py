@@ -58,6 +58,17 @@ def load_build_site() -> ModuleType:
     return sys.modules["build_site"]
 
 
+def default_model_dir() -> Path | None:
+    """web/models/emotion/<id>/ of the model the built site loads by default (build_site's rule); None without one."""
+    import json
+
+    folders = sorted(p.parent for p in (ROOT / "web/models/emotion").glob("*/model.onnx") if (p.parent / "model.json").is_file())
+    if not folders:
+        return None
+    catalog = [{"id": f.name, "dataset": json.loads((f / "model.json").read_text()).get("dataset")} for f in folders]
+    return ROOT / "web/models/emotion" / load_build_site().default_model_id(catalog)
+
+
 def browser_problem() -> str | None:
     """Why browser tests cannot run here, or None."""
     if not CHROMIUM.exists():

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "py_src") not in sys.path:
     sys.path.insert(0, str(ROOT / "py_src"))
 
-from browser_fixtures import browser_context, built_site, playwright_driver, site_server  # noqa: E402,F401
+from browser_fixtures import browser_context, built_site, default_model_dir, playwright_driver, site_server  # noqa: E402,F401
 
 FACE_API_DEMO = ROOT / "node_modules/@vladmandic/face-api/demo"
 FACE_DETECTOR_ONNX = ROOT / "web/models/face_detector.onnx"
@@ -61,15 +61,9 @@ def face_detector_full_range():
 
 
 def shipped_emotion_model() -> tuple[Path, Path] | None:
-    """(model.onnx, model.json) of the model the site loads by default: the FER+ folder under web/models/emotion/,
-    else the first by id (the rule of build/build_site.py); None when no model is shipped."""
-    import json
-
-    folders = sorted(p.parent for p in (ROOT / "web/models/emotion").glob("*/model.onnx") if (p.parent / "model.json").is_file())
-    if not folders:
-        return None
-    default = next((f for f in folders if json.loads((f / "model.json").read_text()).get("dataset") == "ferplus"), folders[0])
-    return default / "model.onnx", default / "model.json"
+    """(model.onnx, model.json) of the model the site loads by default; None when no model is shipped."""
+    default = default_model_dir()
+    return None if default is None else (default / "model.onnx", default / "model.json")
 
 
 @pytest.fixture(scope="session")

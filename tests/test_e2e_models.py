@@ -35,19 +35,17 @@ FIXTURE_ID = "test-fixture.reversed"
 
 @pytest.fixture(scope="module")
 def two_model_site(tmp_path_factory):
-    from browser_fixtures import load_build_site, site_problem
+    from browser_fixtures import default_model_dir, load_build_site, site_problem
 
     problem = site_problem()
     if problem:
         pytest.skip(problem)
-    shipped = sorted(p for p in SHIPPED_MODELS.glob("*") if (p / "model.onnx").is_file())
-    if not shipped:
+    source = default_model_dir()  # the network the fixture reuses, and the model that must stay the default
+    if source is None:
         pytest.skip("web/models/emotion/ holds no trained model to copy")
     base = tmp_path_factory.mktemp("two-models")
     web = base / "web"
     shutil.copytree(ROOT / "web", web, ignore=shutil.ignore_patterns("card"))
-    # The build's default (the FER+ model) is the network the fixture reuses and the one that must stay the default.
-    source = next((p for p in shipped if json.loads((p / "model.json").read_text()).get("dataset") == "ferplus"), shipped[0])
     folder = web / "models" / "emotion" / FIXTURE_ID
     folder.mkdir()
     for name in ("model.onnx", "model.webgl.onnx"):
