@@ -90,10 +90,12 @@ def test_set_smoothing_forgets_tracks_and_reports_settings():
     assert json.loads(bridge.labels_json())["labels"] == list(FERPLUS_LABELS)
 
 
-def test_letterboxed_input_from_the_caller():
-    """The browser may fit the frame into the detector's square itself (js/lens-pipeline.js): the bridge says where,
-    keeps the full frame for the crops, and maps detections back exactly as the numpy letterbox does."""
-    from emotion_runtime.preprocess import resize_antialiased
+def test_caller_resampled_square_and_crops():
+    """The browser resamples the frame itself (js/lens-pipeline.js, resample 'browser'): it fits the frame into the
+    detector's square where the bridge says, and draws each face's crop square upright from crop_geometry_json. No
+    frame pixels cross; detections map back exactly as with the numpy letterbox, and crops drawn as the numpy path
+    cuts them give its emotion input up to the caller's uint8 rounding."""
+    from emotion_runtime.preprocess import normalise, resize_antialiased, rgba_to_gray, square_crop
 
     bridge = AppBridge(SIDECAR)
     g = json.loads(bridge.letterbox_json(W, H))
@@ -102,20 +104,57 @@ def test_letterboxed_input_from_the_caller():
     square = np.zeros((128, 128, 4), np.uint8)
     small = resize_antialiased(frame[..., :3], g["height"], g["width"])
     square[g["y"]:g["y"] + g["height"], g["x"]:g["x"] + g["width"], :3] = np.round(small).astype(np.uint8)
-    x = bridge.detector_input_letterboxed(FakeJsProxy(frame.reshape(-1)), W, H, FakeJsProxy(square.reshape(-1)))
+    x = bridge.detector_input_square(FakeJsProxy(square.reshape(-1)), W, H)
     assert x.shape == (1, 128, 128, 3) and x.dtype == np.float32
     np.testing.assert_array_equal(x[0, :16], -1.0)  # black padding
     np.testing.assert_allclose(x[0], square[..., :3] / 127.5 - 1, atol=1e-6)
     reg, sc = _outputs()
     assert bridge.decode_faces(reg, sc) == 1
-    crops = bridge.emotion_input()
+    with pytest.raises(RuntimeError, match="emotion_input_drawn"):
+        bridge.emotion_input()  # no frame pixels to cut from
+
+    (geometry,) = json.loads(bridge.crop_geometry_json())
+    bx, by, bw, bh = BOX
+    assert geometry == pytest.approx({"cx": bx + bw / 2, "cy": by + bh / 2, "side": 1.25 * max(bw, bh), "roll": 0.0})
+    drawn = np.round(resize_antialiased(square_crop(frame, BOX), 48, 48)).astype(np.uint8)  # RGBA, as drawImage
+    crops = bridge.emotion_input_drawn(FakeJsProxy(drawn.reshape(-1)), 48)
     numpy_path = AppBridge(SIDECAR)
     numpy_path.detector_input(frame, W, H)
     numpy_path.decode_faces(reg, sc)
-    np.testing.assert_array_equal(crops, numpy_path.emotion_input())  # same full-resolution crops
+    expected = numpy_path.emotion_input()
+    assert crops.shape == expected.shape == (1, 1, 48, 48)
+    np.testing.assert_allclose(crops, expected, atol=1.5 / 127.5)  # resized before grey, rounded to uint8 once
+    side = 96  # drawn larger than the model's input: the bridge finishes the resize
+    drawn = np.round(resize_antialiased(square_crop(frame, BOX), side, side)).astype(np.uint8)
+    np.testing.assert_allclose(bridge.emotion_input_drawn(drawn.reshape(-1), side)[0, 0],
+                               normalise(resize_antialiased(rgba_to_gray(drawn), 48, 48)), atol=1e-6)
     assert json.loads(bridge.update_json(np.zeros((1, 8), np.float32)))[0]["box"] == list(BOX)
+    with pytest.raises(ValueError, match="not 1 RGBA/RGB crops of 96x96"):
+        bridge.emotion_input_drawn(drawn.reshape(-1)[:-4], side)
     with pytest.raises(ValueError):
-        bridge.detector_input_letterboxed(frame, W, H, square[:64])
+        bridge.detector_input_square(square[:64], W, H)
+
+
+def test_crop_geometry_turns_with_the_eyes():
+    """crop_geometry's roll is the crop's turn as emotion_input applies it: the eye line's angle, 0 under
+    MIN_ROLL_DEG, clamped to MAX_ROLL_DEG, 0 with alignment off."""
+    from emotion_runtime import MAX_ROLL_DEG, MIN_ROLL_DEG
+    from emotion_runtime.detector import eye_roll
+
+    pipe = FramePipeline(SIDECAR, max_faces=None)
+    pipe.detector_input_square(np.zeros((128, 128, 4), np.uint8), W, H)
+    reg, sc = _outputs()
+    pipe.decode_faces(reg, sc)
+    face = pipe.faces[0]
+    for roll in (1.0, 20.0, -30.0, 70.0):
+        t = np.radians(roll)
+        (rx, ry) = face.keypoints[0]
+        face.keypoints[1] = (rx + 40 * np.cos(t), ry + 40 * np.sin(t))  # the left eye, turned about the right eye
+        assert eye_roll(face.keypoints) == pytest.approx(roll)
+        expected = 0.0 if abs(roll) < MIN_ROLL_DEG else float(np.clip(roll, -MAX_ROLL_DEG, MAX_ROLL_DEG))
+        assert pipe.crop_geometry()[0]["roll"] == pytest.approx(expected)
+    pipe.align = False
+    assert pipe.crop_geometry()[0]["roll"] == 0.0
 
 
 def test_set_detector_switches_the_model_per_frame_and_survives_a_smoothing_change():

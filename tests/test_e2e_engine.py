@@ -83,9 +83,9 @@ def test_worker_option_off(playwright_driver, app_server):  # noqa: F811
         browser.close()
 
 
-# ---------------------------------------------------------------- who letterboxes the detector's input
+# ---------------------------------------------------------------- who resamples the pixels
 
-LETTERBOX_RESULTS: dict[str, dict[str, list[dict]]] = {}  # letterbox -> photo name -> faces
+RESAMPLE_RESULTS: dict[str, dict[str, list[dict]]] = {}  # resample -> photo name -> faces
 
 
 def iou(a: list[float], b: list[float]) -> float:
@@ -96,41 +96,41 @@ def iou(a: list[float], b: list[float]) -> float:
     return w * h / (aw * ah + bw * bh - w * h)
 
 
-@pytest.mark.parametrize("letterbox", ["numpy", "browser"])
-def test_letterbox_paths(letterbox, playwright_driver, app_server):  # noqa: F811
-    """The face photos of the fixtures (the face-api samples at up to 1280 px) through one letterbox path."""
+@pytest.mark.parametrize("resample", ["numpy", "browser"])
+def test_resample_paths(resample, playwright_driver, app_server):  # noqa: F811
+    """The face photos of the fixtures (the face-api samples at up to 1280 px) through one resampling path."""
     from fixtures.e2e import upload
 
     browser = launch_app_browser(playwright_driver)
     try:
         page = browser.new_page()
-        s = open_app(page, app_server.url, f"?ep=wasm&letterbox={letterbox}")
+        s = open_app(page, app_server.url, f"?ep=wasm&resample={resample}")
         assert s["state"] == "ready", s["error"]
-        LETTERBOX_RESULTS[letterbox] = {
+        RESAMPLE_RESULTS[resample] = {
             path.name: upload(page, path)["lastResults"] for path in sorted(videos.SAMPLES.glob("sample*.jpg"))}
     finally:
         browser.close()
 
 
-def test_browser_letterbox_finds_the_same_faces_as_numpy():
+def test_browser_resampling_finds_the_same_faces_as_numpy():
     """The browser's resampling (Chromium: smoothing quality high) is not the numpy letterbox's triangle filter: the
     detector sees a slightly different picture. Photos go through the full-range detector, which the resampling moves
     more than the short-range one did (6 photos, 14 faces with short range: box IoU min 0.85 / median 0.94,
     probabilities within 0.13). Measured here with full range (22 faces, Chromium 156): the same faces, box IoU min
     0.75 / median 0.97, probabilities within 0.38 (one hesitant face; the next is 0.10), 21 of 22 top labels the same.
     That is why numpy stays the default; this guards the option against getting worse (and prints the figures)."""
-    if len(LETTERBOX_RESULTS) < 2:
-        pytest.skip("needs both letterbox runs of this module")
+    if len(RESAMPLE_RESULTS) < 2:
+        pytest.skip("needs both resampling runs of this module")
     ious, prob_diffs, same_top = [], [], 0
-    for name, reference in LETTERBOX_RESULTS["numpy"].items():
-        faces = LETTERBOX_RESULTS["browser"][name]
+    for name, reference in RESAMPLE_RESULTS["numpy"].items():
+        faces = RESAMPLE_RESULTS["browser"][name]
         assert len(faces) == len(reference), name
         for a, b in zip(by_x(reference), by_x(faces)):
             ious.append(iou(a["box"], b["box"]))
             prob_diffs.append(max(abs(p - q) for p, q in zip(a["probs"], b["probs"])))
             same_top += a["label"] == b["label"]
     ious.sort()
-    print(f"\nletterbox browser vs numpy: {len(ious)} faces on {len(LETTERBOX_RESULTS['numpy'])} photos; box IoU "
+    print(f"\nresampling browser vs numpy: {len(ious)} faces on {len(RESAMPLE_RESULTS['numpy'])} photos; box IoU "
           f"min {ious[0]:.3f}, median {ious[len(ious) // 2]:.3f}; probability difference max {max(prob_diffs):.3f}; "
           f"same top label {same_top}/{len(ious)}")
     assert len(ious) >= 10

@@ -72,7 +72,7 @@ function readable(err) {
 
 /** Demo-page overrides: ?ep=webgpu|webgl|wasm puts one EP first (WASM stays the fallback), ?softgpu=1 allows
  *  software GPUs (also implied by ?ep=), ?loadTimeout=ms, ?worker=0 runs the pipeline on the main thread,
- *  ?letterbox=browser lets the browser fit frames into the detector's input (instead of numpy). */
+ *  ?resample=numpy|browser sets who resizes camera frames and photos (numpy or the browser's canvas). */
 function pageConfig() {
   const ep = params.get('ep');
   const config = { model: storedModel() };
@@ -83,7 +83,7 @@ function pageConfig() {
   if (ep || params.get('softgpu') === '1') config.allowSoftwareGpu = true;
   if (params.has('loadTimeout')) config.timeouts = { load: Number(params.get('loadTimeout')) };
   if (params.get('worker') === '0') config.worker = false;
-  if (params.has('letterbox')) config.letterbox = params.get('letterbox');
+  if (params.has('resample')) config.resample = { video: params.get('resample'), image: params.get('resample') };
   return config;
 }
 

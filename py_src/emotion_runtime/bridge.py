@@ -76,9 +76,10 @@ class AppBridge:
     def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
         return self.pipe.detector_input(_buffer(rgba), width, height)
 
-    def detector_input_letterboxed(self, rgba: Any, width: int, height: int, square: Any) -> np.ndarray:
-        """As detector_input, with the frame already fitted into the detector's square by the caller."""
-        return self.pipe.detector_input_letterboxed(_buffer(rgba), width, height, _buffer(square))
+    def detector_input_square(self, square: Any, width: int, height: int) -> np.ndarray:
+        """As detector_input, with the frame already fitted into the detector's square by the caller (where
+        letterbox_json says), who also draws the face crops (crop_geometry_json -> emotion_input_drawn)."""
+        return self.pipe.detector_input_square(_buffer(square), width, height)
 
     def letterbox_json(self, width: int, height: int) -> str:
         """Where to draw a width x height frame in the current detector's square, as JSON {x, y, width, height,
@@ -94,6 +95,14 @@ class AppBridge:
 
     def emotion_input(self) -> np.ndarray:
         return self.pipe.emotion_input()
+
+    def crop_geometry_json(self) -> str:
+        """The squares to cut the kept faces' crops from, as JSON [{cx, cy, side, roll}] (FramePipeline.crop_geometry)."""
+        return json.dumps(self.pipe.crop_geometry())
+
+    def emotion_input_drawn(self, rgba: Any, side: int) -> np.ndarray:
+        """The kept faces' crops as the caller drew them (RGBA, side x side each, stacked) -> emotion model input."""
+        return self.pipe.emotion_input_drawn(_buffer(rgba), side)
 
     def update_json(self, logits: Any = None) -> str:
         return self.pipe.update_json(_buffer(logits))

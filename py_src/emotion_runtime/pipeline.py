@@ -1,11 +1,14 @@
 """Per-frame glue called from JavaScript (Pyodide), in this order for every frame:
 
     x = pipe.detector_input(rgba, width, height)   # -> float32 (1, S, S, 3); run the face detector
-        (or pipe.detector_input_letterboxed(rgba, width, height, square) when the caller fitted the frame into the
-        detector's S x S square itself, where `letterbox_geometry(width, height)` places it)
     n = pipe.decode_faces(regressors, scores)      # -> number of faces kept
     f = pipe.emotion_input()                       # -> float32 (n, 1, 48, 48); run the emotion model if n
     r = pipe.update(logits)  /  pipe.update_json(logits)   # -> per face results (list of dicts / JSON)
+
+A caller that resamples pixels itself (the browser's canvas, much cheaper than numpy in WebAssembly) sends no frame
+pixels: it fits the frame into the detector's square where `letterbox_geometry(width, height)` says and calls
+`detector_input_square(square, width, height)`, then draws the squares of `crop_geometry()` upright at side x side
+and calls `emotion_input_drawn(crops, side)` in place of `emotion_input()`.
 
 Buffers may cross the bridge as bytes / bytearray / memoryview (e.g. `Uint8ClampedArray.to_py()`,
 `Float32Array.to_py()`) or numpy arrays; nothing here loops over pixels.
@@ -25,8 +28,8 @@ from . import detector as det
 from .labels import LabelMap, as_label_map
 from .postprocess import (LABEL_MARGIN, UNCERTAIN_BELOW, FaceTracker, LabelPolicy, choose_label, make_smoother,
                           softmax)
-from .preprocess import (CROP_SCALE, EMOTION_INPUT_SIZE, Letterbox, detector_input, face_batch, letterbox_for,
-                         letterboxed_input)
+from .preprocess import (CROP_SCALE, EMOTION_INPUT_SIZE, Letterbox, crop_square, detector_input, drawn_crops_input,
+                         face_batch, letterbox_for, letterboxed_input)
 
 
 def _as_array(buf: Any, dtype: type) -> np.ndarray:
@@ -97,18 +100,19 @@ class FramePipeline:
         x, self.letterbox = detector_input(a, self.detector.input_size)
         return x
 
-    def detector_input_letterboxed(self, rgba: Any, width: int, height: int, square: Any) -> np.ndarray:
-        """Step 1 when the caller has already fitted the frame into the current detector's square (RGBA or RGB,
-        S x S, black padding) where `letterbox_geometry(width, height)` places it: `rgba` (the full frame) is kept
-        for the face crops, the square is only normalised."""
+    def detector_input_square(self, square: Any, width: int, height: int) -> np.ndarray:
+        """Step 1 when the caller resamples the frame itself: it fitted the width x height frame into the current
+        detector's square (RGBA or RGB, S x S, black padding) where `letterbox_geometry(width, height)` places it,
+        and will cut the face crops too (`crop_geometry` -> `emotion_input_drawn`). Only the square is normalised
+        here; the frame's own pixels never cross."""
         size = self.detector.input_size
-        self.frame = _frame_array(rgba, width, height)
+        self.frame = None
         self.faces = []
         self.letterbox = letterbox_for(int(width), int(height), size)
         return letterboxed_input(_frame_array(square, size, size), size)
 
     def letterbox_geometry(self, width: int, height: int) -> dict[str, int]:
-        """Where `detector_input_letterboxed` expects a width x height frame inside the current detector's square:
+        """Where `detector_input_square` expects a width x height frame inside the current detector's square:
         {"x", "y", "width", "height", "size"} in the square's pixels."""
         lb = letterbox_for(int(width), int(height), self.detector.input_size)
         return {"x": int(lb.offset_x), "y": int(lb.offset_y), "width": int(round(lb.scale_x * lb.frame_w)),
@@ -134,9 +138,28 @@ class FramePipeline:
         """Crops of the current faces -> float32 (N, 1, 48, 48), normalised; N may be 0. With `align`, each
         crop is turned by the face's eye roll so the eyes are level."""
         if self.frame is None:
+            if self.faces:
+                raise RuntimeError("no frame pixels (detector_input_square): draw the crops of crop_geometry() and "
+                                   "call emotion_input_drawn()")
             return np.zeros((0, 1, EMOTION_INPUT_SIZE, EMOTION_INPUT_SIZE), np.float32)
-        rolls = [det.eye_roll(f.keypoints) for f in self.faces] if self.align else None
-        return face_batch(self.frame, [f.box for f in self.faces], self.crop_scale, rolls=rolls)
+        return face_batch(self.frame, [f.box for f in self.faces], self.crop_scale, rolls=self._rolls())
+
+    def _rolls(self) -> list[float] | None:
+        return [det.eye_roll(f.keypoints) for f in self.faces] if self.align else None
+
+    def crop_geometry(self) -> list[dict[str, float]]:
+        """Step 3 for a caller that resamples the crops itself: per current face, the square `emotion_input` would
+        cut, {"cx", "cy", "side", "roll"} (frame pixels; roll in degrees, clockwise on screen, 0 = upright). The
+        crop is the square's pixels with the square turned upright, drawn top to bottom into side x side images
+        for `emotion_input_drawn`."""
+        rolls = self._rolls() or [0.0] * len(self.faces)
+        return [dict(zip(("cx", "cy", "side", "roll"), crop_square(f.box, r, self.crop_scale)))
+                for f, r in zip(self.faces, rolls)]
+
+    def emotion_input_drawn(self, rgba: Any, side: int) -> np.ndarray:
+        """The current faces' crops as the caller drew them from `crop_geometry` (RGBA, side x side each, stacked top
+        to bottom) -> float32 (N, 1, 48, 48), normalised."""
+        return drawn_crops_input(_as_array(rgba, np.uint8), len(self.faces), side)
 
     # ---- step 4
     def update(self, logits: Any = None) -> list[dict[str, Any]]:

@@ -193,6 +193,21 @@ def face_crop(frame: np.ndarray, box: Sequence[float], scale: float = CROP_SCALE
     return resize_antialiased(rgba_to_gray(square_crop(frame, box, scale)), size, size)
 
 
+def crop_roll(roll_deg: float) -> float:
+    """The turn a crop gets for a face whose eye line is at `roll_deg`: clamped to +-MAX_ROLL_DEG, and 0 under
+    MIN_ROLL_DEG (see there)."""
+    roll = float(np.clip(roll_deg, -MAX_ROLL_DEG, MAX_ROLL_DEG))
+    return 0.0 if abs(roll) < MIN_ROLL_DEG else roll
+
+
+def crop_square(box: Sequence[float], roll_deg: float = 0.0, scale: float = CROP_SCALE) -> tuple[float, float, float,
+                                                                                              float]:
+    """The square a face's crop is cut from: (cx, cy, side, roll) in frame pixels and degrees, centred on box =
+    (x, y, w, h), side `scale * max(w, h)`, turned by `crop_roll(roll_deg)` (clockwise on screen)."""
+    x, y, w, h = (float(v) for v in box)
+    return x + w / 2, y + h / 2, scale * max(w, h), crop_roll(roll_deg)
+
+
 def aligned_face_crop(frame: np.ndarray, box: Sequence[float], roll_deg: float, scale: float = CROP_SCALE,
                       size: int = EMOTION_INPUT_SIZE) -> np.ndarray:
     """`face_crop` turned by the face's roll, so the eyes come out level: float32 (size, size) grey levels.
@@ -204,14 +219,11 @@ def aligned_face_crop(frame: np.ndarray, box: Sequence[float], roll_deg: float, 
     edge pixels replicated outside the frame), then shrunk to size x size with the antialiased resize, whose
     triangle filter spans the same frame pixels as `face_crop`'s. No full-frame rotation.
     """
-    roll = float(np.clip(roll_deg, -MAX_ROLL_DEG, MAX_ROLL_DEG))
-    if abs(roll) < MIN_ROLL_DEG:
+    cx, cy, side, roll = crop_square(box, roll_deg, scale)
+    if roll == 0.0:
         return face_crop(frame, box, scale, size)
     a = np.asarray(frame)
     fh, fw = a.shape[:2]
-    x, y, w, h = (float(v) for v in box)
-    cx, cy = x + w / 2, y + h / 2
-    side = scale * max(w, h)
     cos, sin = np.cos(np.radians(roll)), np.sin(np.radians(roll))
     half = side / 2 * (abs(cos) + abs(sin))  # half-extent of the rotated square's bounding box
     rx0, ry0 = int(np.floor(cx - half)), int(np.floor(cy - half))
@@ -255,6 +267,23 @@ def face_batch(rgba: np.ndarray, boxes: Sequence[Sequence[float]], scale: float 
                                                                                           size)
         out[i, 0] = normalise(crop)
     return out
+
+
+def drawn_crops_input(rgba: np.ndarray, n: int, side: int, size: int = EMOTION_INPUT_SIZE) -> np.ndarray:
+    """Emotion model input from n face crops the caller resampled itself (the browser, from `crop_square`'s squares)
+    to side x side, stacked top to bottom: (n * side, side, 3|4) uint8 pixels, flat or shaped -> float32
+    (n, 1, size, size), normalised. Crops of another side than `size` are resized here (antialiased)."""
+    a = np.asarray(rgba, dtype=np.uint8)
+    n, side = int(n), int(side)
+    if n < 1:
+        return np.zeros((0, 1, size, size), np.float32)
+    channels = a.size // max(n * side * side, 1)
+    if channels not in (3, 4) or channels * n * side * side != a.size:
+        raise ValueError(f"{a.size} bytes are not {n} RGBA/RGB crops of {side}x{side}")
+    gray = rgba_to_gray(a.reshape(n * side, side, channels)).reshape(n, side, side)
+    if side != size:
+        gray = np.stack([resize_antialiased(g, size, size) for g in gray])
+    return normalise(gray)[:, None]
 
 
 # ---------------------------------------------------------------- detector input (letterbox)

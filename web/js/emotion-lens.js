@@ -57,11 +57,11 @@ export const DETECTORS = Object.freeze(['short_range', 'full_range']);
  *   (past it the engine falls back to the main thread)
  * @property {string[]} executionProviders  tried in order (subset of EXECUTION_PROVIDERS)
  * @property {boolean} allowSoftwareGpu  also use WebGPU/WebGL on a software renderer (SwiftShader); WASM is faster
- * @property {'numpy'|'browser'} letterbox  who fits the frame into the face detector's square input:
- *   emotion_runtime's numpy letterbox (the same numbers as CPython and the tests), or the browser's canvas
- *   resampling (cheaper, but the detector then sees a slightly different picture: boxes move by a few percent, up
- *   to a quarter of a box with the full-range detector, see tests/test_e2e_engine.py); face crops always come from
- *   the frame's full-resolution pixels
+ * @property {{video: 'browser'|'numpy', image: 'browser'|'numpy'}} resample  who resizes pixels, per kind of frame:
+ *   'browser': the canvas fits the frame into the face detector's square input and draws the face crops upright at
+ *   48 px from the frame's full-resolution pixels (a few ms a frame; accuracy through this path:
+ *   build/measure_resample.py, README); 'numpy': emotion_runtime's numpy code gets the whole frame (the same numbers
+ *   as CPython and the tests, several ms a frame slower in WebAssembly)
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
  * @property {boolean} warmup  run one blank frame at load so the first real frame is not the slow one
  */
@@ -77,7 +77,7 @@ export const DEFAULTS = deepFreeze({
   timeouts: { load: 120_000, workerStart: 20_000 },
   executionProviders: [...EXECUTION_PROVIDERS],
   allowSoftwareGpu: false,
-  letterbox: 'numpy',
+  resample: { video: 'browser', image: 'numpy' },
   worker: true,
   warmup: true,
 });
@@ -111,8 +111,9 @@ export const DEFAULTS = deepFreeze({
  * @property {'short_range'|'full_range'} detector  the face detector that processed the frame
  * @property {{grab: number, capture: number, detect: number, pre: number, preDetector: number, classify: number,
  *   post: number, total: number, roundTrip: number}} timings  ms: grab (this thread: taking the frame), capture
- *   (reading its pixels), detect / classify (onnxruntime), pre / post (Python; preDetector: the part of pre that
- *   letterboxes the detector's input), total (the pipeline), roundTrip (from taking
+ *   (reading its pixels: the detector's square and the face crops, or the whole frame with resample 'numpy'),
+ *   detect / classify (onnxruntime), pre / post (Python; preDetector: the part of pre that makes the detector's
+ *   input), total (the pipeline), roundTrip (from taking
  *   the frame to its result on this thread: the frame's lag; a wait in the slot before is not included)
  */
 
@@ -160,7 +161,7 @@ export function resolveConfig(config = {}) {
   const unknown = Object.keys(config).filter((k) => !(k in DEFAULTS));
   if (unknown.length) bad(`unknown option(s) ${unknown.join(', ')}`);
   const c = structuredClone({ ...DEFAULTS, ...config });
-  for (const key of ['maxSide', 'detector', 'smoothing', 'timeouts']) {
+  for (const key of ['maxSide', 'detector', 'resample', 'smoothing', 'timeouts']) {
     c[key] = { ...DEFAULTS[key], ...(config[key] || {}) };
   }
   const positiveInt = (v) => Number.isInteger(v) && v > 0;
@@ -177,7 +178,9 @@ export function resolveConfig(config = {}) {
     bad(`executionProviders must list some of ${EXECUTION_PROVIDERS.join(', ')}, got ${JSON.stringify(eps)}`);
   }
   if (c.model !== null && typeof c.model !== 'string') bad('model must be a model id (string) or null');
-  if (!['browser', 'numpy'].includes(c.letterbox)) bad(`letterbox must be 'browser' or 'numpy', got ${c.letterbox}`);
+  if (![c.resample.video, c.resample.image].every((r) => ['browser', 'numpy'].includes(r))) {
+    bad(`resample.video/image must be 'browser' or 'numpy', got ${JSON.stringify(c.resample)}`);
+  }
   c.baseUrl = new URL(c.baseUrl ?? '../', import.meta.url).href;
   return deepFreeze(c);
 }
@@ -391,7 +394,7 @@ export class EmotionLens extends EventTarget {
       const info = await this.#call('load', {
         baseUrl: c.baseUrl, executionProviders: [...c.executionProviders], allowSoftwareGpu: c.allowSoftwareGpu,
         timeouts: { ...c.timeouts }, model: c.model, maxFaces: c.maxFaces, smoothing: { ...c.smoothing },
-        warmup: c.warmup, letterbox: c.letterbox,
+        warmup: c.warmup,
       });
       this.#info = info;
       this.#setState('ready');
@@ -445,7 +448,8 @@ export class EmotionLens extends EventTarget {
       const grab = performance.now() - t0;
       const maxSide = job.options.maxSide ?? this.#config.maxSide[kind];
       const detector = job.options.detector ?? this.#detector[kind];
-      const result = await this.#call('detect', { frame, maxSide, kind, detector }, [frame]);
+      const resample = this.#config.resample[kind];
+      const result = await this.#call('detect', { frame, maxSide, kind, detector, resample }, [frame]);
       result.timings.grab = grab;
       result.timings.roundTrip = performance.now() - t0;
       this.#frames += 1;

@@ -15,6 +15,8 @@ import { setSiteRoot } from './manifest.js';
 const now = () => performance.now();
 // A blank frame of this size compiles kernels and warms caches at load, so the first real frame is not the slow one.
 const WARMUP_SIZE = [64, 48];
+// Side the browser draws face crops at: the emotion model's input, so Python only turns them grey.
+const CROP_SIDE = 48;
 
 /** The size a w x h frame is read at: scaled down (never up) so its long side is at most `maxSide`. */
 export function fitSize(w, h, maxSide) {
@@ -45,6 +47,19 @@ function detectorOutputs(session, outputs) {
   }
   if (!reg || !sc) throw new Error(`unexpected detector outputs: ${session.outputNames.join(', ')}`);
   return { reg, sc };
+}
+
+/**
+ * drawImage arguments (source rect, destination rect) that stretch a w x h frame's edge rows, columns and corner
+ * pixels `far` px outwards: edge replication for a crop that leaves the frame.
+ */
+function edgeStretches(w, h, far) {
+  return [
+    [0, 0, 1, h, -far, 0, far, h], [w - 1, 0, 1, h, w, 0, far, h], // left, right columns
+    [0, 0, w, 1, 0, -far, w, far], [0, h - 1, w, 1, 0, h, w, far], // top, bottom rows
+    [0, 0, 1, 1, -far, -far, far, far], [w - 1, 0, 1, 1, w, -far, far, far], // corners
+    [0, h - 1, 1, 1, -far, h, far, far], [w - 1, h - 1, 1, 1, w, h, far, far],
+  ];
 }
 
 function inWorker() {
@@ -82,8 +97,7 @@ class Pipeline {
       const blank = pixelCanvas(w, h).canvas;
       for (const detector of Object.keys(this.loaded.detectors)) {
         this.useDetector(detector);
-        const square = o.letterbox === 'browser' ? this.detectorSquare(blank, w, h) : null;
-        await this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square);
+        await this.process(blank, w, h, w, h, 'browser');
       }
       this.bridge.reset();
     }
@@ -156,47 +170,103 @@ class Pipeline {
 
   /**
    * One frame (VideoFrame | ImageBitmap, closed here), read at most `maxSide` px on its long side, through the face
-   * detector `detector` (short_range | full_range).
+   * detector `detector` (short_range | full_range), resampled by `resample` (browser | numpy, see process).
    */
-  async detect({ frame, maxSide, kind, detector }) {
+  async detect({ frame, maxSide, kind, detector, resample }) {
     try {
       this.requireLoaded();
       if (!this.loaded.detectors[detector]) {
         throw new LensError(ERROR_CODES.INPUT, `unknown face detector "${detector}"`);
       }
       this.useDetector(detector);
-      const t0 = now();
       const w = frame.displayWidth ?? frame.width;
       const h = frame.displayHeight ?? frame.height;
       const { width, height } = fitSize(w, h, maxSide);
-      this.pixels ??= pixelCanvas();
-      const { canvas, ctx } = this.pixels;
-      if (canvas.width !== width || canvas.height !== height) {
-        canvas.width = width;
-        canvas.height = height;
-      }
-      ctx.drawImage(frame, 0, 0, width, height);
-      frame.close();
-      const rgba = ctx.getImageData(0, 0, width, height).data;
-      const square = this.options.letterbox === 'browser' ? this.detectorSquare(canvas, width, height) : null;
-      const result = await this.processRgba(rgba, width, height, square);
+      const result = await this.process(frame, w, h, width, height, resample);
       result.kind = kind;
       result.detector = detector;
-      result.timings.capture = now() - t0 - result.timings.total;
-      result.timings.total = now() - t0;
       return result;
     } finally {
-      frame.close?.(); // a second close is a no-op
+      frame.close?.(); // VideoFrame / ImageBitmap: free it now, not at garbage collection
     }
   }
 
   /**
-   * The frame (on `source`, width x height) fitted into the detector's square by the browser's own resampling
-   * (smoothed, high quality), where the Python side expects it; padding black. RGBA pixels of the square.
-   * Cheaper than the numpy letterbox (about 8 ms a frame in Pyodide); the face crops still come from the frame's
-   * full-resolution pixels.
+   * A frame (any canvas image source, `srcWidth` x `srcHeight`) through the pipeline with the bridge's current face
+   * detector; results are in the frame's read size `width` x `height`. Who resamples (`resample`):
+   * - 'browser': the canvas fits the frame into the detector's square and draws each face's crop square upright
+   *   at CROP_SIDE px, from the frame's full-resolution pixels; Python gets only those small images (see
+   *   build/measure_resample.py for what this does to accuracy);
+   * - 'numpy': the frame's pixels (read at width x height) go to Python, which letterboxes and crops them
+   *   (emotion_runtime.preprocess, the same numbers as CPython and the tests).
    */
-  detectorSquare(source, width, height) {
+  async process(source, srcWidth, srcHeight, width, height, resample) {
+    const bridge = this.bridge;
+    const byBrowser = resample === 'browser';
+    const t0 = now();
+    const pixels = byBrowser
+      ? this.detectorSquare(source, srcWidth, srcHeight, width, height)
+      : this.framePixels(source, width, height);
+    const t1 = now();
+    const x = takeFloat32(byBrowser
+      ? bridge.detector_input_square(pixels, width, height)
+      : bridge.detector_input(pixels, width, height));
+    const t2 = now();
+    const det = this.loaded.detectors[this.detector].session;
+    const { reg, sc } = detectorOutputs(det, await run(det, det.inputNames[0], x.data, x.dims));
+    const t3 = now();
+    const n = bridge.decode_faces(reg.data, sc.data);
+    const detected = bridge.detected;
+    let crops = null;
+    let drawMs = 0; // drawing the crops: part of capture, not of Python's pre
+    if (n > 0 && byBrowser) {
+      const td = now();
+      const squares = JSON.parse(bridge.crop_geometry_json());
+      const drawn = this.drawCrops(source, srcWidth, srcHeight, width, height, squares);
+      drawMs = now() - td;
+      crops = takeFloat32(bridge.emotion_input_drawn(drawn, CROP_SIDE));
+    } else if (n > 0) {
+      crops = takeFloat32(bridge.emotion_input());
+    }
+    const t4 = now();
+    const logits = n > 0 ? await this.classify(crops) : null;
+    const t5 = now();
+    const faces = JSON.parse(bridge.update_json(logits));
+    const t6 = now();
+    return {
+      faces,
+      detected,
+      width,
+      height,
+      timings: {
+        capture: (t1 - t0) + drawMs,
+        detect: t3 - t2,
+        pre: (t2 - t1) + (t4 - t3) - drawMs, // detector input + decode_faces + emotion input (Python)
+        preDetector: t2 - t1, // of which the detector's input
+        classify: t5 - t4,
+        post: t6 - t5,
+        total: t6 - t0,
+      },
+    };
+  }
+
+  /** The frame's RGBA pixels at width x height (the numpy path). */
+  framePixels(source, width, height) {
+    this.pixels ??= pixelCanvas();
+    const { canvas, ctx } = this.pixels;
+    if (canvas.width !== width || canvas.height !== height) {
+      canvas.width = width;
+      canvas.height = height;
+    }
+    ctx.drawImage(source, 0, 0, width, height);
+    return ctx.getImageData(0, 0, width, height).data;
+  }
+
+  /**
+   * The frame fitted into the detector's square by the browser's resampling (smoothing quality high), where the
+   * Python side expects a width x height frame (letterbox_json), padding black: RGBA pixels of the square.
+   */
+  detectorSquare(source, srcWidth, srcHeight, width, height) {
     const key = `${width}x${height}@${this.detector}`;
     if (this.squareGeometry?.key !== key) {
       this.squareGeometry = { key, ...JSON.parse(this.bridge.letterbox_json(width, height)) };
@@ -208,8 +278,48 @@ class Pipeline {
     ctx.fillRect(0, 0, g.size, g.size);
     ctx.imageSmoothingEnabled = true;
     ctx.imageSmoothingQuality = 'high';
-    ctx.drawImage(source, 0, 0, width, height, g.x, g.y, g.width, g.height);
+    ctx.drawImage(source, 0, 0, srcWidth, srcHeight, g.x, g.y, g.width, g.height);
     return ctx.getImageData(0, 0, g.size, g.size).data;
+  }
+
+  /**
+   * Each face's crop square (crop_geometry: centre, side and roll in the read size width x height) drawn upright from
+   * the source's own srcWidth x srcHeight pixels at CROP_SIDE x CROP_SIDE, stacked top to bottom: RGBA pixels of all
+   * crops.
+   * Where a square leaves the frame, the frame's edge pixels are stretched outwards, as numpy's crop replicates them
+   * (a black border would be an edge no training face has).
+   */
+  drawCrops(source, srcWidth, srcHeight, width, height, squares) {
+    const g = CROP_SIDE;
+    const rows = g * squares.length;
+    if (this.crops?.canvas.height !== rows) this.crops = pixelCanvas(g, rows);
+    const { ctx } = this.crops;
+    ctx.clearRect(0, 0, g, rows);
+    const [scaleX, scaleY] = [srcWidth / width, srcHeight / height];
+    const far = Math.max(srcWidth, srcHeight); // long enough for any edge stretch
+    squares.forEach(({ cx, cy, side, roll }, i) => {
+      const s = g / side;
+      const cos = Math.cos((roll * Math.PI) / 180);
+      const sin = Math.sin((roll * Math.PI) / 180);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(0, i * g, g, g);
+      ctx.clip(); // a turned frame covers more than its slot
+      // Source px -> slot px: scale to read px, centre on the square, turn by -roll, scale to g, move to the slot.
+      ctx.setTransform((s * cos) / scaleX, (-s * sin) / scaleX, (s * sin) / scaleY, (s * cos) / scaleY,
+        g / 2 - s * (cos * cx + sin * cy), i * g + g / 2 - s * (-sin * cx + cos * cy));
+      ctx.imageSmoothingEnabled = true;
+      ctx.imageSmoothingQuality = 'high';
+      ctx.drawImage(source, 0, 0);
+      const reach = (side / 2) * (Math.abs(cos) + Math.abs(sin)); // half the turned square's bounding box
+      if (cx - reach < 0 || cy - reach < 0 || cx + reach > width || cy + reach > height) {
+        for (const [sx, sy, sw, sh, dx, dy, dw, dh] of edgeStretches(srcWidth, srcHeight, far)) {
+          ctx.drawImage(source, sx, sy, sw, sh, dx, dy, dw, dh);
+        }
+      }
+      ctx.restore();
+    });
+    return ctx.getImageData(0, 0, g, rows).data;
   }
 
   /**
@@ -230,43 +340,6 @@ class Pipeline {
       logits.set(row, i * row.length);
     }
     return logits;
-  }
-
-  /** The frame's RGBA pixels through the pipeline, with the bridge's current face detector; `square`: the
-   *  detector's square from detectorSquare, or null for the numpy letterbox. */
-  async processRgba(rgba, width, height, square = null) {
-    const bridge = this.bridge;
-    const t1 = now();
-    const x = takeFloat32(square
-      ? bridge.detector_input_letterboxed(rgba, width, height, square)
-      : bridge.detector_input(rgba, width, height));
-    const t2 = now();
-    const det = this.loaded.detectors[this.detector].session;
-    const { reg, sc } = detectorOutputs(det, await run(det, det.inputNames[0], x.data, x.dims));
-    const t3 = now();
-    const n = bridge.decode_faces(reg.data, sc.data);
-    const detected = bridge.detected;
-    const crops = n > 0 ? takeFloat32(bridge.emotion_input()) : null;
-    const t4 = now();
-    const logits = n > 0 ? await this.classify(crops) : null;
-    const t5 = now();
-    const faces = JSON.parse(bridge.update_json(logits));
-    const t6 = now();
-    return {
-      faces,
-      detected,
-      width,
-      height,
-      timings: {
-        capture: 0,
-        detect: t3 - t2,
-        pre: (t2 - t1) + (t4 - t3), // detector_input + decode_faces + emotion_input
-        preDetector: t2 - t1, // of which detector_input (the letterbox)
-        classify: t5 - t4,
-        post: t6 - t5,
-        total: t6 - t1,
-      },
-    };
   }
 
   /** Memory figures for the benchmark's soak run: Python's WebAssembly heap, and the JS heap where reported. */

@@ -1,0 +1,180 @@
+"""Measure what the browser's resampling does to accuracy (not a test: it prints numbers).
+
+The engine can leave the pixel work of a frame to the browser's canvas (resample 'browser': the frame fitted into the
+face detector's square and each face's crop drawn upright at 48 px, smoothing quality high) or to emotion_runtime's
+numpy code (resample 'numpy': the same numbers as CPython and the tests). This runs FER+ test faces through both, in
+headless Chromium, through the real engine (web/js/emotion-lens.js in its worker: Pyodide, onnxruntime-web WASM, the
+short-range detector, the site's default emotion model), and compares with the model's accuracy on the same faces as
+the plain 48x48 test images (the training crop).
+
+Each face (a seeded subset of the FER+ test split) is upscaled to a face size, turned by a roll and pasted on grey
+noise in a 640x480 frame (build/measure_alignment.make_frame), encoded as PNG and handed to the engine as a camera
+frame (a VideoFrame: the camera's path, `resample.video`). Printed per face size and roll: faces detected, accuracy
+through each path (majority FER+ label, on the faces both paths detected), how often the two paths agree on the top
+class, and the largest probability difference. Smoothing is off; each frame's own probabilities are compared.
+
+Usage (repo root, project venv; Chromium, the built site and the FER+ zip):
+    python build/measure_resample.py                          # 400 faces x 5 settings, ~10 min on 2 cores
+    python build/measure_resample.py --n 100 --settings 180:0
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "py_src"))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "build"))
+
+from measure_alignment import FRAME_H, FRAME_W, make_frame  # noqa: E402
+
+FERPLUS_ZIP = Path(os.environ.get("EMOTION_DATASETS", "/work/shared/datasets")) / "ferplus.zip"
+PATHS = ("numpy", "browser")
+BATCH = 16  # frames per page.evaluate call
+
+# In the page: one engine with the given resampling for camera frames; frames arrive as PNG (base64) and go in as
+# VideoFrames, as a camera's do.
+LOAD_ENGINE = """async ({resample, model}) => {
+  const { createEmotionLens } = await import('../js/emotion-lens.js');
+  window.__lens?.dispose();
+  const lens = createEmotionLens({ resample: { video: resample, image: resample }, smoothing: { mode: 'none', k: 1 },
+                                   executionProviders: ['wasm'], model });
+  await lens.load();
+  window.__lens = lens;
+  return lens.info.model.id;
+}"""
+DETECT_FRAMES = """async (pngs) => {
+  const out = [];
+  for (const [i, b64] of pngs.entries()) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+    const frame = new VideoFrame(bitmap, { timestamp: i });
+    bitmap.close();
+    const r = await window.__lens.detect(frame);
+    out.push({ faces: r.faces.map((f) => ({ box: f.box, probs: f.raw_probs })), ms: r.timings.total });
+  }
+  return out;
+}"""
+
+
+def png_b64(rgba: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba[..., :3]).save(buf, format="PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def nearest_face(faces: list[dict], centre: tuple[int, int], face_px: int) -> dict | None:
+    """The detection whose box centre is nearest the pasted centre, if within half a face of it."""
+    def dist(f: dict) -> float:
+        x, y, w, h = f["box"]
+        return float(np.hypot(x + w / 2 - centre[0], y + h / 2 - centre[1]))
+
+    best = min(faces, key=dist, default=None)
+    return best if best is not None and dist(best) < face_px / 2 else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", type=Path, default=FERPLUS_ZIP)
+    ap.add_argument("--site", type=Path, default=ROOT / "dist/site")
+    ap.add_argument("--n", type=int, default=400, help="faces from the FER+ test split (seeded subset)")
+    ap.add_argument("--settings", default="180:0,100:0,320:0,180:20,180:-20",
+                    help="comma list of face_px:roll_degrees (positive roll = clockwise)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    import onnxruntime as ort
+    from fixtures.e2e import launch_app_browser, serve_dir
+    from playwright.sync_api import sync_playwright
+
+    from emotion_runtime.preprocess import normalise
+    from model_export.data import load_dataset
+
+    manifest = json.loads((args.site / "manifest.json").read_text())
+    model_id = manifest["models"]["emotion_default"]
+    model_dir = args.site / "models" / "emotion" / model_id
+    labels = json.loads((model_dir / "model.json").read_text())["labels"]
+    test = load_dataset("ferplus", args.dataset).split("test")
+    if tuple(test.classes) != tuple(labels):
+        raise SystemExit(f"model {model_id} labels {labels} != FER+ classes {test.classes}")
+    rng = np.random.default_rng(args.seed)
+    pick = np.sort(rng.choice(len(test.images), size=min(args.n, len(test.images)), replace=False))
+    images, truth = test.images[pick], test.labels[pick]
+    settings = [tuple(int(v) for v in s.split(":")) for s in args.settings.split(",")]
+
+    emo = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    plain = emo.run(None, {emo.get_inputs()[0].name: normalise(images)[:, None]})[0].argmax(axis=1) == truth
+    print(f"model {model_id}; {len(images)} FER+ test faces (seed {args.seed}) pasted into {FRAME_W}x{FRAME_H} "
+          f"grey-noise frames; the training crop (plain 48x48 images): accuracy {plain.mean():.2%}")
+
+    frames = {s: [make_frame(img, s[1], s[0], np.random.default_rng([args.seed, s[0], s[1] % 360]))
+                  for img in images] for s in settings}
+    results: dict[str, dict] = {}
+    server, url = serve_dir(args.site)
+    try:
+        with sync_playwright() as p:
+            browser = launch_app_browser(p)
+            try:
+                page = browser.new_page()
+                page.goto(url + "example/")
+                for path in PATHS:
+                    t0 = time.perf_counter()
+                    page.evaluate(LOAD_ENGINE, {"resample": path, "model": model_id})
+                    results[path] = {}
+                    for s in settings:
+                        got = []
+                        for i in range(0, len(images), BATCH):
+                            pngs = [png_b64(f) for f, _ in frames[s][i:i + BATCH]]
+                            got += page.evaluate(DETECT_FRAMES, pngs)
+                        results[path][s] = got
+                    print(f"  {path}: {time.perf_counter() - t0:.0f} s", flush=True)
+                page.evaluate("() => window.__lens.dispose()")
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    figures = {"model": model_id, "n": int(len(images)), "plain_accuracy": float(plain.mean()), "settings": {}}
+    print(f"{'face px':>7} {'roll':>5} {'detected np/br':>15} {'acc numpy':>10} {'acc browser':>12} "
+          f"{'plain (same faces)':>19} {'same top':>9} {'max |dp|':>9} {'ms/frame np/br':>15}")
+    for s in settings:
+        chosen = {path: [nearest_face(r["faces"], centre, s[0]) for r, (_, centre) in
+                         zip(results[path][s], frames[s])] for path in PATHS}
+        both = np.array([a is not None and b is not None for a, b in zip(chosen["numpy"], chosen["browser"])])
+        top = {path: np.array([int(np.argmax(f["probs"])) if f else -1 for f in chosen[path]]) for path in PATHS}
+        acc = {path: float((top[path][both] == truth[both]).mean()) for path in PATHS}
+        agree = float((top["numpy"][both] == top["browser"][both]).mean())
+        dp = max((float(np.max(np.abs(np.subtract(a["probs"], b["probs"]))))
+                  for a, b in zip(chosen["numpy"], chosen["browser"]) if a and b), default=float("nan"))
+        det = {path: float(np.mean([f is not None for f in chosen[path]])) for path in PATHS}
+        ms = {path: statistics.median(r["ms"] for r in results[path][s]) for path in PATHS}
+        print(f"{s[0]:>7} {s[1]:>5} {det['numpy']:>7.1%}/{det['browser']:<7.1%} {acc['numpy']:>10.2%} "
+              f"{acc['browser']:>12.2%} {float(plain[both].mean()):>19.2%} {agree:>9.1%} {dp:>9.3f} "
+              f"{ms['numpy']:>7.1f}/{ms['browser']:<7.1f}")
+        figures["settings"][f"{s[0]}:{s[1]}"] = {
+            "face_px": s[0], "roll": s[1], "detected": det, "accuracy": acc, "plain_accuracy_same_faces":
+            float(plain[both].mean()), "faces_compared": int(both.sum()), "same_top": agree, "max_prob_diff": dp,
+            "median_ms_per_frame": ms}
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
