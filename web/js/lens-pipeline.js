@@ -10,6 +10,7 @@
 import { loadEmotionModel, loadEverything } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { run } from './inference.js';
+import { takeSpans, timed } from './load-timing.js';
 import { setSiteRoot } from './manifest.js';
 
 const now = () => performance.now();
@@ -83,11 +84,11 @@ class Pipeline {
       for (const detector of Object.keys(this.loaded.detectors)) {
         this.useDetector(detector);
         const square = o.letterbox === 'browser' ? this.detectorSquare(blank, w, h) : null;
-        await this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square);
+        await timed(`pipeline warm-up ${detector}`, () => this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square));
       }
       this.bridge.reset();
     }
-    return this.describe();
+    return { ...this.describe(), spans: takeSpans() };
   }
 
   /** What the engine reports once loaded or after a model switch. */
