@@ -64,7 +64,8 @@ export const DETECTORS = Object.freeze(['short_range', 'full_range']);
  *   to a quarter of a box with the full-range detector, see tests/test_e2e_engine.py); face crops always come from
  *   the frame's full-resolution pixels
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
- * @property {boolean} warmup  run one blank frame at load so the first real frame is not the slow one
+ * @property {boolean} warmup  run one blank frame through the camera's face detector (detector.video) at load, so
+ *   the first camera frame is not the slow one
  */
 
 /** @type {Readonly<LensConfig>} */
@@ -393,7 +394,7 @@ export class EmotionLens extends EventTarget {
       const { spans, ...info } = await timed('pipeline load', () => this.#call('load', {
         baseUrl: c.baseUrl, executionProviders: [...c.executionProviders], allowSoftwareGpu: c.allowSoftwareGpu,
         timeouts: { ...c.timeouts }, model: c.model, maxFaces: c.maxFaces, smoothing: { ...c.smoothing },
-        warmup: c.warmup, letterbox: c.letterbox,
+        warmup: c.warmup, letterbox: c.letterbox, detector: { ...this.#detector },
       }));
       recordSpans(spans);
       this.#info = info;

@@ -79,13 +79,14 @@ class Pipeline {
     });
     this.useEmotion(this.loaded.emotion, o.smoothing);
     if (o.warmup) {
+      // Only the camera's face detector: the first camera frame is the one a user waits for; the other detector
+      // (photos) is warmed up by its first photo.
       const [w, h] = WARMUP_SIZE;
       const blank = pixelCanvas(w, h).canvas;
-      for (const detector of Object.keys(this.loaded.detectors)) {
-        this.useDetector(detector);
-        const square = o.letterbox === 'browser' ? this.detectorSquare(blank, w, h) : null;
-        await timed(`pipeline warm-up ${detector}`, () => this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square));
-      }
+      const detector = o.detector?.video ?? this.detector;
+      this.useDetector(detector);
+      const square = o.letterbox === 'browser' ? this.detectorSquare(blank, w, h) : null;
+      await timed(`pipeline warm-up ${detector}`, () => this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square));
       this.bridge.reset();
     }
     return { ...this.describe(), spans: takeSpans() };
