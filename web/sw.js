@@ -87,7 +87,9 @@ async function networkFirst(request, event) {
   try {
     response = await fetch(request);
     if (response.status === 200 && response.type === 'basic') {
-      if (withoutQuery(request.url) === MANIFEST_URL) siteManifest = await response.clone().json().catch(() => siteManifest);
+      if (withoutQuery(request.url) === MANIFEST_URL) {
+        siteManifest = await response.clone().json().catch(() => siteManifest);
+      }
       // Stored under the path without the query (`?ep=wasm` and friends are page options, not other files),
       // in the background so the page still sees the body stream in (download progress).
       event.waitUntil(cache.put(withoutQuery(request.url), response.clone()).catch(() => {}));

@@ -86,7 +86,8 @@ class Pipeline {
       const detector = o.detector?.video ?? this.detector;
       this.useDetector(detector);
       const square = o.letterbox === 'browser' ? this.detectorSquare(blank, w, h) : null;
-      await timed(`pipeline warm-up ${detector}`, () => this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square));
+      await timed(`pipeline warm-up ${detector}`,
+        () => this.processRgba(new Uint8ClampedArray(w * h * 4), w, h, square));
       this.bridge.reset();
     }
     return { ...this.describe(), spans: takeSpans() };
