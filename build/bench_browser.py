@@ -1,7 +1,9 @@
 """Benchmark the built site in headless Chromium with a fake webcam (not a test: it prints numbers).
 
 Each run starts a fresh browser (empty cache) and measures, reading the page's own figures from window.__emotionApp:
-  - page ready: cold (first visit) and warm (a second visit, cached), navigation -> ready;
+  - page ready: cold (first visit) and warm (a second visit, cached), first navigation -> ready (with --pages-like
+    the site is served without COOP/COEP like GitHub Pages, and the service worker's one isolation reload counts);
+    and where that time went: the engine's `lens:<phase>` User Timing measures (js/load-timing.js), per visit;
   - a camera run of --camera-seconds: per-frame stages (grab on the main thread; capture, detect, Python pre,
     classify, Python post, total in the engine; the frame's lag = grab -> result), processed FPS, dropped frames,
     main-thread long tasks (> 50 ms, PerformanceObserver) and main-thread busy time per processed frame (Chromium's
@@ -18,6 +20,7 @@ Usage (repo root, venv with playwright; /usr/bin/chromium and ffmpeg installed):
     python build/bench_browser.py --runs 0 --soak-seconds 600
     python build/bench_browser.py --query worker=0         # the main-thread fallback, for comparison
     python build/bench_browser.py --camera-detector full_range   # the full-range face detector's cost
+    python build/bench_browser.py --pages-like --camera-seconds 5  # as on GitHub Pages (isolation reload)
 EP settings: wasm (?ep=wasm), auto (the page's default chain), webgl / webgpu (?ep=..., software GPUs
 allowed, so headless SwiftShader is measured too; add --webgpu-flag for WebGPU in headless Chromium).
 """
@@ -44,6 +47,8 @@ LONG_TASK_MS = 50
 # Installed before any page script: long tasks and click latency, recorded where the benchmark can read them.
 PROBES = """
 window.__bench = { longTasks: [], clicks: [] };
+// The visit's first navigation (an isolation reload starts a second one, with its own time origin).
+if (!sessionStorage.getItem('bench:origin')) sessionStorage.setItem('bench:origin', String(performance.timeOrigin));
 try {
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) window.__bench.longTasks.push({ start: e.startTime, ms: e.duration });
@@ -120,12 +125,27 @@ def renderer_rss_bytes(profile_dir: str) -> int | None:
 # ---------------------------------------------------------------- one run
 
 def open_ready(page, url: str, timeout_s: float) -> dict:
+    """Open `url` as a new visit and wait until the page is ready (or failed). Adds `readyMs` (the visit's first
+    navigation -> ready, an isolation reload included) and `phases` (the engine's load measures, ms from the last
+    navigation: [{name, start, ms}])."""
     from fixtures.e2e import status, wait_for
 
+    if page.url.startswith("http"):
+        page.evaluate("() => sessionStorage.removeItem('bench:origin')")
     page.goto(url)
     wait_for(page, "() => window.__emotionApp && ['ready', 'error'].includes(window.__emotionApp.state)",
              int(timeout_s * 1000))
-    return status(page)
+    s = status(page)
+    timing = page.evaluate("""() => ({
+      firstOrigin: Number(sessionStorage.getItem('bench:origin')) || performance.timeOrigin,
+      origin: performance.timeOrigin,
+      phases: performance.getEntriesByType('measure').filter((m) => m.name.startsWith('lens:'))
+        .map((m) => ({ name: m.name.slice(5), start: m.startTime, ms: m.duration })),
+    })""")
+    if s["loadMs"] is not None:
+        s["readyMs"] = timing["origin"] - timing["firstOrigin"] + s["loadMs"]
+    s["phases"] = timing["phases"]
+    return s
 
 
 def choose_camera_detector(page, detector: str) -> None:
@@ -218,14 +238,16 @@ def bench_one(playwright, url: str, setting: str, extra_query: str, video: Path,
         s = open_ready(page, address, args.timeout)
         if s["state"] != "ready":
             return {"setting": setting, "error": s["error"]}
-        out = {"setting": setting, "ep": s["ep"], "thread": s["thread"], "cold_ready_ms": s["loadMs"]}
+        out = {"setting": setting, "ep": s["ep"], "thread": s["thread"], "cold_ready_ms": s["readyMs"],
+               "cold_phases": s["phases"]}
         fetched = [u[len(url):].split("?")[0] for u in browser.requests if u.startswith(url)]
         out["fetched_paths"] = sorted(set(fetched))
         choose_camera_detector(page, args.camera_detector)
         out["camera"] = camera_window(page, cdp, args.camera_seconds)
         out["throttled"] = throttled_window(page, cdp, args.throttle, args.throttle_seconds, args.clicks)
         s = open_ready(page, address, args.timeout)  # a second visit: HTTP cache and service worker warm
-        out["warm_ready_ms"] = s["loadMs"]
+        out["warm_ready_ms"] = s["readyMs"]
+        out["warm_phases"] = s["phases"]
         return out
     finally:
         browser.close()
@@ -311,12 +333,35 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def print_phases(rs: list[dict]) -> None:
+    """Where the load time went: each `lens:` phase's start (ms after its page's navigation) and length, median over
+    the runs, cold and warm. Phases overlap: the Python runtime and the models load side by side."""
+    def table(key: str) -> dict[str, tuple[float, float]]:
+        per_name: dict[str, list[dict]] = {}
+        for r in rs:
+            seen = set()
+            for p in r[key]:
+                if p["name"] not in seen:
+                    seen.add(p["name"])
+                    per_name.setdefault(p["name"], []).append(p)
+        return {n: (med([p["start"] for p in ps]), med([p["ms"] for p in ps])) for n, ps in per_name.items()}
+
+    cold, warm = table("cold_phases"), table("warm_phases")
+    names = sorted(set(cold) | set(warm), key=lambda n: cold.get(n, warm.get(n))[0])
+    nan = (float("nan"), float("nan"))
+    print(f"\n{'load phase (engine measures)':58s} {'cold at':>7s} {'ms':>6s} {'warm at':>7s} {'ms':>6s}")
+    for n in names:
+        (c0, c1), (w0, w1) = cold.get(n, nan), warm.get(n, nan)
+        print(f"{n[:58]:58s} {c0:7.0f} {c1:6.0f} {w0:7.0f} {w1:6.0f}")
+
+
 def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
     mb = lambda n: f"{n / 1e6:.1f}"  # noqa: E731
     t = manifest["totals"]
     print(f"\n{machine_line()}\nfake webcam {video.name}; camera face detector {args.camera_detector}; "
           f"camera run {args.camera_seconds:g} s; "
-          f"throttled {args.throttle:g}x for {args.throttle_seconds:g} s with {args.clicks} clicks\n")
+          f"throttled {args.throttle:g}x for {args.throttle_seconds:g} s with {args.clicks} clicks; served "
+          f"{'like GitHub Pages (no COOP/COEP: the isolation reload counts)' if args.pages_like else 'by serve.py'}\n")
     print(f"Page weight (manifest.json): {t['files']} files, {mb(t['bytes'])} MB raw, {mb(t['gzip_bytes'])} MB gzip")
     ok = [r for r in runs if "error" not in r and not r["camera"]["error"]]
     for r in runs:
@@ -349,6 +394,7 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
             if all(k in r["camera"]["stages"] for r in rs):
                 print(f"{k:10s} {med([r['camera']['stages'][k]['median'] for r in rs]):9.1f} "
                       f"{med([r['camera']['stages'][k]['p90'] for r in rs]):7.1f}")
+        print_phases(rs)
     print("\ngrab = taking the frame on the main thread; capture = reading its pixels (engine); pre = detector_input +"
           " decode_faces + emotion_input (Python; preDetector: detector_input alone); post = update (Python); detect / classify = onnxruntime-web;"
           " total = the engine's whole frame; roundTrip = grab -> result on the main thread (the frame's lag)."
@@ -371,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webgpu-flag", action="store_true", help="launch Chromium with --enable-unsafe-webgpu")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for a page to get ready")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--pages-like", action="store_true",
+                        help="serve like GitHub Pages (no COOP/COEP): the service worker's isolation reload counts")
     parser.add_argument("--camera-detector", choices=("short_range", "full_range"), default="short_range",
                         help="the page's camera face detector setting")
     args = parser.parse_args(argv)
@@ -388,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown EP settings {unknown}; use {sorted(QUERIES)}")
     manifest = ensure_site(args.site, not args.no_build)
     video = videos.y4m(videos.HAPPY)
-    server, url = serve_dir(args.site)
+    server, url = serve_dir(args.site, pages_like=args.pages_like)
     runs, soak_samples = [], []
     try:
         with sync_playwright() as p:

@@ -11,7 +11,8 @@ Layout of the output:
   models/face_detector.onnx, face_detector_full_range.onnx
   models/emotion/<model id>/model.onnx, model.json, model.webgl.onnx (batch 1, WebGL only): one folder per
                                                emotion model in web/models/emotion/ (ids like lite0s5-48.ferplus)
-  vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel
+  vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel;
+                                               stdlib and numpy compiled to bytecode (build/vendor/pyc/)
   vendor/ort/                                  onnxruntime-web: one bundle per execution provider
   wheels/emotion_runtime-<ver>-py3-none-any.whl
   manifest.json                                {files: {path: {sha256, bytes}}, totals, ...}
@@ -204,12 +205,31 @@ def model_files(models: Path, allow_missing_emotion: bool) -> tuple[dict[str, Pa
 
 # ---------------------------------------------------------------- Pyodide
 
+def precompiled(vendor: Path, name: str, source: Path) -> Path:
+    """The bytecode-compiled copy of `source` (build/precompile_python.py wrote it to vendor/pyc/), after checking
+    that it was compiled from exactly this file and is unchanged since."""
+    hint = "re-create it with `python build/precompile_python.py` (needs node)."
+    record = json.loads(require_file(vendor / "pyc" / "sources.json", hint).read_text())
+    compiled = require_file(vendor / "pyc" / name, hint)
+    if record["inputs"].get(name) != sha256_hex(source.read_bytes()):
+        raise BuildError(f"{compiled} was compiled from another {source.name} than {source}; {hint}")
+    if record["outputs"].get(name) != sha256_hex(compiled.read_bytes()):
+        raise BuildError(f"{compiled} does not match its sha256 in sources.json; {hint}")
+    return compiled
+
+
 def pyodide_files(node_modules: Path, vendor: Path) -> tuple[dict[str, Path], dict[str, bytes], str]:
-    """Copied files, generated files (the reduced lock file) and the Pyodide version."""
+    """Copied files, generated files (the reduced lock file) and the Pyodide version.
+
+    The standard library and numpy ship as bytecode (vendor/pyc/, see build/precompile_python.py): the browser
+    then imports them without compiling ~300 modules from source on every visit. The lock file lists the
+    compiled wheel's sha256, which Pyodide checks on load.
+    """
     src = node_modules / "pyodide"
     npm_hint = "run `npm ci` in the repository root."
     lock = json.loads(require_file(src / "pyodide-lock.json", npm_hint).read_text())
     copied = {f"vendor/pyodide/{name}": require_file(src / name, npm_hint) for name in PYODIDE_FILES}
+    copied["vendor/pyodide/python_stdlib.zip"] = precompiled(vendor, "python_stdlib.zip", src / "python_stdlib.zip")
     packages = {}
     for name in PYODIDE_PACKAGES:
         entry = lock["packages"][name]
@@ -220,8 +240,9 @@ def pyodide_files(node_modules: Path, vendor: Path) -> tuple[dict[str, Path], di
             raise BuildError(f"{wheel}: sha256 {actual} does not match pyodide-lock.json ({entry['sha256']}).")
         if entry["depends"]:
             raise BuildError(f"{name} depends on {entry['depends']}, which are not vendored.")
-        copied[f"vendor/pyodide/{entry['file_name']}"] = wheel
-        packages[name] = entry
+        compiled = precompiled(vendor, entry["file_name"], wheel)
+        copied[f"vendor/pyodide/{entry['file_name']}"] = compiled
+        packages[name] = {**entry, "sha256": sha256_hex(compiled.read_bytes())}
     # Only the vendored packages: loadPackage() of anything else fails at once instead of fetching a 404.
     reduced = {"info": lock["info"], "packages": packages}
     generated = {"vendor/pyodide/pyodide-lock.json": (json.dumps(reduced, indent=1, sort_keys=True) + "\n").encode()}

@@ -99,15 +99,42 @@ def test_site_has_the_page_runtime_and_models(site):
     assert not list(site.rglob("*.map")) and not (site / "vendor/pyodide/console.html").exists()
 
 
-def test_numpy_wheel_is_the_official_pyodide_build(site):
+def test_numpy_wheel_is_the_official_pyodide_build_compiled(site):
     official = json.loads(OFFICIAL_LOCK.read_text())
     reduced = json.loads((site / "vendor/pyodide/pyodide-lock.json").read_text())
     assert reduced["info"] == official["info"]
     assert set(reduced["packages"]) == {"numpy"}, "the lock lists only what is vendored"
     numpy = official["packages"]["numpy"]
-    assert reduced["packages"]["numpy"] == numpy
-    assert sha256(site / "vendor/pyodide" / numpy["file_name"]) == numpy["sha256"]
     assert sha256(ROOT / "build/vendor" / numpy["file_name"]) == numpy["sha256"]
+    # The site ships it compiled to bytecode; the lock carries that file's sha256 (Pyodide checks it on load).
+    shipped = site / "vendor/pyodide" / numpy["file_name"]
+    assert reduced["packages"]["numpy"] == {**numpy, "sha256": sha256(shipped)}
+    assert_compiled_from(shipped, ROOT / "build/vendor" / numpy["file_name"], "numpy")
+
+
+def test_standard_library_is_pyodides_compiled(site):
+    assert_compiled_from(site / "vendor/pyodide/python_stdlib.zip", ROOT / "node_modules/pyodide/python_stdlib.zip",
+                         "python_stdlib.zip")
+
+
+def assert_compiled_from(compiled: Path, source: Path, what: str) -> None:
+    """Every .py of `source` is a .pyc for Pyodide's CPython in `compiled` (hash-based, unchecked); the rest is
+    unchanged; build/vendor/pyc/sources.json names `source` as the input."""
+    record = json.loads((ROOT / "build/vendor/pyc/sources.json").read_text())
+    assert record["inputs"][compiled.name] == sha256(source), f"{what}: compiled from another file"
+    assert record["outputs"][compiled.name] == sha256(compiled)
+    python = json.loads(OFFICIAL_LOCK.read_text())["info"]["python"]  # e.g. 3.12.7
+    major, minor = map(int, python.split(".")[:2])
+    magic = {(3, 12): 3531}[(major, minor)].to_bytes(2, "little") + b"\r\n"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(compiled) as out:
+        names = set(out.namelist())
+        for name in src.namelist():
+            if name.endswith(".py"):
+                assert name not in names and name + "c" in names, name
+                head = out.read(name + "c")[:8]
+                assert head[:4] == magic and int.from_bytes(head[4:], "little") == 0b01, name
+            elif not name.endswith(".dist-info/RECORD"):
+                assert out.read(name) == src.read(name), name
 
 
 def test_runtime_wheel_holds_py_src_and_installs(site, tmp_path):
@@ -266,3 +293,15 @@ def test_refuses_to_wipe_a_folder_that_is_not_a_build(tmp_path):
     with pytest.raises(bs.BuildError, match="refusing to delete"):
         bs.build(precious, repo_inputs(), allow_missing_emotion_model=True)
     assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_stale_bytecode_fails_clearly(tmp_path):
+    """After a Pyodide or numpy upgrade, the committed bytecode no longer matches its inputs: the build says how to
+    re-create it instead of shipping bytecode of other sources."""
+    vendor = tmp_path / "vendor"
+    shutil.copytree(bs.VENDOR_DIR, vendor)
+    record = json.loads((vendor / "pyc/sources.json").read_text())
+    record["inputs"]["python_stdlib.zip"] = "0" * 64
+    (vendor / "pyc/sources.json").write_text(json.dumps(record))
+    with pytest.raises(bs.BuildError, match="precompile_python.py"):
+        bs.pyodide_files(ROOT / "node_modules", vendor)

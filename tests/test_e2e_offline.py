@@ -67,3 +67,46 @@ def test_github_pages_mode_reloads_once_into_isolation(playwright_driver, app_se
     finally:
         browser.close()
         stop_server(server)
+
+
+STORED_RUNTIME = """async () => {
+  const manifest = await (await fetch('manifest.json')).json();
+  const cache = await caches.open('emotion-lens-v1');
+  const out = {};
+  for (const path of Object.keys(manifest.files).filter((p) => p.startsWith('vendor/'))) {
+    const stored = await cache.match(new URL(path, location.href).href);
+    if (stored) out[path] = { sha: stored.headers.get('X-Emotion-Lens-Sha256'), expected: manifest.files[path].sha256 };
+  }
+  return out;
+}"""
+
+
+def test_runtime_is_stored_verified_and_a_stale_copy_is_replaced(playwright_driver, app_server):  # noqa: F811
+    """The service worker keeps the runtime (vendor/) only with the sha256 manifest.json lists, answers from the cache
+    while that still matches, and fetches again when it does not (a new deploy): the page never runs a stale runtime
+    from the cache."""
+    server, url = serve_dir(app_server.dir)
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        s = open_app(page, url, "?ep=wasm")
+        assert s["state"] == "ready", s["error"]
+        stored = page.evaluate(STORED_RUNTIME)
+        for path in ("vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip",
+                     "vendor/ort/ort-wasm-simd-threaded.wasm", "vendor/ort/ort.wasm.min.mjs"):
+            assert path in stored, sorted(stored)
+        assert all(v["sha"] == v["expected"] for v in stored.values()), stored
+        # A copy left by another deploy (its sha256 is not this manifest's): replaced, not served.
+        page.evaluate("""async () => {
+          const cache = await caches.open('emotion-lens-v1');
+          const url = new URL('vendor/pyodide/pyodide.mjs', location.href).href;
+          await cache.put(url, new Response('throw new Error("stale runtime");', { headers: {
+            'Content-Type': 'text/javascript', 'X-Emotion-Lens-Sha256': '0'.repeat(64) } }));
+        }""")
+        s = open_app(page, url, "?ep=wasm")
+        assert s["state"] == "ready", (s["error"], browser.console[-10:])
+        fresh = page.evaluate(STORED_RUNTIME)["vendor/pyodide/pyodide.mjs"]
+        assert fresh["sha"] == fresh["expected"]
+    finally:
+        browser.close()
+        stop_server(server)

@@ -5,6 +5,7 @@
 // verify.
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { createSession } from './inference.js';
+import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest } from './manifest.js';
 import { loadPython } from './runtime.js';
 
@@ -187,8 +188,9 @@ export async function loadEverything({ progress, eps, allowSoftwareGpu, timeoutM
   const modelBranch = branch();
   try {
     const [py, models] = await Promise.all([
-      loadPythonStep(pyBranch.progress, timeoutMs).catch(pyBranch.tag),
-      loadModelsStep(modelBranch.progress, { eps, allowSoftwareGpu, modelId }).catch(modelBranch.tag),
+      timed('python branch', () => loadPythonStep(pyBranch.progress, timeoutMs)).catch(pyBranch.tag),
+      timed('models branch', () => loadModelsStep(modelBranch.progress, { eps, allowSoftwareGpu, modelId }))
+        .catch(modelBranch.tag),
     ]);
     progress({ status: 'done', step: 'verify', fraction: 1 });
     return { pyodide: py.pyodide, runtime: py.runtime, ...models };

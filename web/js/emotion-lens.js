@@ -14,6 +14,7 @@
 // being processed waits in a single slot, where a newer frame replaces it (the older one is dropped and counted).
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './lens-pipeline.js';
+import { recordSpans, timed } from './load-timing.js';
 import { serviceWorkerControl } from './sw-control.js';
 
 export { ERROR_CODES, LensError, fitSize };
@@ -63,7 +64,8 @@ export const DETECTORS = Object.freeze(['short_range', 'full_range']);
  *   build/measure_resample.py, README); 'numpy': emotion_runtime's numpy code gets the whole frame (the same numbers
  *   as CPython and the tests, several ms a frame slower in WebAssembly)
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
- * @property {boolean} warmup  run one blank frame at load so the first real frame is not the slow one
+ * @property {boolean} warmup  run one blank frame through the camera's face detector (detector.video) at load, so
+ *   the first camera frame is not the slow one
  */
 
 /** @type {Readonly<LensConfig>} */
@@ -384,18 +386,20 @@ export class EmotionLens extends EventTarget {
           'on-device models cannot run. Please use a current version of Chrome, Edge, Firefox or Safari.',
         { step: 'python' });
       }
-      await serviceWorkerControl(); // first visit: let the site's service worker see (and keep) the big downloads
+      // First visit: let the site's service worker see (and keep) the big downloads.
+      await timed('service worker control', () => serviceWorkerControl());
       if (!this.#channel) {
-        const { channel, reason } = await this.#openChannel();
+        const { channel, reason } = await timed('engine start', () => this.#openChannel());
         this.#channel = channel;
         this.#backend = { thread: channel.thread, reason };
       }
       const c = this.#config;
-      const info = await this.#call('load', {
+      const { spans, ...info } = await timed('pipeline load', () => this.#call('load', {
         baseUrl: c.baseUrl, executionProviders: [...c.executionProviders], allowSoftwareGpu: c.allowSoftwareGpu,
         timeouts: { ...c.timeouts }, model: c.model, maxFaces: c.maxFaces, smoothing: { ...c.smoothing },
-        warmup: c.warmup,
-      });
+        warmup: c.warmup, detector: { ...this.#detector }, resample: c.resample.video,
+      }));
+      recordSpans(spans);
       this.#info = info;
       this.#setState('ready');
       this.#emit(EVENTS.READY, this.info);

@@ -8,6 +8,7 @@
 // The plain wasm build creates sessions in ~0.6 s and runs ~2x faster than the JSEP build that the
 // all-in-one bundle (ort.all.min.mjs) would use for WASM too (~1.1 s, 2x slower runs).
 // Sessions from different bundles don't mix tensors, so every session remembers its bundle.
+import { timed } from './load-timing.js';
 import { siteUrl } from './manifest.js';
 
 export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
@@ -36,7 +37,7 @@ export function loadOrt(ep = 'wasm') {
   const file = BUNDLES[ep];
   if (!file) return Promise.reject(new Error(`unknown execution provider "${ep}"`));
   if (!bundles.has(file)) {
-    const loading = import(siteUrl(ORT_DIR + file)).then((ort) => {
+    const loading = timed(`import ${file}`, () => import(siteUrl(ORT_DIR + file))).then((ort) => {
       ort.env.wasm.wasmPaths = siteUrl(ORT_DIR);
       ort.env.wasm.numThreads = wasmThreads();
       ort.env.wasm.proxy = false;
@@ -140,10 +141,10 @@ export async function createSession(modelBytes, { preferred = EXECUTION_PROVIDER
       const ort = await loadOrt(ep);
       // A copy per attempt: a backend may keep or detach the buffer it was given.
       const epBytes = variant ? new Uint8Array(await variant.load()) : bytes.slice();
-      session = await ort.InferenceSession.create(epBytes, {
+      session = await timed(`session ${name} (${ep})`, () => ort.InferenceSession.create(epBytes, {
         executionProviders: [ep],
         graphOptimizationLevel: 'all',
-      });
+      }));
       sessionOrt.set(session, ort);
     } catch (err) {
       record({ ep, ok: false, reason: `session creation failed: ${err.message ?? err}`, ms: performance.now() - t0 });
@@ -156,7 +157,8 @@ export async function createSession(modelBytes, { preferred = EXECUTION_PROVIDER
     try {
       if (dims) {
         const size = dims.reduce((a, b) => a * b, 1);
-        const outputs = await run(session, session.inputNames[0], new Float32Array(size), dims);
+        const outputs = await timed(`warm-up ${name} (${ep})`,
+          () => run(session, session.inputNames[0], new Float32Array(size), dims));
         if (!allFinite(outputs)) throw new Error('warm-up output has NaN or infinite values');
       }
     } catch (err) {

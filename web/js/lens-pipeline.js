@@ -10,6 +10,7 @@
 import { loadEmotionModel, loadEverything } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { run } from './inference.js';
+import { takeSpans, timed } from './load-timing.js';
 import { setSiteRoot } from './manifest.js';
 
 const now = () => performance.now();
@@ -93,15 +94,16 @@ class Pipeline {
     });
     this.useEmotion(this.loaded.emotion, o.smoothing);
     if (o.warmup) {
+      // Only the camera's face detector: the first camera frame is the one a user waits for; the other detector
+      // (photos) is warmed up by its first photo.
       const [w, h] = WARMUP_SIZE;
       const blank = pixelCanvas(w, h).canvas;
-      for (const detector of Object.keys(this.loaded.detectors)) {
-        this.useDetector(detector);
-        await this.process(blank, w, h, w, h, 'browser');
-      }
+      const detector = o.detector?.video ?? this.detector;
+      this.useDetector(detector);
+      await timed(`pipeline warm-up ${detector}`, () => this.process(blank, w, h, w, h, o.resample));
       this.bridge.reset();
     }
-    return this.describe();
+    return { ...this.describe(), spans: takeSpans() };
   }
 
   /** What the engine reports once loaded or after a model switch. */

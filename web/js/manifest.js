@@ -2,6 +2,7 @@
 // Every file the page loads itself (models, the Python runtime wheel) is checked against its sha256
 // before use, so a truncated download or a stale cache shows as a clear error, not as wrong results.
 import { ERROR_CODES, LensError } from './errors.js';
+import { timed } from './load-timing.js';
 
 // The site root (this file lives in <root>/js/), so the page works under any sub-path; an embedding page may
 // point it elsewhere (setSiteRoot) before anything is loaded.
@@ -101,8 +102,8 @@ export async function fetchVerified(path, { onProgress } = {}) {
   }
   if (!response.ok) throw new LensError(ERROR_CODES.LOAD, `${path} could not be downloaded (HTTP ${response.status}).`);
   const report = onProgress ? (p) => onProgress({ path, ...p }) : null;
-  const buffer = await readWithProgress(response, entry.bytes, report);
-  const digest = await sha256Hex(buffer);
+  const buffer = await timed(`download ${path}`, () => readWithProgress(response, entry.bytes, report));
+  const digest = await timed(`sha256 ${path}`, () => sha256Hex(buffer));
   if (buffer.byteLength !== entry.bytes || digest !== entry.sha256) {
     const kind = path.startsWith('models/') ? 'model file' : 'file';
     throw new LensError(ERROR_CODES.INTEGRITY,

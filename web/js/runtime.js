@@ -2,6 +2,7 @@
 // emotion_runtime wheel (checked against manifest.json) unpacked into site-packages. Nothing is fetched
 // from any other origin.
 import { ERROR_CODES, LensError } from './errors.js';
+import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest, siteUrl } from './manifest.js';
 
 const PYODIDE_DIR = 'vendor/pyodide/';
@@ -43,31 +44,35 @@ async function start(onProgress) {
 
   step('python', 'Loading the Python runtime', 0);
   const manifest = await loadManifest();
-  const { loadPyodide } = await import(siteUrl(`${PYODIDE_DIR}pyodide.mjs`));
-  const pyodide = await loadPyodide({
-    indexURL: siteUrl(PYODIDE_DIR),
-    stdout: (line) => console.log(`[python] ${line}`),
-    stderr: (line) => console.warn(`[python] ${line}`),
+  const pyodide = await timed('pyodide', async () => {
+    const { loadPyodide } = await import(siteUrl(`${PYODIDE_DIR}pyodide.mjs`));
+    return loadPyodide({
+      indexURL: siteUrl(PYODIDE_DIR),
+      stdout: (line) => console.log(`[python] ${line}`),
+      stderr: (line) => console.warn(`[python] ${line}`),
+    });
   });
   timings.pyodideMs = performance.now() - t0;
 
   step('numpy', 'Loading numpy', 0.6);
   const t1 = performance.now();
   // Resolved by vendor/pyodide/pyodide-lock.json to the local wheel; Pyodide checks its sha256.
-  await pyodide.loadPackage('numpy', {
+  await timed('numpy', () => pyodide.loadPackage('numpy', {
     messageCallback: () => {},
     errorCallback: (msg) => console.warn(`[pyodide] ${msg}`),
     checkIntegrity: true,
-  });
+  }));
   timings.numpyMs = performance.now() - t1;
 
   step('runtime', 'Installing the emotion runtime', 0.85);
   const t2 = performance.now();
   const wheel = await fetchVerified(manifest.runtime_wheel);
-  const sitePackages = pyodide.runPython('import site; site.getsitepackages()[0]');
-  pyodide.unpackArchive(wheel, 'wheel', { extractDir: sitePackages });
-  pyodide.runPython('import importlib; importlib.invalidate_caches()');
-  const runtime = pyodide.pyimport('emotion_runtime');
+  const runtime = await timed('emotion_runtime', () => {
+    const sitePackages = pyodide.runPython('import site; site.getsitepackages()[0]');
+    pyodide.unpackArchive(wheel, 'wheel', { extractDir: sitePackages });
+    pyodide.runPython('import importlib; importlib.invalidate_caches()');
+    return pyodide.pyimport('emotion_runtime');
+  });
   timings.runtimeMs = performance.now() - t2;
   timings.totalMs = performance.now() - t0;
 

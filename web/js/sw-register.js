@@ -10,6 +10,7 @@
   const reloadOnce = () => {
     if (window.crossOriginIsolated || sessionStorage.getItem(RELOAD_KEY)) return;
     sessionStorage.setItem(RELOAD_KEY, '1');
+    window.emotionLensReloading = true; // the engine starts nothing in a page that is going away (sw-control.js)
     window.location.reload();
   };
   if (window.crossOriginIsolated) sessionStorage.removeItem(RELOAD_KEY);
