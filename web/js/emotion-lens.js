@@ -263,6 +263,12 @@ async function grabFrame(source) {
   }
 }
 
+/** Frames `video` has shown so far (its playback quality's count), or null where the browser does not count them. */
+function shownFrames(video) {
+  const count = video.getVideoPlaybackQuality?.().totalVideoFrames;
+  return Number.isFinite(count) ? count : null;
+}
+
 // ---------------------------------------------------------------- the engine
 
 /** @typedef {'idle'|'loading'|'ready'|'error'|'disposed'} LensState */
@@ -472,10 +478,11 @@ export class EmotionLens extends EventTarget {
   }
 
   /**
-   * Process a playing video continuously: each new video frame is offered to detect(); while one is in flight the
-   * newest frame waits and is sent when the result arrives. Results arrive as RESULT events (and results());
-   * a failing frame is reported as an ERROR event and stops the loop. One video at a time: a new watch() stops
-   * the previous one.
+   * Process a playing video continuously: the newest video frame is sent whenever the engine is free, i.e. at
+   * once when a result arrives if the video has shown a new frame meanwhile, else on the video's next frame.
+   * Frames the video showed in between are skipped (counted in stats.dropped where the browser counts the video's
+   * frames). Results arrive as RESULT events (and results()); a failing frame is reported as an ERROR event and
+   * stops the loop. One video at a time: a new watch() stops the previous one.
    * @param {HTMLVideoElement} video
    * @param {{maxSide?: number, detector?: 'short_range'|'full_range'}} [options]  as for detect()
    * @returns {() => void} stop: no further frames are sent (a frame in flight still delivers its result)
@@ -483,34 +490,54 @@ export class EmotionLens extends EventTarget {
   watch(video, options = {}) {
     this.#stopWatch?.();
     let active = true;
+    // No frame callback is pending while a frame is in flight: a pending requestVideoFrameCallback makes the
+    // browser run the page's rendering steps at every display refresh (about 15% of a core at 60 Hz, measured).
     const useRvfc = typeof video.requestVideoFrameCallback === 'function';
-    let handle = 0;
-    const schedule = () => {
-      handle = useRvfc ? video.requestVideoFrameCallback(tick) : requestAnimationFrame(tick);
+    let handle = null; // the pending frame callback
+    let lastCount = null; // shownFrames(video) when the last frame was taken
+    const waitForFrame = () => {
+      if (!active || handle !== null) return;
+      handle = useRvfc ? video.requestVideoFrameCallback(onFrame) : requestAnimationFrame(onFrame);
+    };
+    const onFrame = () => {
+      handle = null;
+      take(true);
+    };
+    /** Send the video's frame: `fresh` (a frame callback fired) or when the video has shown one since the last. */
+    const take = (fresh) => {
+      if (!active) return;
+      const count = shownFrames(video);
+      const newer = fresh || (count !== null && lastCount !== null && count > lastCount);
+      if (!newer || !video.videoWidth || this.#state !== 'ready') {
+        waitForFrame();
+        return;
+      }
+      if (count !== null && lastCount !== null) this.#dropped += Math.max(0, count - lastCount - 1);
+      lastCount = count;
+      this.detect(video, options).then((result) => {
+        if (result === null) waitForFrame(); // replaced by another caller's frame: wait for the next one
+        else take(false);
+      }, (err) => {
+        if (!active) return;
+        stop();
+        this.#emit(EVENTS.ERROR, asLensError(err, ERROR_CODES.FRAME).toJSON());
+      });
     };
     const stop = () => {
       if (!active) return;
       active = false;
-      if (useRvfc) video.cancelVideoFrameCallback(handle);
-      else cancelAnimationFrame(handle);
+      if (handle !== null) {
+        if (useRvfc) video.cancelVideoFrameCallback(handle);
+        else cancelAnimationFrame(handle);
+        handle = null;
+      }
       if (this.#waiting?.source === video) {
         this.#waiting.resolve(null);
         this.#waiting = null;
       }
       if (this.#stopWatch === stop) this.#stopWatch = null;
     };
-    const tick = () => {
-      if (!active) return;
-      if (video.videoWidth && this.#state === 'ready') {
-        this.detect(video, options).catch((err) => {
-          if (!active) return;
-          stop();
-          this.#emit(EVENTS.ERROR, asLensError(err, ERROR_CODES.FRAME).toJSON());
-        });
-      }
-      schedule();
-    };
-    schedule();
+    waitForFrame();
     this.#stopWatch = stop;
     return stop;
   }
