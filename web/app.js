@@ -8,21 +8,25 @@ import {
   browserSupportProblem, cameraOf, cameraSupportProblem, describeCameraError, startCamera, stopCamera, videoInputs,
 } from './js/camera.js';
 import { EVENTS, createEmotionLens, fitSize } from './js/emotion-lens.js';
-import { clearResults, drawOverlay, renderFacePanel } from './js/render.js';
+import { clearResults, drawOverlay, renderFacePanel, whenResized } from './js/render.js';
 import * as ui from './js/ui.js';
 import { createSessionPanel } from './js/session-panel.js';
 
 const params = new URLSearchParams(location.search);
 const els = ui.els;
 const MODEL_KEY = 'emotion-lens:model'; // the visitor's model choice (localStorage)
+// The FPS and stage readouts change with every frame; a few updates a second are as much as anyone can read.
+const READOUT_MS = 250;
 
 let lens = null;
+let currentModel = null; // the engine's emotion model in use (ModelInfo), kept from its READY / MODEL info
 let camera = null; // {stream, stopWatch, deviceId, mirror}
 let pausedDeviceId = null; // the camera to resume when the page is shown again (paused while hidden)
 let lastStill = null; // result of the photo on screen, for re-drawing on resize
 let noFaceFrames = 0;
 let fpsEma = null;
 let lastFrameAt = null;
+let lastReadoutAt = -Infinity;
 let cameraBase = { frames: 0, dropped: 0 }; // the engine's counters when the camera started
 let switchingModel = false;
 
@@ -33,8 +37,8 @@ const session = createSessionPanel({ getModel: sessionModelInfo, faceList: els.f
 
 /** What the session panel needs to know about the current model, or null before one is loaded. */
 function sessionModelInfo() {
-  if (lens?.state !== 'ready') return null;
-  const { id, sha256, labels, display, colours } = lens.model;
+  if (lens?.state !== 'ready' || !currentModel) return null;
+  const { id, sha256, labels, display, colours } = currentModel;
   const model = sha256 ? { id, sha256 } : { id };
   return { model, labels, display, colours, smoothing: { ...status.get('smoothing') } };
 }
@@ -106,6 +110,7 @@ function storeModel(id) {
 // ---------------------------------------------------------------- loading
 
 function applyInfo(info) {
+  currentModel = info.model;
   const ep = { detector: info.ep.detector, emotion: info.ep.emotion };
   status.update({
     ep,
@@ -290,6 +295,7 @@ function resetFrameStats() {
   noFaceFrames = 0;
   fpsEma = null;
   lastFrameAt = null;
+  lastReadoutAt = -Infinity;
 }
 
 // ---------------------------------------------------------------- results (the engine's RESULT events)
@@ -326,15 +332,19 @@ function showStillResult(result) {
 
 function showResult(result, { mirror, live }) {
   const { faces, detected, width, height, timings } = result;
-  const display = lens.model.display;
+  const { display } = currentModel;
   const maxFaces = lens.config.maxFaces;
   status.pushTimings({ ...timings, faces: faces.length });
   status.update({ lastResults: faces, faceCount: faces.length, timings, detector: result.detector });
   drawOverlay(els.overlay, faces, display, { srcW: width, srcH: height, mirror });
   renderFacePanel(els.faceList, faces, display);
-  if (live) session.frame(result, performance.now());
+  const now = performance.now();
+  if (live) session.frame(result, now);
   ui.setFaceCount(faces.length);
-  ui.setReadouts({ fps: status.get('fps'), timings });
+  if (!live || now - lastReadoutAt >= READOUT_MS) {
+    lastReadoutAt = now;
+    ui.setReadouts({ fps: status.get('fps'), timings });
+  }
 
   if (detected > maxFaces) {
     notify('too-many-faces', `Too many faces: ${detected} found, showing the ${maxFaces} clearest. ` +
@@ -449,9 +459,10 @@ async function onModelChange() {
 
 // ---------------------------------------------------------------- wiring
 
-function onResize() {
+/** The overlay changed size (window resized, layout moved): the photo's boxes are drawn again to fit. */
+function redrawStill() {
   if (lastStill && els.viewport.dataset.mode === 'still') {
-    drawOverlay(els.overlay, lastStill.faces, lens.model.display,
+    drawOverlay(els.overlay, lastStill.faces, currentModel.display,
       { srcW: lastStill.width, srcH: lastStill.height, mirror: false });
   }
 }
@@ -464,7 +475,7 @@ els.upload.addEventListener('change', onUploadChange);
 els.retry.addEventListener('click', () => { if (status.get('state') === 'error') boot(); });
 els.settingsForm.addEventListener('submit', onSettingsSubmit);
 els.modelSelect.addEventListener('change', onModelChange);
-window.addEventListener('resize', onResize);
+whenResized(els.overlay, redrawStill);
 setUpDragAndDrop();
 
 const camProblem = cameraSupportProblem();

@@ -37,15 +37,56 @@ export function faceSummary(face, labels) {
   return `${top.label} ${pct(top.p)}`;
 }
 
+// CSS box sizes of the canvases drawn here, kept by a ResizeObserver: reading getBoundingClientRect() after the
+// frame's DOM writes would force a synchronous layout on every frame.
+const boxSizes = new WeakMap(); // canvas -> {width, height} in CSS px
+const resizeHandlers = new WeakMap(); // canvas -> callback after its box changed
+let sizeObserver = null;
+
+function onBoxResize(entries) {
+  for (const entry of entries) {
+    const canvas = entry.target;
+    if (!canvas.isConnected) { // removed from the page: forget it (a later draw measures it again)
+      sizeObserver.unobserve(canvas);
+      boxSizes.delete(canvas);
+      continue;
+    }
+    const box = entry.borderBoxSize?.[0];
+    boxSizes.set(canvas, box
+      ? { width: box.inlineSize, height: box.blockSize }
+      : { width: entry.contentRect.width, height: entry.contentRect.height });
+    resizeHandlers.get(canvas)?.();
+  }
+}
+
+/** The CSS box size of `canvas`: measured once, then kept up to date by the observer. */
+function boxSize(canvas) {
+  let size = boxSizes.get(canvas);
+  if (!size) {
+    const rect = canvas.getBoundingClientRect();
+    size = { width: rect.width, height: rect.height };
+    boxSizes.set(canvas, size);
+    sizeObserver ??= new ResizeObserver(onBoxResize);
+    sizeObserver.observe(canvas);
+  }
+  return size;
+}
+
+/** Call `onResize` whenever the CSS box of `canvas` changes size (e.g. to redraw it at the new size). */
+export function whenResized(canvas, onResize) {
+  resizeHandlers.set(canvas, onResize);
+  boxSize(canvas);
+}
+
 /**
  * Give `canvas` one pixel per device pixel of its CSS box (sharp lines on high-DPI screens).
  * @returns {{cw: number, ch: number, dpr: number}} its pixel size and the device pixel ratio
  */
 export function fitCanvas(canvas) {
-  const rect = canvas.getBoundingClientRect();
+  const { width, height } = boxSize(canvas);
   const dpr = window.devicePixelRatio || 1;
-  const cw = Math.max(1, Math.round(rect.width * dpr));
-  const ch = Math.max(1, Math.round(rect.height * dpr));
+  const cw = Math.max(1, Math.round(width * dpr));
+  const ch = Math.max(1, Math.round(height * dpr));
   if (canvas.width !== cw || canvas.height !== ch) {
     canvas.width = cw;
     canvas.height = ch;
@@ -61,10 +102,11 @@ export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false 
   const { cw, ch, dpr } = fitCanvas(canvas);
   const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, cw, ch);
-  canvas.setAttribute('aria-label', faces.length === 0 ? 'No faces detected' : [...faces]
+  const label = faces.length === 0 ? 'No faces detected' : [...faces]
     .sort((a, b) => a.id - b.id)
     .map((f) => `Face ${f.id}: ${faceSummary(f, labels)}`)
-    .join('; '));
+    .join('; ');
+  if (canvas.getAttribute('aria-label') !== label) canvas.setAttribute('aria-label', label);
   if (!srcW || !srcH) return;
   const sx = cw / srcW;
   const sy = ch / srcH;
@@ -99,18 +141,19 @@ export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false 
 
 /**
  * Rebuild the face cards in `list`: one card per tracked face, ordered by tracker id, each with a bar per
- * class. Reuses existing cards (keyed by id) so screen readers and focus are not disturbed every frame.
+ * class. Reuses existing cards (keyed by id) so screen readers and focus are not disturbed every frame, and
+ * touches only what changed (every DOM change costs a style and layout pass).
  */
 export function renderFacePanel(list, faces, labels) {
-  const sorted = [...faces].sort((a, b) => a.id - b.id);
-  const keep = new Set(sorted.map((f) => String(f.id)));
+  const sorted = faces.length > 1 ? [...faces].sort((a, b) => a.id - b.id) : faces;
+  const cards = new Map();
   for (const card of [...list.children]) {
-    if (!keep.has(card.dataset.faceId)) card.remove();
+    if (sorted.some((f) => String(f.id) === card.dataset.faceId)) cards.set(card.dataset.faceId, card);
+    else card.remove();
   }
   let prev = null;
   for (const face of sorted) {
-    let card = list.querySelector(`li[data-face-id="${face.id}"]`);
-    if (!card) card = makeCard(face, labels);
+    const card = cards.get(String(face.id)) ?? makeCard(face, labels);
     // Keep DOM order equal to id order.
     const wantedNext = prev ? prev.nextSibling : list.firstChild;
     if (card !== wantedNext) list.insertBefore(card, wantedNext);
@@ -118,6 +161,10 @@ export function renderFacePanel(list, faces, labels) {
     prev = card;
   }
 }
+
+// The parts of each card that change, and what they show: {summary, dts, bars, vals, shown (percent per
+// class), top (class index)}.
+const cardParts = new WeakMap();
 
 function makeCard(face, labels) {
   const card = document.createElement('li');
@@ -134,6 +181,7 @@ function makeCard(face, labels) {
   h.append(name, summary);
   const dl = document.createElement('dl');
   dl.className = 'bars';
+  const parts = { summary, dts: [], bars: [], vals: [], shown: [], top: -1 };
   labels.forEach((label, i) => {
     const dt = document.createElement('dt');
     dt.textContent = label;
@@ -147,27 +195,44 @@ function makeCard(face, labels) {
     val.className = 'pct';
     dd.append(bar, val);
     dl.append(dt, dd);
+    parts.dts.push(dt);
+    parts.bars.push(bar);
+    parts.vals.push(val);
+    parts.shown.push(null);
   });
   card.append(h, dl);
+  cardParts.set(card, parts);
   return card;
 }
 
 function updateCard(card, face, labels) {
+  const parts = cardParts.get(card);
+  const summary = faceSummary(face, labels);
+  if (parts.summary.textContent !== summary) parts.summary.textContent = summary;
   const top = topClass(face, labels);
-  card.querySelector('.face-top').textContent = faceSummary(face, labels);
-  card.dataset.top = top.label;
-  card.dataset.uncertain = String(Boolean(face.uncertain));
-  const dts = card.querySelectorAll('dt');
-  const bars = card.querySelectorAll('progress');
-  const vals = card.querySelectorAll('.pct');
-  for (let i = 0; i < bars.length; i++) {
-    const p = face.probs[i] ?? 0;
-    bars[i].value = p;
-    vals[i].textContent = pct(p);
-    const isTop = labels[i] === top.label;
-    dts[i].classList.toggle('top', isTop);
-    vals[i].classList.toggle('top', isTop);
+  setData(card, 'top', top.label);
+  setData(card, 'uncertain', String(Boolean(face.uncertain)));
+  const topIndex = labels.indexOf(top.label);
+  for (let i = 0; i < parts.bars.length; i++) {
+    // Bar and number move together, in the whole percents the number shows.
+    const shown = Math.round((face.probs[i] ?? 0) * 100);
+    if (parts.shown[i] !== shown) {
+      parts.shown[i] = shown;
+      parts.bars[i].value = shown / 100;
+      parts.vals[i].textContent = `${shown}%`;
+    }
   }
+  if (parts.top !== topIndex) {
+    for (let i = 0; i < parts.bars.length; i++) {
+      parts.dts[i].classList.toggle('top', i === topIndex);
+      parts.vals[i].classList.toggle('top', i === topIndex);
+    }
+    parts.top = topIndex;
+  }
+}
+
+function setData(el, key, value) {
+  if (el.dataset[key] !== value) el.dataset[key] = value;
 }
 
 /** Remove every card and clear the overlay. */

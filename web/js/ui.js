@@ -186,17 +186,22 @@ export function setViewportMode(mode) {
 
 const fmtMs = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '–');
 
+/** Set `el`'s text only when it changes: a write, even of the same text, costs a style and layout pass. */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
 export function setReadouts({ ep, fps, timings }) {
-  if (ep !== undefined) els.ro.ep.textContent = ep || '–';
-  if (fps !== undefined) els.ro.fps.textContent = Number.isFinite(fps) ? fps.toFixed(1) : '–';
+  if (ep !== undefined) setText(els.ro.ep, ep || '–');
+  if (fps !== undefined) setText(els.ro.fps, Number.isFinite(fps) ? fps.toFixed(1) : '–');
   if (timings) {
-    els.ro.detect.textContent = fmtMs(timings.detect);
-    els.ro.pre.textContent = fmtMs(timings.pre);
-    els.ro.classify.textContent = fmtMs(timings.classify);
-    els.ro.post.textContent = fmtMs(timings.post);
+    setText(els.ro.detect, fmtMs(timings.detect));
+    setText(els.ro.pre, fmtMs(timings.pre));
+    setText(els.ro.classify, fmtMs(timings.classify));
+    setText(els.ro.post, fmtMs(timings.post));
   }
 }
 
 export function setFaceCount(n) {
-  els.faceCount.textContent = String(n);
+  setText(els.faceCount, String(n));
 }
