@@ -1,6 +1,6 @@
 // Emotion Lens demo page: the engine (js/emotion-lens.js) does the work; this file wires it to the page. Frames
 // go in through the camera or a photo; results come back as the engine's events and flow one way into the DOM
-// (render.js, ui.js) and window.__emotionApp (app-status.js, read by the tests and the benchmark).
+// (overlay.js, render.js, ui.js) and window.__emotionApp (app-status.js, read by the tests and the benchmark).
 // Errors become messages; the UI is never wiped.
 
 import * as status from './js/app-status.js';
@@ -8,7 +8,8 @@ import {
   browserSupportProblem, cameraOf, cameraSupportProblem, describeCameraError, startCamera, stopCamera, videoInputs,
 } from './js/camera.js';
 import { EVENTS, createEmotionLens, fitSize } from './js/emotion-lens.js';
-import { clearResults, drawOverlay, renderFacePanel, whenResized } from './js/render.js';
+import { createOverlay } from './js/overlay.js';
+import { renderFacePanel, whenResized } from './js/render.js';
 import * as ui from './js/ui.js';
 import { createSessionPanel } from './js/session-panel.js';
 
@@ -31,6 +32,8 @@ let cameraBase = { frames: 0, dropped: 0 }; // the engine's counters when the ca
 let switchingModel = false;
 
 status.expose();
+
+const overlay = createOverlay(els.overlay);
 
 // Timelines, summary and recording: fed one call per camera frame (see showResult).
 const session = createSessionPanel({ getModel: sessionModelInfo, faceList: els.faceList });
@@ -240,7 +243,7 @@ function onStopCamera({ paused = false } = {}) {
   stopCamera(els.video, camera.stream);
   camera = null; // results of frames still in flight are ignored from here on
   session.cameraStopped(performance.now());
-  clearResults(els.faceList, els.overlay);
+  clearFaces();
   ui.setFaceCount(0);
   ui.setReadouts({ fps: null });
   notify(null, '');
@@ -322,6 +325,12 @@ function showCameraResult(result) {
   showResult(result, { mirror: camera.mirror, live: true });
 }
 
+/** Remove every face card and box. */
+function clearFaces() {
+  els.faceList.replaceChildren();
+  overlay.clear();
+}
+
 function showStillResult(result) {
   lastStill = result;
   resetFrameStats();
@@ -336,7 +345,7 @@ function showResult(result, { mirror, live }) {
   const maxFaces = lens.config.maxFaces;
   status.pushTimings({ ...timings, faces: faces.length });
   status.update({ lastResults: faces, faceCount: faces.length, timings, detector: result.detector });
-  drawOverlay(els.overlay, faces, display, { srcW: width, srcH: height, mirror });
+  overlay.draw(faces, display, { srcW: width, srcH: height, mirror });
   renderFacePanel(els.faceList, faces, display);
   const now = performance.now();
   if (live) session.frame(result, now);
@@ -445,7 +454,7 @@ async function onModelChange() {
     await lens.setModel(id); // the MODEL event updates the page
     storeModel(id);
     session.modelReady();
-    clearResults(els.faceList, els.overlay); // the old model's cards have the old labels
+    clearFaces(); // the old model's cards have the old labels
   } catch (err) {
     console.error(err);
     fail(err.code || 'model', `Switching the model failed: ${readable(err)} The previous model is still in use.`);
@@ -462,8 +471,7 @@ async function onModelChange() {
 /** The overlay changed size (window resized, layout moved): the photo's boxes are drawn again to fit. */
 function redrawStill() {
   if (lastStill && els.viewport.dataset.mode === 'still') {
-    drawOverlay(els.overlay, lastStill.faces, currentModel.display,
-      { srcW: lastStill.width, srcH: lastStill.height, mirror: false });
+    overlay.draw(lastStill.faces, currentModel.display, { srcW: lastStill.width, srcH: lastStill.height });
   }
 }
 

@@ -1,10 +1,16 @@
-// Drawing: face boxes on the overlay canvas and per-face emotion bars in the side panel.
+// Drawing: the per-face cards (emotion bars) in the side panel, what the page says about a face, and canvas
+// sizing for the overlay (js/overlay.js) and the timelines.
 
 // Same order as the .c0 ... .c7 classes in style.css, so box and card of one face share a colour.
 const COLOURS = ['#7cc4ff', '#ffb86b', '#8fe3a1', '#ff8ac4', '#c9a7ff', '#ffe66b', '#6be5e5', '#ff8a8a'];
 
 export function colourIndex(id) {
   return ((Number(id) % COLOURS.length) + COLOURS.length) % COLOURS.length;
+}
+
+/** The colour of tracked face `id` (its box, and its card's swatch). */
+export function faceColour(id) {
+  return COLOURS[colourIndex(id)];
 }
 
 /**
@@ -79,64 +85,26 @@ export function whenResized(canvas, onResize) {
 }
 
 /**
- * Give `canvas` one pixel per device pixel of its CSS box (sharp lines on high-DPI screens).
+ * The pixel size `canvas` needs for one pixel per device pixel of its CSS box (sharp lines on high-DPI screens).
+ * @returns {{cw: number, ch: number, dpr: number}} that size and the device pixel ratio
+ */
+export function canvasPixels(canvas) {
+  const { width, height } = boxSize(canvas);
+  const dpr = window.devicePixelRatio || 1;
+  return { cw: Math.max(1, Math.round(width * dpr)), ch: Math.max(1, Math.round(height * dpr)), dpr };
+}
+
+/**
+ * Give `canvas` one pixel per device pixel of its CSS box (see canvasPixels).
  * @returns {{cw: number, ch: number, dpr: number}} its pixel size and the device pixel ratio
  */
 export function fitCanvas(canvas) {
-  const { width, height } = boxSize(canvas);
-  const dpr = window.devicePixelRatio || 1;
-  const cw = Math.max(1, Math.round(width * dpr));
-  const ch = Math.max(1, Math.round(height * dpr));
+  const { cw, ch, dpr } = canvasPixels(canvas);
   if (canvas.width !== cw || canvas.height !== ch) {
     canvas.width = cw;
     canvas.height = ch;
   }
   return { cw, ch, dpr };
-}
-
-/**
- * Draw one box + caption per face on `canvas`, which is laid over a source of size srcW x srcH.
- * `mirror` flips x (selfie view) while keeping the text readable.
- */
-export function drawOverlay(canvas, faces, labels, { srcW, srcH, mirror = false }) {
-  const { cw, ch, dpr } = fitCanvas(canvas);
-  const ctx = canvas.getContext('2d');
-  ctx.clearRect(0, 0, cw, ch);
-  const label = faces.length === 0 ? 'No faces detected' : [...faces]
-    .sort((a, b) => a.id - b.id)
-    .map((f) => `Face ${f.id}: ${faceSummary(f, labels)}`)
-    .join('; ');
-  if (canvas.getAttribute('aria-label') !== label) canvas.setAttribute('aria-label', label);
-  if (!srcW || !srcH) return;
-  const sx = cw / srcW;
-  const sy = ch / srcH;
-  const line = Math.max(2, Math.round(2 * dpr));
-  const fontPx = Math.max(12, Math.round(15 * dpr));
-  ctx.font = `600 ${fontPx}px system-ui, sans-serif`;
-  ctx.textBaseline = 'top';
-  for (const face of faces) {
-    const [bx, by, bw, bh] = face.box;
-    const x = (mirror ? srcW - bx - bw : bx) * sx;
-    const y = by * sy;
-    const w = bw * sx;
-    const h = bh * sy;
-    const colour = COLOURS[colourIndex(face.id)];
-    ctx.lineWidth = line;
-    ctx.strokeStyle = colour;
-    ctx.setLineDash(face.uncertain ? [4 * line, 3 * line] : []); // dashed: the model is not sure
-    ctx.strokeRect(x, y, w, h);
-    ctx.setLineDash([]);
-    const text = `#${face.id} ${faceSummary(face, labels)}`;
-    const tw = ctx.measureText(text).width + 8 * dpr;
-    const th = fontPx + 6 * dpr;
-    // Caption above the box, or inside it when the box touches the top edge.
-    const ty = y - th >= 0 ? y - th : y;
-    const tx = Math.min(Math.max(0, x - line / 2), cw - tw);
-    ctx.fillStyle = colour;
-    ctx.fillRect(tx, ty, tw, th);
-    ctx.fillStyle = '#06121d';
-    ctx.fillText(text, tx + 4 * dpr, ty + 3 * dpr);
-  }
 }
 
 /**
@@ -233,11 +201,4 @@ function updateCard(card, face, labels) {
 
 function setData(el, key, value) {
   if (el.dataset[key] !== value) el.dataset[key] = value;
-}
-
-/** Remove every card and clear the overlay. */
-export function clearResults(list, canvas) {
-  list.replaceChildren();
-  const ctx = canvas.getContext('2d');
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
 }
