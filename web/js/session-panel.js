@@ -49,6 +49,7 @@ export function createSessionPanel({ getModel, faceList }) {
   let lastTimelineDraw = -Infinity;
   let lastSummaryDraw = -Infinity;
   let message = null; // {text, error}: the outcome of the last button press, until the next one
+  const timelineCanvases = faceList.getElementsByClassName('timeline'); // live: one per card that has its chart
 
   function summaryFor(labels) {
     if (!summary || JSON.stringify(summary.labels) !== JSON.stringify(labels)) summary = new ExpressionSummary(labels);
@@ -217,7 +218,8 @@ export function createSessionPanel({ getModel, faceList }) {
       timeline.add(t, faces);
       summaryFor(info.labels).add(t, run, faces);
       recorder.add({ t, run, width, height, faces });
-      if (t - lastTimelineDraw >= TIMELINE_REDRAW_MS || faceList.querySelector('li[data-face-id]:not(:has(canvas))')) {
+      // A new card gets its chart at once; the others are redrawn at the refresh period.
+      if (t - lastTimelineDraw >= TIMELINE_REDRAW_MS || timelineCanvases.length < faceList.childElementCount) {
         lastTimelineDraw = t;
         drawTimelines(info, t);
       }
