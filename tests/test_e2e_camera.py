@@ -98,6 +98,48 @@ def test_camera_finds_the_face(cam):
     page.screenshot(path=str(SCREENSHOT))
 
 
+def test_overlay_paints_the_face_box(cam):
+    """The overlay (painted off the page's thread where the browser allows) shows the face's caption, filled in the
+    face's colour, on top of the face's box as the selfie view shows it (mirrored)."""
+    import io
+
+    from PIL import Image
+
+    page = cam["page"]
+    ensure_camera(page)
+    s = wait_frames(page, status(page)["frames"] + 5)
+    (face,) = s["lastResults"]
+    src_w, src_h = videos.WIDTH, videos.HEIGHT  # the frames' size: the fake webcam's, within maxSide.video
+    colour = page.evaluate("async (id) => (await import('./js/render.js')).faceColour(id)", face["id"])
+    want = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    shot = Image.open(io.BytesIO(page.locator("#overlay").screenshot())).convert("RGB")
+    w, h = shot.size
+    bx, by, bw, _ = face["box"]
+    x = (src_w - bx - bw) * w / src_w  # mirrored
+    y = by * h / src_h
+    assert y > 30, "the face box should leave room for its caption above it"
+    # The caption's filled band: from the box's left edge, a few pixels above its top edge.
+    band = [shot.getpixel((int(x) + dx, int(y) - dy)) for dx in range(4, 60) for dy in range(5, 15)]
+    filled = sum(all(abs(p[k] - want[k]) <= 12 for k in range(3)) for p in band)
+    assert filled > 0.4 * len(band), (colour, filled, len(band))
+
+
+def test_every_camera_frame_is_processed_or_counted_dropped(cam):
+    """The engine takes the newest frame when it is free; each frame the video showed meanwhile counts as dropped."""
+    page = cam["page"]
+    ensure_camera(page)
+    wait_frames(page, status(page)["frames"] + 3)
+    read = """() => ({ done: window.__emotionApp.frames + window.__emotionApp.dropped,
+                       shown: document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames })"""
+    a = page.evaluate(read)
+    page.wait_for_timeout(3000)
+    b = page.evaluate(read)
+    shown, done = b["shown"] - a["shown"], b["done"] - a["done"]
+    assert shown > 30, "the fake webcam should show about 30 frames a second"
+    # At either end a frame may be in flight, and frames shown since the last one taken are not counted yet.
+    assert abs(done - shown) <= 6, (done, shown)
+
+
 def ensure_camera(page) -> None:
     if status(page)["state"] != "running":
         page.click("#start-camera")
