@@ -69,7 +69,8 @@ function overlayScene(faces, labels, { cw, ch, dpr }, { srcW, srcH, mirror }) {
 
 /** A worker painting `canvas` (its control handed over), or null where the browser cannot do that. */
 function startPainter(canvas) {
-  if (typeof canvas.transferControlToOffscreen !== 'function' || typeof OffscreenCanvasRenderingContext2D !== 'function') {
+  if (typeof canvas.transferControlToOffscreen !== 'function' ||
+    typeof OffscreenCanvasRenderingContext2D !== 'function') {
     return null;
   }
   let worker = null;
