@@ -7,12 +7,14 @@ Each run starts a fresh browser (empty cache) and measures, reading the page's o
   - a camera run of --camera-seconds: per-frame stages (grab on the main thread; capture, detect, Python pre,
     classify, Python post, total in the engine; the frame's lag = grab -> result), processed FPS, dropped frames,
     main-thread long tasks (> 50 ms, PerformanceObserver) and main-thread busy time per processed frame (Chromium's
-    TaskDuration metric over the run, divided by the frames processed);
+    TaskDuration metric over the run, divided by the frames processed; and the main thread's CPU time, from /proc);
   - with the CPU throttled --throttle times (CDP Emulation.setCPUThrottlingRate, a mid-range phone proxy): processed
     FPS and click-response latency (a click's event time -> the next animation frame after it was handled).
 Every figure is printed per run and as the median of --runs runs. --soak-seconds N adds one long camera run that
 prints, every --soak-interval s, the main thread's JS heap, Python's WebAssembly heap (in the engine's worker), the
-renderer processes' resident memory, FPS and frame lag, and their growth after warm-up.
+renderer processes' resident memory, FPS and frame lag, and their growth after warm-up. --trace FILE adds, in the
+first run, a few seconds of camera with a Chrome trace (written to FILE, for chrome://tracing or ui.perfetto.dev) and
+prints where the page's main thread spent them.
 
 Usage (repo root, venv with playwright; /usr/bin/chromium and ffmpeg installed):
     python build/bench_browser.py                          # builds dist/site if missing; wasm, 3 runs
@@ -21,6 +23,7 @@ Usage (repo root, venv with playwright; /usr/bin/chromium and ffmpeg installed):
     python build/bench_browser.py --query worker=0         # the main-thread fallback, for comparison
     python build/bench_browser.py --camera-detector full_range   # the full-range face detector's cost
     python build/bench_browser.py --pages-like --camera-seconds 5  # as on GitHub Pages (isolation reload)
+    python build/bench_browser.py --runs 1 --trace main.json     # where the main thread's time goes
 EP settings: wasm (?ep=wasm), auto (the page's default chain), webgl / webgpu (?ep=..., software GPUs
 allowed, so headless SwiftShader is measured too; add --webgpu-flag for WebGPU in headless Chromium).
 """
@@ -91,8 +94,8 @@ def _proc(pid: int, name: str) -> str:
     return (Path("/proc") / str(pid) / name).read_text(errors="replace")
 
 
-def renderer_rss_bytes(profile_dir: str) -> int | None:
-    """Resident memory of the renderer processes of the Chromium using `profile_dir` (the page and its workers)."""
+def renderers(profile_dir: str) -> list[int] | None:
+    """Pids of the renderer processes (the page and its workers) of the Chromium using `profile_dir`."""
     procs: dict[int, tuple[int, str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -105,7 +108,7 @@ def renderer_rss_bytes(profile_dir: str) -> int | None:
     roots = {pid for pid, (_, cmd) in procs.items() if f"--user-data-dir={profile_dir}" in cmd and "--type=" not in cmd}
     if not roots:
         return None
-    total = 0
+    found = []
     for pid, (_, cmd) in procs.items():
         if "--type=renderer" not in cmd:
             continue
@@ -113,12 +116,41 @@ def renderer_rss_bytes(profile_dir: str) -> int | None:
         for _ in range(5):  # renderers are children (or grandchildren, via the zygote) of the browser process
             parent = procs.get(parent, (0, ""))[0]
             if parent in roots:
-                try:
-                    rss = next(line for line in _proc(pid, "status").splitlines() if line.startswith("VmRSS:"))
-                    total += int(rss.split()[1]) * 1024
-                except (OSError, StopIteration):
-                    pass
+                found.append(pid)
                 break
+    return found
+
+
+def renderer_rss_bytes(profile_dir: str) -> int | None:
+    """Resident memory of the renderer processes of the Chromium using `profile_dir` (the page and its workers)."""
+    pids = renderers(profile_dir)
+    if pids is None:
+        return None
+    total = 0
+    for pid in pids:
+        try:
+            rss = next(line for line in _proc(pid, "status").splitlines() if line.startswith("VmRSS:"))
+            total += int(rss.split()[1]) * 1024
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def renderer_main_cpu_s(profile_dir: str) -> float | None:
+    """CPU time (user + system, s) of the renderers' main threads so far: the page's main thread (a worker-only or
+    idle renderer adds next to nothing). Unlike TaskDuration it does not grow while the thread waits for a core,
+    so it compares runs on a busy machine."""
+    pids = renderers(profile_dir)
+    if not pids:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = _proc(pid, f"task/{pid}/stat").rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
     return total
 
 
@@ -166,17 +198,17 @@ def task_seconds(cdp) -> float:
     return metrics["TaskDuration"]
 
 
-def camera_window(page, cdp, seconds: float) -> dict:
+def camera_window(page, cdp, seconds: float, profile_dir: str) -> dict:
     """Run the camera for `seconds` (after a short settling time) and measure the main thread meanwhile."""
     from fixtures.e2e import status, wait_for
 
     page.click("#start-camera")
     wait_for(page, "() => window.__emotionApp.frames >= 5 || window.__emotionApp.error !== null", 120_000)
     s0 = status(page)
-    busy0, t0 = task_seconds(cdp), time.perf_counter()
+    busy0, cpu0, t0 = task_seconds(cdp), renderer_main_cpu_s(profile_dir), time.perf_counter()
     page_t0 = page.evaluate("() => performance.now()")
     page.wait_for_timeout(seconds * 1000)
-    busy1, t1 = task_seconds(cdp), time.perf_counter()
+    busy1, cpu1, t1 = task_seconds(cdp), renderer_main_cpu_s(profile_dir), time.perf_counter()
     s1 = status(page)
     long_tasks = page.evaluate(f"() => window.__bench.longTasks && window.__bench.longTasks.filter("
                                f"(t) => t.start >= {page_t0} && t.ms > {LONG_TASK_MS})")
@@ -191,6 +223,7 @@ def camera_window(page, cdp, seconds: float) -> dict:
         "dropped": s1["dropped"] - s0["dropped"],
         "faces": statistics.median(h["faces"] for h in history) if history else 0,
         "main_busy_ms_per_frame": (busy1 - busy0) * 1000 / max(1, frames),
+        "main_cpu_ms_per_frame": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) * 1000 / max(1, frames),
         "long_tasks": long_tasks,
         "stages": {k: {"median": statistics.median(h[k] for h in history),
                        "p90": percentile([h[k] for h in history], 90)}
@@ -224,7 +257,88 @@ def throttled_window(page, cdp, rate: float, seconds: float, clicks: int) -> dic
     return {"rate": rate, "fps": (f1 - f0) / (t1 - t0), "click_ms": latencies, "error": s["error"]}
 
 
-def bench_one(playwright, url: str, setting: str, extra_query: str, video: Path, args) -> dict:
+TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtools.timeline", "v8.execute", "blink",
+                    "cc", "disabled-by-default-devtools.timeline.frame"]
+
+
+def traced_camera(page, cdp, seconds: float, path: Path) -> dict:
+    """A camera run with a Chrome trace of `seconds` (after a short settling time), written to `path`."""
+    from fixtures.e2e import status, wait_for
+
+    page.click("#start-camera")
+    wait_for(page, "() => window.__emotionApp.frames >= 5 || window.__emotionApp.error !== null", 120_000)
+    page.wait_for_timeout(2000)
+    events, done = [], []
+    cdp.on("Tracing.dataCollected", lambda p: events.extend(p["value"]))
+    cdp.on("Tracing.tracingComplete", lambda p: done.append(True))
+    cdp.send("Tracing.start", {"traceConfig": {"includedCategories": TRACE_CATEGORIES}, "transferMode": "ReportEvents"})
+    f0 = status(page)["frames"]
+    page.wait_for_timeout(seconds * 1000)
+    frames = status(page)["frames"] - f0
+    cdp.send("Tracing.end")
+    while not done:
+        page.wait_for_timeout(100)
+    page.click("#stop-camera")
+    wait_for(page, "() => window.__emotionApp.state === 'ready'")
+    path.write_text(json.dumps({"traceEvents": events}))
+    return {"frames": frames, **main_thread_breakdown(events)}
+
+
+def main_thread_breakdown(events: list[dict]) -> dict:
+    """The page's main thread in a trace: its tasks by kind (the first event inside each), and events by exclusive
+    time (their own time, less the events nested in them), both in ms."""
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
+             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    counts: dict = {}
+    for e in events:
+        if names.get((e["pid"], e["tid"])) == "CrRendererMain":
+            counts[(e["pid"], e["tid"])] = counts.get((e["pid"], e["tid"]), 0) + 1
+    if not counts:
+        return {"tasks": {}, "exclusive": {}, "busy_ms": 0.0}
+    main = max(counts, key=counts.get)
+    xs = sorted((e for e in events if (e["pid"], e["tid"]) == main and e.get("ph") == "X" and "dur" in e),
+                key=lambda e: (e["ts"], -e["dur"]))
+    tasks: dict[str, list[float]] = {}
+    exclusive: dict[str, float] = {}
+    stack: list[dict] = []
+    task_end, task_kind = -1.0, None
+    for e in xs:
+        is_task = e["name"] == "ThreadControllerImpl::RunTask"
+        if is_task and e["ts"] >= task_end:
+            task_end, task_kind = e["ts"] + e["dur"], None
+            tasks.setdefault("(task)", [0, 0.0])
+            tasks["(task)"][0] += 1
+            tasks["(task)"][1] += e["dur"] / 1000
+        elif task_kind is None and e["ts"] < task_end and e["name"] not in ("RunTask", "ThreadControllerImpl::RunTask"):
+            task_kind = e["name"]
+            data = e.get("args", {}).get("data", {})
+            kind = f"{task_kind} {data.get('type', '')}".strip()
+            tasks.setdefault(kind, [0, 0.0])
+            tasks[kind][0] += 1
+            tasks[kind][1] += e["dur"] / 1000
+        while stack and stack[-1]["ts"] + stack[-1]["dur"] <= e["ts"]:
+            stack.pop()
+        if stack:
+            exclusive[stack[-1]["name"]] = exclusive.get(stack[-1]["name"], 0.0) - e["dur"] / 1000
+        exclusive[e["name"]] = exclusive.get(e["name"], 0.0) + e["dur"] / 1000
+        stack.append(e)
+    busy = tasks.pop("(task)", [0, 0.0])
+    return {"busy_ms": busy[1], "tasks": tasks, "exclusive": exclusive}
+
+
+def print_trace(trace: dict, path: Path) -> None:
+    n = max(1, trace["frames"])
+    print(f"\nTrace of the camera ({path}): {trace['frames']} frames processed; main thread busy "
+          f"{trace['busy_ms']:.0f} ms ({trace['busy_ms'] / n:.2f} ms/frame; tracing itself adds to it)")
+    print(f"{'tasks by kind':44s} {'count':>6s} {'ms':>8s} {'ms/frame':>8s}")
+    for kind, (count, ms) in sorted(trace["tasks"].items(), key=lambda kv: -kv[1][1])[:8]:
+        print(f"{kind[:44]:44s} {count:6d} {ms:8.1f} {ms / n:8.2f}")
+    print(f"{'events by exclusive time':44s} {'':>6s} {'ms':>8s} {'ms/frame':>8s}")
+    for name, ms in sorted(trace["exclusive"].items(), key=lambda kv: -kv[1])[:15]:
+        print(f"{name[:44]:44s} {'':6s} {ms:8.1f} {ms / n:8.2f}")
+
+
+def bench_one(playwright, url: str, setting: str, extra_query: str, video: Path, args, first: bool = False) -> dict:
     from fixtures.e2e import launch_app_browser
 
     flags = ["--enable-unsafe-webgpu"] if args.webgpu_flag or setting == "webgpu" else []
@@ -243,8 +357,10 @@ def bench_one(playwright, url: str, setting: str, extra_query: str, video: Path,
         fetched = [u[len(url):].split("?")[0] for u in browser.requests if u.startswith(url)]
         out["fetched_paths"] = sorted(set(fetched))
         choose_camera_detector(page, args.camera_detector)
-        out["camera"] = camera_window(page, cdp, args.camera_seconds)
+        out["camera"] = camera_window(page, cdp, args.camera_seconds, browser._profile.name)
         out["throttled"] = throttled_window(page, cdp, args.throttle, args.throttle_seconds, args.clicks)
+        if args.trace and first:
+            out["trace"] = traced_camera(page, cdp, args.trace_seconds, args.trace)
         s = open_ready(page, address, args.timeout)  # a second visit: HTTP cache and service worker warm
         out["warm_ready_ms"] = s["readyMs"]
         out["warm_phases"] = s["phases"]
@@ -372,21 +488,23 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
         print(f"\n== {setting}: EP {rs[0]['ep']['detector']}/{rs[0]['ep']['emotion']}, pipeline in the "
               f"{rs[0]['thread']} thread, {len(rs)} run(s); per run, then the median")
         head = (f"{'run':>4s} {'cold s':>6s} {'warm s':>6s} {'FPS':>5s} {'dropped':>7s} {'long tasks':>10s} "
-                f"{'main ms/frame':>13s} {'4x FPS':>6s} {'click med/max ms':>16s} {'fetched MB':>10s}")
+                f"{'main ms/frame':>13s} {'main CPU':>8s} {'4x FPS':>6s} {'click med/max ms':>16s} {'fetched MB':>10s}")
         print(head)
         rows = []
         for i, r in enumerate(rs, 1):
             c, th = r["camera"], r["throttled"]
             n_long = None if c["long_tasks"] is None else len(c["long_tasks"])
+            cpu = c.get("main_cpu_ms_per_frame")
             row = [r["cold_ready_ms"] / 1000, r["warm_ready_ms"] / 1000, c["fps"], c["dropped"], n_long,
-                   c["main_busy_ms_per_frame"], th["fps"], med(th["click_ms"]), max(th["click_ms"], default=None)]
+                   c["main_busy_ms_per_frame"], cpu, th["fps"], med(th["click_ms"]), max(th["click_ms"], default=None)]
             rows.append(row)
             print(f"{i:>4d} {row[0]:6.2f} {row[1]:6.2f} {row[2]:5.1f} {row[3]:7d} {str(row[4]):>10s} {row[5]:13.2f} "
-                  f"{row[6]:6.1f} {row[7]:7.0f} / {row[8] or float('nan'):<6.0f} "
+                  f"{row[6] if row[6] is not None else float('nan'):8.2f} "
+                  f"{row[7]:6.1f} {row[8]:7.0f} / {row[9] or float('nan'):<6.0f} "
                   f"{mb(fetched_bytes(manifest, r['fetched_paths'])):>10s}")
         m = [med([row[k] for row in rows]) for k in range(len(rows[0]))]
-        print(f"{'med':>4s} {m[0]:6.2f} {m[1]:6.2f} {m[2]:5.1f} {m[3]:7.0f} {m[4]:>10.0f} {m[5]:13.2f} {m[6]:6.1f} "
-              f"{m[7]:7.0f} / {m[8]:<6.0f}")
+        print(f"{'med':>4s} {m[0]:6.2f} {m[1]:6.2f} {m[2]:5.1f} {m[3]:7.0f} {m[4]:>10.0f} {m[5]:13.2f} {m[6]:8.2f} "
+              f"{m[7]:6.1f} {m[8]:7.0f} / {m[9]:<6.0f}")
         longest = max((t["ms"] for r in rs for t in (r["camera"]["long_tasks"] or [])), default=0)
         print(f"longest main-thread task during the camera runs: {longest:.0f} ms")
         print(f"\n{'stage':10s} {'median ms':>9s} {'p90 ms':>7s}   (median over runs of each run's median / p90)")
@@ -398,7 +516,9 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
     print("\ngrab = taking the frame on the main thread; capture = reading its pixels (engine); pre = detector_input +"
           " decode_faces + emotion_input (Python; preDetector: detector_input alone); post = update (Python); detect / classify = onnxruntime-web;"
           " total = the engine's whole frame; roundTrip = grab -> result on the main thread (the frame's lag)."
-          " main ms/frame = Chromium's main-thread TaskDuration over the camera run / frames processed.")
+          " main ms/frame = Chromium's main-thread TaskDuration over the camera run / frames processed;"
+          " main CPU = the page's main thread's CPU time (/proc) over the same run / frames processed (on a busy"
+          " machine TaskDuration also counts the time the thread waits for a core; CPU time does not).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--pages-like", action="store_true",
                         help="serve like GitHub Pages (no COOP/COEP): the service worker's isolation reload counts")
+    parser.add_argument("--trace", type=Path, help="first run: trace a camera run into this file and print where "
+                        "the main thread's time went")
+    parser.add_argument("--trace-seconds", type=float, default=5.0)
     parser.add_argument("--camera-detector", choices=("short_range", "full_range"), default="short_range",
                         help="the page's camera face detector setting")
     args = parser.parse_args(argv)
@@ -443,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             for setting in settings:
                 for i in range(args.runs):
                     print(f"running {setting} ({i + 1}/{args.runs}) ...", flush=True)
-                    runs.append(bench_one(p, url, setting, args.query, video, args))
+                    runs.append(bench_one(p, url, setting, args.query, video, args, first=not runs))
             if args.soak_seconds > 0:
                 soak_samples = soak(p, url, settings[0], args.query, video, args)
     finally:
@@ -451,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
         server.server_close()
     if runs:
         print_report(manifest, runs, args, video)
+        traced = next((r for r in runs if "trace" in r), None)
+        if traced:
+            print_trace(traced["trace"], args.trace)
     if args.json:
         args.json.write_text(json.dumps({"manifest_totals": manifest["totals"], "groups": manifest["groups"],
                                          "machine": machine_line(), "runs": runs, "soak": soak_samples}, indent=1))
