@@ -490,8 +490,8 @@ export class EmotionLens extends EventTarget {
   watch(video, options = {}) {
     this.#stopWatch?.();
     let active = true;
-    // No frame callback is pending while a frame is in flight: a pending requestVideoFrameCallback makes the
-    // browser run the page's rendering steps at every display refresh (about 15% of a core at 60 Hz, measured).
+    // No frame callback is pending while a frame is in flight: while one is pending, the browser runs the page's
+    // rendering steps at every display refresh (a loop that always keeps one pending: 60 updates a second).
     const useRvfc = typeof video.requestVideoFrameCallback === 'function';
     let handle = null; // the pending frame callback
     let lastCount = null; // shownFrames(video) when the last frame was taken
