@@ -67,11 +67,11 @@ train: venv
 	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus $(TRAIN_ARGS) --ship web/models
 
 # The shipped FER-2013 model: the 48 px FER+ run's weights with a new 7-class head (checkpoints/README.md).
-FER2013_ARGS ?= --student lite0s5-48 --teachers 0 --no-distill --warmup-epochs 1 --student-epochs 6 --batch-size 128 \
-                --lr 1e-3 --augment wide --label-smoothing 0.1 --class-weight-power 0 --val-split official
+FER2013_ARGS ?= --student lite0s5-48 --teachers 0 --no-distill --warmup-epochs 1 --student-epochs 20 --batch-size 128 \
+                --lr 2e-3 --augment wide --label-smoothing 0.1 --class-weight-power 0 --val-split official
 train-fer2013: venv
 	[ -f $(RUNS)/ferplus48/student/best.pt ] || $(VPY) -m model_export.checkpoint unpack checkpoints/ferplus48.student.pt $(RUNS)/ferplus48/student
-	$(VPY) -m model_export.run --dataset fer2013-zip --data $(DATASETS)/fer2013.zip --out $(RUNS)/fer2013-48 \
+	$(VPY) -m model_export.run --dataset fer2013-zip --data $(DATASETS)/fer2013.zip --out $(RUNS)/fer2013-48long \
 	    --init-from $(RUNS)/ferplus48 $(FER2013_ARGS) --ship web/models
 
 clean:

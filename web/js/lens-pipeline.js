@@ -206,6 +206,9 @@ class Pipeline {
     const bridge = this.bridge;
     const byBrowser = resample === 'browser';
     const t0 = now();
+    if (byBrowser && typeof VideoFrame === 'function' && source instanceof VideoFrame) {
+      source = this.rgbCopy(source, srcWidth, srcHeight);
+    }
     const pixels = byBrowser
       ? this.detectorSquare(source, srcWidth, srcHeight, width, height)
       : this.framePixels(source, width, height);
@@ -262,6 +265,17 @@ class Pipeline {
     }
     ctx.drawImage(source, 0, 0, width, height);
     return ctx.getImageData(0, 0, width, height).data;
+  }
+
+  /**
+   * A VideoFrame's pixels on a canvas of its own size. Every drawImage of a VideoFrame converts the whole frame from
+   * the camera's YUV to RGB (about 3.5 ms for 640x480 in headless Chromium here): the square and the crops draw from
+   * this one copy (crops 3.7 -> 0.8 ms a frame).
+   */
+  rgbCopy(frame, width, height) {
+    if (this.rgb?.canvas.width !== width || this.rgb.canvas.height !== height) this.rgb = pixelCanvas(width, height);
+    this.rgb.ctx.drawImage(frame, 0, 0);
+    return this.rgb.canvas;
   }
 
   /**
