@@ -43,9 +43,10 @@ FERPLUS_ZIP = Path(os.environ.get("EMOTION_DATASETS", "/work/shared/datasets")) 
 
 def find_model(given: Path | None) -> tuple[Path, Path]:
     """(model.onnx, sidecar.json): --model (its sidecar beside it), else web/models/emotion.onnx, else the
+    shipped FER+ model (web/models/emotion/<id>.ferplus/model.onnx: the faces here are FER+ test faces), else the
     first web/models/emotion/<id>/model.onnx."""
-    candidates = [given] if given else [ROOT / "web/models/emotion.onnx",
-                                        *sorted((ROOT / "web/models/emotion").glob("*/model.onnx"))]
+    shipped = sorted((ROOT / "web/models/emotion").glob("*/model.onnx"), key=lambda m: (m.parent.suffix != ".ferplus", m))
+    candidates = [given] if given else [ROOT / "web/models/emotion.onnx", *shipped]
     for model in candidates:
         if model and model.is_file():
             sidecar = model.with_suffix(".json")
@@ -54,6 +55,19 @@ def find_model(given: Path | None) -> tuple[Path, Path]:
             if sidecar.is_file():
                 return model, sidecar
     raise SystemExit(f"no emotion model (with a JSON sidecar) found among {candidates}")
+
+
+def ferplus_test_subset(dataset: Path, labels: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded subset of n FER+ test faces (48x48 uint8) and their majority labels; the model's `labels` must be the
+    dataset's classes."""
+    from model_export.data import load_dataset
+
+    test = load_dataset("ferplus", dataset).split("test")
+    if tuple(test.classes) != tuple(labels):
+        raise SystemExit(f"model labels {labels} != FER+ classes {test.classes}")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(test.images), size=min(n, len(test.images)), replace=False))
+    return test.images[pick], test.labels[pick]
 
 
 def make_frame(face48: np.ndarray, roll: float, face_px: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
@@ -86,16 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime as ort
 
-    from model_export.data import load_dataset
-
     model, sidecar_path = find_model(args.model)
     labels = json.loads(sidecar_path.read_text())["labels"]
-    test = load_dataset("ferplus", args.dataset).split("test")
-    if tuple(test.classes) != tuple(labels):
-        raise SystemExit(f"model labels {labels} != dataset classes {test.classes}")
-    rng = np.random.default_rng(args.seed)
-    pick = np.sort(rng.choice(len(test.images), size=min(args.n, len(test.images)), replace=False))
-    images, truth = test.images[pick], test.labels[pick]
+    images, truth = ferplus_test_subset(args.dataset, labels, args.n, args.seed)
     rolls = [float(r) for r in args.rolls.split(",")]
 
     opts = ort.SessionOptions()

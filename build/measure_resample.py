@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "py_src"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "build"))
 
-from measure_alignment import FRAME_H, FRAME_W, make_frame  # noqa: E402
+from measure_alignment import FRAME_H, FRAME_W, ferplus_test_subset, make_frame  # noqa: E402
 
 FERPLUS_ZIP = Path(os.environ.get("EMOTION_DATASETS", "/work/shared/datasets")) / "ferplus.zip"
 PATHS = ("numpy", "browser")
@@ -103,18 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     from emotion_runtime.preprocess import normalise
-    from model_export.data import load_dataset
 
     manifest = json.loads((args.site / "manifest.json").read_text())
     model_id = manifest["models"]["emotion_default"]
     model_dir = args.site / "models" / "emotion" / model_id
     labels = json.loads((model_dir / "model.json").read_text())["labels"]
-    test = load_dataset("ferplus", args.dataset).split("test")
-    if tuple(test.classes) != tuple(labels):
-        raise SystemExit(f"model {model_id} labels {labels} != FER+ classes {test.classes}")
-    rng = np.random.default_rng(args.seed)
-    pick = np.sort(rng.choice(len(test.images), size=min(args.n, len(test.images)), replace=False))
-    images, truth = test.images[pick], test.labels[pick]
+    images, truth = ferplus_test_subset(args.dataset, labels, args.n, args.seed)
     settings = [tuple(int(v) for v in s.split(":")) for s in args.settings.split(",")]
 
     emo = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
