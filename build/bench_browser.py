@@ -228,6 +228,12 @@ def camera_window(page, cdp, seconds: float, profile_dir: str) -> dict:
         "stages": {k: {"median": statistics.median(h[k] for h in history),
                        "p90": percentile([h[k] for h in history], 90)}
                    for k in STAGES if history and all(k in h for h in history)},
+        "detector_share": statistics.fmean(bool(h.get("detectorRan", True)) for h in history) if history else None,
+        # the engine's total per frame, split by whether the face detector ran (config.detectEvery)
+        "total_by_detector": {ran: statistics.median(h["total"] for h in history
+                                                     if bool(h.get("detectorRan", True)) == (ran == "ran"))
+                              for ran in ("ran", "kept")
+                              if any(bool(h.get("detectorRan", True)) == (ran == "ran") for h in history)},
         "error": s1["error"],
     }
 
@@ -512,6 +518,13 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
             if all(k in r["camera"]["stages"] for r in rs):
                 print(f"{k:10s} {med([r['camera']['stages'][k]['median'] for r in rs]):9.1f} "
                       f"{med([r['camera']['stages'][k]['p90'] for r in rs]):7.1f}")
+        shares = [r["camera"]["detector_share"] for r in rs if r["camera"].get("detector_share") is not None]
+        if shares:
+            split = {ran: [r["camera"]["total_by_detector"][ran] for r in rs if ran in r["camera"]["total_by_detector"]]
+                     for ran in ("ran", "kept")}
+            print(f"face detector ran on {100 * med(shares):.0f}% of the frames (median over runs); total per frame "
+                  f"where it ran {med(split['ran']) if split['ran'] else float('nan'):.1f} ms, where the last "
+                  f"detection's faces were kept {med(split['kept']) if split['kept'] else float('nan'):.1f} ms")
         print_phases(rs)
     print("\ngrab = taking the frame on the main thread; capture = reading its pixels (engine); pre = detector_input +"
           " decode_faces + emotion_input (Python; preDetector: detector_input alone); post = update (Python); detect / classify = onnxruntime-web;"
@@ -544,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-seconds", type=float, default=5.0)
     parser.add_argument("--camera-detector", choices=("short_range", "full_range"), default="short_range",
                         help="the page's camera face detector setting")
+    parser.add_argument("--camera-clip", choices=("still", "moving"), default="still",
+                        help="the fake webcam: a still face (HAPPY, the detector runs on every third frame) or the "
+                        "same face swinging left and right (HAPPY_MOVING, up to 4 px a frame)")
     args = parser.parse_args(argv)
 
     from fixtures import videos
@@ -558,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown EP settings {unknown}; use {sorted(QUERIES)}")
     manifest = ensure_site(args.site, not args.no_build)
-    video = videos.y4m(videos.HAPPY)
+    video = videos.y4m(videos.HAPPY) if args.camera_clip == "still" else videos.y4m(videos.HAPPY_MOVING, frames=60)
     server, url = serve_dir(args.site, pages_like=args.pages_like)
     runs, soak_samples = [], []
     try:

@@ -140,6 +140,19 @@ def test_every_camera_frame_is_processed_or_counted_dropped(cam):
     assert abs(done - shown) <= 6, (done, shown)
 
 
+def test_detector_skips_frames_of_a_still_face(cam):
+    """The fake webcam shows a still face: the detector runs on one frame in three (DEFAULTS.detectEvery), the
+    frames between keep its face, and the Detect readout says how many frames it ran on."""
+    page = cam["page"]
+    ensure_camera(page)
+    history = wait_frames(page, status(page)["frames"] + 30)["history"][-30:]
+    ran = [h["detectorRan"] for h in history]
+    assert 8 <= sum(ran) <= 12, ran
+    assert all((h["detect"] > 0) == h["detectorRan"] for h in history), [(h["detectorRan"], h["detect"]) for h in history]
+    assert all(h["faces"] == 1 for h in history)
+    assert re.search(r"\d ms · \d+/\d+ frames", page.inner_text("#ro-detect")), page.inner_text("#ro-detect")
+
+
 def ensure_camera(page) -> None:
     if status(page)["state"] != "running":
         page.click("#start-camera")

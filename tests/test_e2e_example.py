@@ -81,7 +81,7 @@ ENGINE_API_CHECK = """async ([pngBase64, groupBase64]) => {
   const out = { configErrors: {} };
   for (const [name, config] of Object.entries({
     maxFaces: { maxFaces: 0 }, unknown: { colour: 'red' }, ep: { executionProviders: ['cuda'] },
-    detector: { detector: { video: 'long_range' } },
+    detector: { detector: { video: 'long_range' } }, detectEvery: { detectEvery: 0 },
     smoothing: { smoothing: { mode: 'kalman' } } })) {
     try { m.createEmotionLens(config); out.configErrors[name] = null; } catch (e) { out.configErrors[name] = e.code; }
   }
@@ -118,16 +118,19 @@ ENGINE_API_CHECK = """async ([pngBase64, groupBase64]) => {
     await lens.reset();
     const r = await lens.detect(source);
     out.inputs[name] = { kind: r.kind, detector: r.detector, width: r.width, height: r.height,
-                         boxes: r.faces.map((f) => f.box),
+                         boxes: r.faces.map((f) => f.box), detectorRan: r.detectorRan,
                          probs: r.faces.map((f) => f.probs) };
   }
+  // The camera's next frame: the still face is kept from the last detection (DEFAULTS.detectEvery 3).
+  const again = await lens.detect(video);
+  out.videoAgain = { detectorRan: again.detectorRan, faces: again.faces.length, detect: again.timings.detect };
   out.bitmapDetached = bitmap.width === 0;
   for (const t of video.srcObject.getTracks()) t.stop();
 
   await lens.reset();
   const g = await lens.detect(group);
   out.group = { detected: g.detected, faces: g.faces.length, keys: Object.keys(g.faces[0]).sort(),
-                timings: Object.keys(g.timings).sort(), detector: g.detector };
+                timings: Object.keys(g.timings).sort(), detector: g.detector, detectorRan: g.detectorRan };
   // The same photo through the short-range detector, chosen per call and then for every photo.
   await lens.reset();
   const gs = await lens.detect(group, { detector: 'short_range' });
@@ -166,7 +169,7 @@ def test_engine_api(example):
     group = base64.b64encode(videos.still_png(videos.GROUP).read_bytes()).decode()
     out = page.evaluate(ENGINE_API_CHECK, [happy, group])
     assert out["configErrors"] == {"maxFaces": "config", "unknown": "config", "ep": "config", "smoothing": "config",
-                                   "detector": "config"}
+                                   "detector": "config", "detectEvery": "config"}
     assert out["frozen"]
     assert out["stateBefore"] == "idle" and out["beforeLoad"] == "not-ready"
     assert out["info"]["thread"] == "worker"
@@ -182,17 +185,19 @@ def test_engine_api(example):
         assert len(r["boxes"]) == 1, name
         assert r["kind"] == ("video" if name == "video" else "image"), name
         assert r["detector"] == ("short_range" if name == "video" else "full_range"), name  # DEFAULTS.detector
+        assert r["detectorRan"] is True, name  # after reset() the detector runs, on a video frame too
         if name == "video":
             continue  # the camera shows the same face, from a video frame: checked for a face only
         assert (r["width"], r["height"]) == (ref["width"], ref["height"]), name
         assert max(abs(p - q) for p, q in zip(r["boxes"][0], ref["boxes"][0])) < 1.0, name
         assert max(abs(p - q) for p, q in zip(r["probs"][0], ref["probs"][0])) < 0.02, name
     assert out["bitmapDetached"], "an ImageBitmap given to detect() is transferred to the worker"
+    assert out["videoAgain"] == {"detectorRan": False, "faces": 1, "detect": 0}
 
     assert out["group"]["detected"] == 4 and out["group"]["faces"] == 2  # maxFaces: 2
     assert out["group"]["keys"] == sorted(["id", "box", "score", "index", "label", "display", "emoji", "colour",
                                            "uncertain", "top2", "probs", "raw_probs"])
-    assert out["group"]["detector"] == "full_range"
+    assert out["group"]["detector"] == "full_range" and out["group"]["detectorRan"] is True  # photos: always
     assert out["groupShort"]["detector"] == "short_range" and out["groupShort"]["detected"] >= 1
     assert out["detectorSet"] == {"video": "short_range", "image": "short_range"}
     assert out["groupDefault"] == "short_range" and out["detectorInfo"] == out["detectorSet"]

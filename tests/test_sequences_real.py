@@ -141,3 +141,79 @@ def test_two_faces_crossing_do_not_swap_ids(sample_photo, face_detector):
     assert len(tracked[0]) == len(tracked[-1]) == 2
     owners = ids_per_face(frames, tracked, 110)
     assert owners[0] != owners[1] and len(owners[0]) == len(owners[1]) == 1, owners
+
+
+# ---------------------------------------------------------------- the detector on some frames only (schedule)
+
+def run_scheduled(frames, face_detector, emotion_model, every: int) -> list[tuple[bool, list[dict]]]:
+    """Frames through the pipeline as the page runs a camera: the detector only where `detection_due` says, else the
+    last detection's faces are kept and classified again; per frame (detector ran, results)."""
+    pipe = FramePipeline(emotion_model.labels, smoothing="ema", alpha=2 / 6)
+    out = []
+    for frame in frames:
+        ran = pipe.detection_due(WIDTH, HEIGHT, every)
+        if ran:
+            n = pipe.decode_faces(*face_detector(pipe.detector_input(frame, WIDTH, HEIGHT)))
+        else:
+            n = pipe.keep_faces(WIDTH, HEIGHT, frame)
+        out.append((ran, pipe.update(emotion_model.run(pipe.emotion_input()) if n else None)))
+    return out
+
+
+def central(results: list[dict]) -> dict:
+    """The result of the face nearest the frame centre (the webcam frames show parts of other faces too)."""
+    return min(results, key=lambda r: math.hypot(r["box"][0] + r["box"][2] / 2 - WIDTH / 2,
+                                                  r["box"][1] + r["box"][3] / 2 - HEIGHT / 2))
+
+
+def test_still_face_runs_the_detector_every_third_frame_and_reads_the_same(sample_photo, face_detector,
+                                                                           emotion_model):
+    s, cx, cy, size = CLEAR_SMILE
+    frames = webcam_frames(sample_photo(s), (cx, cy), size, 30, shake_px=0, noise=4.0)  # a camera on a tripod
+    every_frame = run_scheduled(frames, face_detector, emotion_model, every=1)
+    scheduled = run_scheduled(frames, face_detector, emotion_model, every=3)
+    assert [ran for ran, _ in scheduled] == [True, False, False] * 10
+    assert len({len(res) for _, res in scheduled}) == 1  # the same faces on every frame
+    assert {central(res)["id"] for _, res in scheduled} == {1}
+    happy = emotion_model.labels.index("happiness")
+    gaps = [abs(central(a)["raw_probs"][happy] - central(b)["raw_probs"][happy])
+            for (_, a), (_, b) in zip(every_frame, scheduled)]
+    assert max(gaps) < 0.05, gaps  # a kept box on a still face classifies as a fresh one does
+    assert {central(res)["label"] for _, res in scheduled} == {"happiness"}
+
+
+def test_hand_held_camera_runs_the_detector_every_other_frame(sample_photo, face_detector, emotion_model):
+    frames = face_frames(sample_photo, CLEAR_SMILE, n=30)  # the window shakes by up to 6 photo px a frame
+    scheduled = run_scheduled(frames, face_detector, emotion_model, every=3)
+    ran = [r for r, _ in scheduled]
+    # nearly every shake changes the crops by more than the threshold, so a frame that kept the boxes is followed by
+    # one that runs the detector (a still face: one run in three frames)
+    assert sum(ran) >= 14, ran
+    assert all(central(res)["label"] == "happiness" for _, res in scheduled)
+
+
+def test_moving_face_kept_boxes_move_with_it(sample_photo, face_detector, emotion_model):
+    face = face_patch(sample_photo(3), (1180, 380), 250, face_px=110)
+    # 10 px a frame to the right (300 px/s at 30 FPS, a brisk head movement)
+    frames = canvas_frames([Mover(face, lambda i: (100 + 10 * i, 240))], 30)
+    scheduled = run_scheduled([f for f, _ in frames], face_detector, emotion_model, every=3)
+    # kept boxes that follow the face keep its crop steady, so the detector is still skipped on most frames
+    assert sum(not ran for ran, _ in scheduled) >= 16, [ran for ran, _ in scheduled]
+    kept_errors = []
+    for (ran, res), (_, [(tx, ty)]) in zip(scheduled, frames):
+        assert len(res) == 1
+        x, y, w, h = res[0]["box"]
+        if not ran:
+            kept_errors.append(math.hypot(x + w / 2 - tx, y + h / 2 - ty))
+    # a kept box moves on at its track's velocity: closer to the face than a box one frame old (10 px)
+    assert max(kept_errors) < 8, [round(e) for e in kept_errors]
+    assert {res[0]["id"] for _, res in scheduled} == {1}
+
+
+def test_detector_runs_on_every_frame_until_a_face_enters(sample_photo, face_detector, emotion_model):
+    face = face_patch(sample_photo(6), (780, 495), 235, face_px=120)
+    frames = canvas_frames([Mover(face, lambda i: (320, 240))], 12,
+                           occluder=lambda i: (0, 0, WIDTH, HEIGHT) if i < 6 else None)
+    scheduled = run_scheduled([f for f, _ in frames], face_detector, emotion_model, every=3)
+    assert [ran for ran, _ in scheduled] == [True] * 7 + [False, False, True, False, False]
+    assert [len(res) for _, res in scheduled] == [0] * 6 + [1] * 6

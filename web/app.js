@@ -28,6 +28,7 @@ let noFaceFrames = 0;
 let fpsEma = null;
 let lastFrameAt = null;
 let lastReadoutAt = -Infinity;
+let detectorRuns = { frames: 0, ran: 0, ms: null }; // since the last readout: frames, those the detector ran on, its last ms
 let cameraBase = { frames: 0, dropped: 0 }; // the engine's counters when the camera started
 let switchingModel = false;
 
@@ -79,7 +80,8 @@ function readable(err) {
 
 /** Demo-page overrides: ?ep=webgpu|webgl|wasm puts one EP first (WASM stays the fallback), ?softgpu=1 allows
  *  software GPUs (also implied by ?ep=), ?loadTimeout=ms, ?worker=0 runs the pipeline on the main thread,
- *  ?resample=numpy|browser sets who resizes camera frames and photos (numpy or the browser's canvas). */
+ *  ?resample=numpy|browser sets who resizes camera frames and photos (numpy or the browser's canvas),
+ *  ?detectEvery=n runs the face detector on camera frames at least every n frames (1: every frame). */
 function pageConfig() {
   const ep = params.get('ep');
   const config = { model: storedModel() };
@@ -91,6 +93,7 @@ function pageConfig() {
   if (params.has('loadTimeout')) config.timeouts = { load: Number(params.get('loadTimeout')) };
   if (params.get('worker') === '0') config.worker = false;
   if (params.has('resample')) config.resample = { video: params.get('resample'), image: params.get('resample') };
+  if (params.has('detectEvery')) config.detectEvery = Number(params.get('detectEvery'));
   return config;
 }
 
@@ -299,6 +302,7 @@ function resetFrameStats() {
   fpsEma = null;
   lastFrameAt = null;
   lastReadoutAt = -Infinity;
+  detectorRuns = { frames: 0, ran: 0, ms: null };
 }
 
 // ---------------------------------------------------------------- results (the engine's RESULT events)
@@ -340,19 +344,22 @@ function showStillResult(result) {
 }
 
 function showResult(result, { mirror, live }) {
-  const { faces, detected, width, height, timings } = result;
+  const { faces, detected, detectorRan, width, height, timings } = result;
   const { display } = currentModel;
   const maxFaces = lens.config.maxFaces;
-  status.pushTimings({ ...timings, faces: faces.length });
+  status.pushTimings({ ...timings, faces: faces.length, detectorRan });
   status.update({ lastResults: faces, faceCount: faces.length, timings, detector: result.detector });
   overlay.draw(faces, display, { srcW: width, srcH: height, mirror });
   renderFacePanel(els.faceList, faces, display);
   const now = performance.now();
   if (live) session.frame(result, now);
   ui.setFaceCount(faces.length);
+  detectorRuns.frames += 1;
+  if (detectorRan) Object.assign(detectorRuns, { ran: detectorRuns.ran + 1, ms: timings.detect });
   if (!live || now - lastReadoutAt >= READOUT_MS) {
     lastReadoutAt = now;
-    ui.setReadouts({ fps: status.get('fps'), timings });
+    ui.setReadouts({ fps: status.get('fps'), timings, detector: { ...detectorRuns } });
+    detectorRuns.frames = detectorRuns.ran = 0;
   }
 
   if (detected > maxFaces) {

@@ -73,6 +73,16 @@ class AppBridge:
             self.detector = self.pipe.detector
         return self.detector.input_size
 
+    def detection_due(self, width: int, height: int, every: int) -> bool:
+        """Whether the face detector must run on this video frame (FramePipeline.detection_due); when not, call
+        keep_faces instead of detector_input / decode_faces."""
+        return self.pipe.detection_due(width, height, every)
+
+    def keep_faces(self, width: int, height: int, rgba: Any = None) -> int:
+        """The last detection's faces for this frame, cut from `rgba` or drawn by the caller (crop_geometry_json);
+        `detected` stays that detection's count."""
+        return self.pipe.keep_faces(width, height, _buffer(rgba))
+
     def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
         return self.pipe.detector_input(_buffer(rgba), width, height)
 

@@ -10,6 +10,10 @@ pixels: it fits the frame into the detector's square where `letterbox_geometry(w
 `detector_input_square(square, width, height)`, then draws the squares of `crop_geometry()` upright at side x side
 and calls `emotion_input_drawn(crops, side)` in place of `emotion_input()`.
 
+On a video, `detection_due(width, height, every)` says whether the detector must run on this frame; when it need
+not, `keep_faces(width, height)` takes the place of steps 1-2: the last detection's faces, moved on at their tracks'
+velocity, are cut from this frame and classified again (see schedule.DetectionSchedule for when the detector runs).
+
 Buffers may cross the bridge as bytes / bytearray / memoryview (e.g. `Uint8ClampedArray.to_py()`,
 `Float32Array.to_py()`) or numpy arrays; nothing here loops over pixels.
 
@@ -30,6 +34,7 @@ from .postprocess import (LABEL_MARGIN, UNCERTAIN_BELOW, FaceTracker, LabelPolic
                           softmax)
 from .preprocess import (CROP_SCALE, EMOTION_INPUT_SIZE, Letterbox, crop_square, detector_input, drawn_crops_input,
                          face_batch, letterbox_for, letterboxed_input)
+from .schedule import DetectionSchedule
 
 
 def _as_array(buf: Any, dtype: type) -> np.ndarray:
@@ -53,6 +58,13 @@ def _frame_array(buf: Any, width: int, height: int) -> np.ndarray:
     if a.shape[:2] != (height, width):
         raise ValueError(f"frame shape {a.shape} does not match {width}x{height}")
     return a
+
+
+def _moved(face: det.Face, velocity: tuple[float, float], steps: int) -> det.Face:
+    """`face` moved on by `steps` frames at `velocity` (px per frame)."""
+    dx, dy = velocity[0] * steps, velocity[1] * steps
+    x, y, w, h = face.box
+    return det.Face((x + dx, y + dy, w, h), face.score, face.keypoints + np.array([dx, dy], np.float32))
 
 
 class FramePipeline:
@@ -80,10 +92,15 @@ class FramePipeline:
         self.nms_iou = float(nms_iou)
         self.tracker = FaceTracker(make_smoother(smoothing, alpha, window), track_distance, max_missing)
         self.label_policy = LabelPolicy(uncertain_below=float(uncertain_below), margin=float(label_margin))
+        self.schedule = DetectionSchedule()
         self.frame: np.ndarray | None = None
         self.letterbox: Letterbox | None = None
         self.faces: list[det.Face] = []
         self.results: list[dict[str, Any]] = []
+        self.kept = False  # this frame keeps the last detection's faces (keep_faces)
+        self.detected_faces: list[det.Face] = []  # the last detection's faces, while frames keep them
+        self.face_tracks: list[Any] = []  # the tracks of self.faces, in order (postprocess.Track)
+        self.frames_since_detection = 0
 
     def set_detector(self, name: str) -> int:
         """Switch detector model ("short_range" / "full_range") for the next frames; returns its input side."""
@@ -91,12 +108,36 @@ class FramePipeline:
         self.letterbox = None
         return self.detector.input_size
 
+    def _frame_key(self, width: int, height: int) -> tuple[int, int, str]:
+        return (int(width), int(height), self.detector.name)
+
+    def detection_due(self, width: int, height: int, every: int = 1) -> bool:
+        """Whether the detector must run on this width x height video frame, if it is to run at least every `every`
+        frames (1: every frame); when not, call `keep_faces` in place of steps 1-2."""
+        return self.schedule.due(self._frame_key(width, height), every)
+
+    def keep_faces(self, width: int, height: int, rgba: Any = None) -> int:
+        """Steps 1-2 for a frame the detector skips (`detection_due` said so): the last detection's faces are kept,
+        each moved on as its track moved between detections (constant velocity), and cut from this frame's `rgba`
+        pixels (emotion_input), or, without them, by the caller (crop_geometry -> emotion_input_drawn). Returns the
+        number of faces."""
+        self.schedule.kept(self._frame_key(width, height))
+        self.frame = None if rgba is None else _frame_array(rgba, width, height)
+        if not self.kept:
+            self.detected_faces = self.faces
+        self.kept = True
+        # where each face should be now, moving on as its track did (the tracks move with detections only)
+        steps = self.frames_since_detection + 1
+        self.faces = [_moved(face, track.velocity, steps) for face, track in zip(self.detected_faces, self.face_tracks)]
+        return len(self.faces)
+
     # ---- step 1
     def detector_input(self, rgba: Any, width: int, height: int) -> np.ndarray:
         """RGBA (or RGB) pixels of a width x height frame -> detector input float32 (1, S, S, 3)."""
         a = _frame_array(rgba, width, height)
         self.frame = a
         self.faces = []
+        self.kept = False
         x, self.letterbox = detector_input(a, self.detector.input_size)
         return x
 
@@ -108,6 +149,7 @@ class FramePipeline:
         size = self.detector.input_size
         self.frame = None
         self.faces = []
+        self.kept = False
         self.letterbox = letterbox_for(int(width), int(height), size)
         return letterboxed_input(_frame_array(square, size, size), size)
 
@@ -131,6 +173,7 @@ class FramePipeline:
                              f"and {sc.size} scores (is the other detector model running?)")
         self.faces = det.detect(reg.reshape(1, a, det.NUM_COORDS), sc.reshape(1, a, 1), self.letterbox,
                                 self.min_score, self.nms_iou, self.nms, self.max_faces, self.detector)
+        self.schedule.ran(self._frame_key(self.letterbox.frame_w, self.letterbox.frame_h))
         return len(self.faces)
 
     # ---- step 3
@@ -142,7 +185,9 @@ class FramePipeline:
                 raise RuntimeError("no frame pixels (detector_input_square): draw the crops of crop_geometry() and "
                                    "call emotion_input_drawn()")
             return np.zeros((0, 1, EMOTION_INPUT_SIZE, EMOTION_INPUT_SIZE), np.float32)
-        return face_batch(self.frame, [f.box for f in self.faces], self.crop_scale, rolls=self._rolls())
+        crops = face_batch(self.frame, [f.box for f in self.faces], self.crop_scale, rolls=self._rolls())
+        self.schedule.crops(crops)
+        return crops
 
     def _rolls(self) -> list[float] | None:
         return [det.eye_roll(f.keypoints) for f in self.faces] if self.align else None
@@ -159,7 +204,9 @@ class FramePipeline:
     def emotion_input_drawn(self, rgba: Any, side: int) -> np.ndarray:
         """The current faces' crops as the caller drew them from `crop_geometry` (RGBA, side x side each, stacked top
         to bottom) -> float32 (N, 1, 48, 48), normalised."""
-        return drawn_crops_input(_as_array(rgba, np.uint8), len(self.faces), side)
+        crops = drawn_crops_input(_as_array(rgba, np.uint8), len(self.faces), side)
+        self.schedule.crops(crops)
+        return crops
 
     # ---- step 4
     def update(self, logits: Any = None) -> list[dict[str, Any]]:
@@ -179,7 +226,12 @@ class FramePipeline:
             if lg.size != n * c:
                 raise ValueError(f"expected {n}x{c} logits, got {lg.size} values")
             probs = softmax(lg.reshape(n, c))
-        tracks = self.tracker.update([f.box for f in self.faces])
+        if self.kept:  # the tracks move with detections only: a kept box is no new evidence of where a face is
+            tracks = self.face_tracks
+            self.frames_since_detection += 1
+        else:
+            tracks = self.tracker.update([f.box for f in self.faces], frames=self.frames_since_detection + 1)
+            self.face_tracks, self.frames_since_detection = tracks, 0
         results = []
         for face, track, p in zip(self.faces, tracks, probs):
             smoothed = track.smoother.update(p)
@@ -219,4 +271,6 @@ class FramePipeline:
     def reset(self) -> None:
         """Forget tracks (e.g. when the source changes from webcam to an uploaded photo)."""
         self.tracker.reset()
+        self.schedule.forget()
         self.frame, self.letterbox, self.faces, self.results = None, None, [], []
+        self.kept, self.detected_faces, self.face_tracks, self.frames_since_detection = False, [], [], 0

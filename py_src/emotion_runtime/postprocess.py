@@ -158,9 +158,10 @@ class Track:
     probs: np.ndarray | None = field(default=None, repr=False)  # last smoothed probabilities
     shown: ShownLabel | None = None  # label state for the hysteresis
 
-    def predicted_box(self) -> tuple[float, float, float, float]:
-        """Where the box should be this frame if the face keeps moving as it did (constant velocity)."""
-        steps = self.missing + 1
+    def predicted_box(self, frames: int = 1) -> tuple[float, float, float, float]:
+        """Where the box should be `frames` frames after the last update if the face keeps moving as it did
+        (constant velocity)."""
+        steps = self.missing + frames
         x, y, w, h = self.box
         return (x + self.velocity[0] * steps, y + self.velocity[1] * steps, w, h)
 
@@ -205,11 +206,13 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
-    def update(self, boxes: Sequence[Sequence[float]]) -> list[Track]:
-        """Match this frame's boxes (x, y, w, h); returns one Track per box, in the order of `boxes`."""
+    def update(self, boxes: Sequence[Sequence[float]], frames: int = 1) -> list[Track]:
+        """Match this frame's boxes (x, y, w, h), `frames` frames after the last update (more than 1 when the
+        detector skipped frames); returns one Track per box, in the order of `boxes`."""
+        frames = max(1, int(frames))
         pairs = []
         for ti, t in enumerate(self.tracks):
-            pred = t.predicted_box()
+            pred = t.predicted_box(frames)
             # a face lost for a while may have changed speed: widen its search area with the gap
             reach = self.max_distance * (1.0 + 0.25 * t.missing)
             for di, b in enumerate(boxes):
@@ -228,7 +231,7 @@ class FaceTracker:
             det_track[di] = self.tracks[ti]
         for ti, t in enumerate(self.tracks):
             if ti not in used:
-                t.missing += 1
+                t.missing += frames
         self.tracks = [t for i, t in enumerate(self.tracks) if i in used or t.missing <= self.max_missing]
         out = []
         for di, b in enumerate(boxes):
@@ -240,7 +243,7 @@ class FaceTracker:
                 self.tracks.append(t)
             else:
                 (ox, oy), (nx, ny) = _centre(t.box), _centre(box)
-                steps = t.missing + 1
+                steps = t.missing + frames
                 step = ((nx - ox) / steps, (ny - oy) / steps)
                 gain = 1.0 if t.age == 1 else VELOCITY_GAIN  # the first displacement is all we know
                 t.velocity = (t.velocity[0] + gain * (step[0] - t.velocity[0]),

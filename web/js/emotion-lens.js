@@ -63,6 +63,10 @@ export const DETECTORS = Object.freeze(['short_range', 'full_range']);
  *   48 px from the frame's full-resolution pixels (a few ms a frame; accuracy through this path:
  *   build/measure_resample.py, README); 'numpy': emotion_runtime's numpy code gets the whole frame (the same numbers
  *   as CPython and the tests, several ms a frame slower in WebAssembly)
+ * @property {number} detectEvery  camera frames: the face detector (the costliest step) runs at least every this many
+ *   frames (1..30; 1: on every frame), on every frame while no face is found, and on the frame after a face's crop
+ *   changed (it moved otherwise than predicted, or turned); the frames between keep its last faces, moved on at
+ *   their tracks' velocity, and classify them again (emotion_runtime/schedule.py). Photos always run it.
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
  * @property {boolean} warmup  run one blank frame through the camera's face detector (detector.video) at load, so
  *   the first camera frame is not the slow one
@@ -80,6 +84,7 @@ export const DEFAULTS = deepFreeze({
   executionProviders: [...EXECUTION_PROVIDERS],
   allowSoftwareGpu: false,
   resample: { video: 'browser', image: 'numpy' },
+  detectEvery: 3,
   worker: true,
   warmup: true,
 });
@@ -106,7 +111,9 @@ export const DEFAULTS = deepFreeze({
 /**
  * @typedef {object} FrameResult
  * @property {FaceResult[]} faces  at most maxFaces
- * @property {number} detected  faces found before the cap
+ * @property {number} detected  faces found before the cap (by the frame's detector run, or the last one it kept)
+ * @property {boolean} detectorRan  the face detector ran on this frame; false: the faces are the last detection's,
+ *   their boxes moved on at their tracks' velocity (config.detectEvery)
  * @property {number} width  the frame as read (after maxSide)
  * @property {number} height
  * @property {'video'|'image'} kind
@@ -114,9 +121,9 @@ export const DEFAULTS = deepFreeze({
  * @property {{grab: number, capture: number, detect: number, pre: number, preDetector: number, classify: number,
  *   post: number, total: number, roundTrip: number}} timings  ms: grab (this thread: taking the frame), capture
  *   (reading its pixels: the detector's square and the face crops, or the whole frame with resample 'numpy'),
- *   detect / classify (onnxruntime), pre / post (Python; preDetector: the part of pre that makes the detector's
- *   input), total (the pipeline), roundTrip (from taking
- *   the frame to its result on this thread: the frame's lag; a wait in the slot before is not included)
+ *   detect / classify (onnxruntime; detect is 0 when the detector did not run), pre / post (Python; preDetector:
+ *   the part of pre that makes the detector's input), total (the pipeline), roundTrip (from taking the frame to its
+ *   result on this thread: the frame's lag; a wait in the slot before is not included)
  */
 
 /**
@@ -180,6 +187,7 @@ export function resolveConfig(config = {}) {
     bad(`executionProviders must list some of ${EXECUTION_PROVIDERS.join(', ')}, got ${JSON.stringify(eps)}`);
   }
   if (c.model !== null && typeof c.model !== 'string') bad('model must be a model id (string) or null');
+  if (!(positiveInt(c.detectEvery) && c.detectEvery <= 30)) bad(`detectEvery must be an integer in 1..30, got ${c.detectEvery}`);
   if (![c.resample.video, c.resample.image].every((r) => ['browser', 'numpy'].includes(r))) {
     bad(`resample.video/image must be 'browser' or 'numpy', got ${JSON.stringify(c.resample)}`);
   }
@@ -459,7 +467,8 @@ export class EmotionLens extends EventTarget {
       const maxSide = job.options.maxSide ?? this.#config.maxSide[kind];
       const detector = job.options.detector ?? this.#detector[kind];
       const resample = this.#config.resample[kind];
-      const result = await this.#call('detect', { frame, maxSide, kind, detector, resample }, [frame]);
+      const detectEvery = kind === 'video' ? this.#config.detectEvery : 1;
+      const result = await this.#call('detect', { frame, maxSide, kind, detector, resample, detectEvery }, [frame]);
       result.timings.grab = grab;
       result.timings.roundTrip = performance.now() - t0;
       this.#frames += 1;

@@ -100,7 +100,7 @@ class Pipeline {
       const blank = pixelCanvas(w, h).canvas;
       const detector = o.detector?.video ?? this.detector;
       this.useDetector(detector);
-      await timed(`pipeline warm-up ${detector}`, () => this.process(blank, w, h, w, h, o.resample));
+      await timed(`pipeline warm-up ${detector}`, () => this.process(blank, w, h, w, h, o.resample, 1));
       this.bridge.reset();
     }
     return { ...this.describe(), spans: takeSpans() };
@@ -172,9 +172,10 @@ class Pipeline {
 
   /**
    * One frame (VideoFrame | ImageBitmap, closed here), read at most `maxSide` px on its long side, through the face
-   * detector `detector` (short_range | full_range), resampled by `resample` (browser | numpy, see process).
+   * detector `detector` (short_range | full_range) at least every `detectEvery` frames (see process), resampled by
+   * `resample` (browser | numpy, see process).
    */
-  async detect({ frame, maxSide, kind, detector, resample }) {
+  async detect({ frame, maxSide, kind, detector, resample, detectEvery = 1 }) {
     try {
       this.requireLoaded();
       if (!this.loaded.detectors[detector]) {
@@ -184,7 +185,7 @@ class Pipeline {
       const w = frame.displayWidth ?? frame.width;
       const h = frame.displayHeight ?? frame.height;
       const { width, height } = fitSize(w, h, maxSide);
-      const result = await this.process(frame, w, h, width, height, resample);
+      const result = await this.process(frame, w, h, width, height, resample, detectEvery);
       result.kind = kind;
       result.detector = detector;
       return result;
@@ -195,40 +196,53 @@ class Pipeline {
 
   /**
    * A frame (any canvas image source, `srcWidth` x `srcHeight`) through the pipeline with the bridge's current face
-   * detector; results are in the frame's read size `width` x `height`. Who resamples (`resample`):
+   * detector; results are in the frame's read size `width` x `height`. The detector runs when the bridge says it is
+   * due (at least every `detectEvery` frames; emotion_runtime.schedule); on the other frames the last detection's
+   * faces, moved on at their tracks' velocity, are cut from this frame and classified again. Who resamples
+   * (`resample`):
    * - 'browser': the canvas fits the frame into the detector's square and draws each face's crop square upright
    *   at CROP_SIDE px, from the frame's full-resolution pixels; Python gets only those small images (see
    *   build/measure_resample.py for what this does to accuracy);
    * - 'numpy': the frame's pixels (read at width x height) go to Python, which letterboxes and crops them
    *   (emotion_runtime.preprocess, the same numbers as CPython and the tests).
    */
-  async process(source, srcWidth, srcHeight, width, height, resample) {
+  async process(source, srcWidth, srcHeight, width, height, resample, detectEvery) {
     const bridge = this.bridge;
     const byBrowser = resample === 'browser';
     const t0 = now();
+    const detectorRan = bridge.detection_due(width, height, detectEvery);
     if (byBrowser && typeof VideoFrame === 'function' && source instanceof VideoFrame) {
       source = this.rgbCopy(source, srcWidth, srcHeight);
     }
-    const pixels = byBrowser
-      ? this.detectorSquare(source, srcWidth, srcHeight, width, height)
-      : this.framePixels(source, width, height);
-    const t1 = now();
-    const x = takeFloat32(byBrowser
-      ? bridge.detector_input_square(pixels, width, height)
-      : bridge.detector_input(pixels, width, height));
-    const t2 = now();
-    const det = this.loaded.detectors[this.detector].session;
-    const { reg, sc } = detectorOutputs(det, await run(det, det.inputNames[0], x.data, x.dims));
-    const t3 = now();
-    const n = bridge.decode_faces(reg.data, sc.data);
+    let n = 0;
+    const stage = { read: 0, input: 0, detect: 0, decode: 0 }; // ms of the detector's steps, 0 when it is skipped
+    if (detectorRan) {
+      const pixels = byBrowser
+        ? this.detectorSquare(source, srcWidth, srcHeight, width, height)
+        : this.framePixels(source, width, height);
+      const t1 = now();
+      const x = takeFloat32(byBrowser
+        ? bridge.detector_input_square(pixels, width, height)
+        : bridge.detector_input(pixels, width, height));
+      const t2 = now();
+      const det = this.loaded.detectors[this.detector].session;
+      const { reg, sc } = detectorOutputs(det, await run(det, det.inputNames[0], x.data, x.dims));
+      const t3 = now();
+      n = bridge.decode_faces(reg.data, sc.data);
+      Object.assign(stage, { read: t1 - t0, input: t2 - t1, detect: t3 - t2, decode: now() - t3 });
+    } else {
+      const t1 = now();
+      n = bridge.keep_faces(width, height, byBrowser ? null : this.framePixels(source, width, height));
+      stage.read = t1 - t0;
+    }
     const detected = bridge.detected;
+    const tc = now();
     let crops = null;
     let drawMs = 0; // drawing the crops: part of capture, not of Python's pre
     if (n > 0 && byBrowser) {
-      const td = now();
       const squares = JSON.parse(bridge.crop_geometry_json());
       const drawn = this.drawCrops(source, srcWidth, srcHeight, width, height, squares);
-      drawMs = now() - td;
+      drawMs = now() - tc;
       crops = takeFloat32(bridge.emotion_input_drawn(drawn, CROP_SIDE));
     } else if (n > 0) {
       crops = takeFloat32(bridge.emotion_input());
@@ -241,13 +255,14 @@ class Pipeline {
     return {
       faces,
       detected,
+      detectorRan,
       width,
       height,
       timings: {
-        capture: (t1 - t0) + drawMs,
-        detect: t3 - t2,
-        pre: (t2 - t1) + (t4 - t3) - drawMs, // detector input + decode_faces + emotion input (Python)
-        preDetector: t2 - t1, // of which the detector's input
+        capture: stage.read + drawMs,
+        detect: stage.detect,
+        pre: stage.input + stage.decode + (t4 - tc) - drawMs, // detector input + decode_faces + emotion input (Python)
+        preDetector: stage.input, // of which the detector's input
         classify: t5 - t4,
         post: t6 - t5,
         total: t6 - t0,

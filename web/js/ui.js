@@ -191,11 +191,20 @@ function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
 
-export function setReadouts({ ep, fps, timings }) {
+/**
+ * Update the readouts given.
+ * @param {{ep?: string, fps?: number|null, timings?: object, detector?: {frames: number, ran: number, ms: number|null}}} readouts
+ *   timings: the last frame's (FrameResult.timings); detector: since the last readout, the frames shown, those the
+ *   face detector ran on, and its last run's ms (it skips frames: config.detectEvery)
+ */
+export function setReadouts({ ep, fps, timings, detector }) {
   if (ep !== undefined) setText(els.ro.ep, ep || '–');
   if (fps !== undefined) setText(els.ro.fps, Number.isFinite(fps) ? fps.toFixed(1) : '–');
+  if (detector) {
+    const share = detector.ran < detector.frames ? ` · ${detector.ran}/${detector.frames} frames` : '';
+    setText(els.ro.detect, fmtMs(detector.ms ?? NaN) + share);
+  }
   if (timings) {
-    setText(els.ro.detect, fmtMs(timings.detect));
     setText(els.ro.pre, fmtMs(timings.pre));
     setText(els.ro.classify, fmtMs(timings.classify));
     setText(els.ro.post, fmtMs(timings.post));
