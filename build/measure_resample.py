@@ -49,8 +49,9 @@ BATCH = 16  # frames per page.evaluate call
 LOAD_ENGINE = """async ({resample, model}) => {
   const { createEmotionLens } = await import('../js/emotion-lens.js');
   window.__lens?.dispose();
+  // detectEvery 1: every frame is another face, each through the detector as a camera's first frame is.
   const lens = createEmotionLens({ resample: { video: resample, image: resample }, smoothing: { mode: 'none', k: 1 },
-                                   executionProviders: ['wasm'], model });
+                                   executionProviders: ['wasm'], model, detectEvery: 1 });
   await lens.load();
   window.__lens = lens;
   return lens.info.model.id;
