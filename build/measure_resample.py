@@ -9,7 +9,8 @@ the plain 48x48 test images (the training crop).
 
 Each face (a seeded subset of the FER+ test split) is upscaled to a face size, turned by a roll and pasted on grey
 noise in a 640x480 frame (build/measure_alignment.make_frame), encoded as PNG and handed to the engine as a camera
-frame (a VideoFrame: the camera's path, `resample.video`). Printed per face size and roll: faces detected, accuracy
+frame (an I420 VideoFrame, as Chromium's camera frames are: the camera's path, `resample.video`; the browser path cuts
+its crops from the frame's luma plane). Printed per face size and roll: faces detected, accuracy
 through each path (majority FER+ label, on the faces both paths detected), how often the two paths agree on the top
 class, and the largest probability difference. Smoothing is off; each frame's own probabilities are compared.
 
@@ -56,13 +57,38 @@ LOAD_ENGINE = """async ({resample, model}) => {
   window.__lens = lens;
   return lens.info.model.id;
 }"""
+# Each frame becomes an I420 VideoFrame (BT.601, video range, chroma averaged over 2x2), the format of the camera
+# frames Chromium hands out; the engine then cuts the browser path's crops from its luma plane (js/luma-crops.js).
 DETECT_FRAMES = """async (pngs) => {
   const out = [];
+  const i420 = (rgba, w, h) => {
+    const buf = new Uint8Array(w * h * 3 / 2);
+    const [uOff, vOff, cw] = [w * h, w * h + (w / 2) * (h / 2), w / 2];
+    for (let p = 0, j = 0; p < w * h; p++, j += 4) {
+      buf[p] = 16 + (65.481 * rgba[j] + 128.553 * rgba[j + 1] + 24.966 * rgba[j + 2]) / 255;
+    }
+    for (let y = 0; y < h; y += 2) for (let x = 0; x < w; x += 2) {
+      let [r, g, b] = [0, 0, 0];
+      for (const [dx, dy] of [[0, 0], [1, 0], [0, 1], [1, 1]]) {
+        const j = ((y + dy) * w + x + dx) * 4;
+        r += rgba[j] / 4; g += rgba[j + 1] / 4; b += rgba[j + 2] / 4;
+      }
+      const c = (y / 2) * cw + x / 2;
+      buf[uOff + c] = 128 + (-37.797 * r - 74.203 * g + 112 * b) / 255;
+      buf[vOff + c] = 128 + (112 * r - 93.786 * g - 18.214 * b) / 255;
+    }
+    return buf;
+  };
   for (const [i, b64] of pngs.entries()) {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
-    const frame = new VideoFrame(bitmap, { timestamp: i });
+    const [w, h] = [bitmap.width, bitmap.height];
+    const ctx = new OffscreenCanvas(w, h).getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
     bitmap.close();
+    const frame = new VideoFrame(i420(ctx.getImageData(0, 0, w, h).data, w, h), {
+      format: 'I420', codedWidth: w, codedHeight: h, timestamp: i,
+      colorSpace: { matrix: 'smpte170m', primaries: 'smpte170m', transfer: 'smpte170m', fullRange: false } });
     const r = await window.__lens.detect(frame);
     out.push({ faces: r.faces.map((f) => ({ box: f.box, probs: f.raw_probs })), ms: r.timings.total });
   }

@@ -129,7 +129,10 @@ def test_caller_resampled_square_and_crops():
     np.testing.assert_allclose(bridge.emotion_input_drawn(drawn.reshape(-1), side)[0, 0],
                                normalise(resize_antialiased(rgba_to_gray(drawn), 48, 48)), atol=1e-6)
     assert json.loads(bridge.update_json(np.zeros((1, 8), np.float32)))[0]["box"] == list(BOX)
-    with pytest.raises(ValueError, match="not 1 RGBA/RGB crops of 96x96"):
+    grey = rgba_to_gray(drawn)  # grey crops (the browser's luma path) give the same input
+    np.testing.assert_allclose(bridge.emotion_input_drawn(grey.reshape(-1), side),
+                               bridge.emotion_input_drawn(drawn.reshape(-1), side), atol=1e-6)
+    with pytest.raises(ValueError, match="not 1 RGBA/RGB/grey crops of 96x96"):
         bridge.emotion_input_drawn(drawn.reshape(-1)[:-4], side)
     with pytest.raises(ValueError):
         bridge.detector_input_square(square[:64], W, H)

@@ -202,8 +202,8 @@ class FramePipeline:
                 for f, r in zip(self.faces, rolls)]
 
     def emotion_input_drawn(self, rgba: Any, side: int) -> np.ndarray:
-        """The current faces' crops as the caller drew them from `crop_geometry` (RGBA, side x side each, stacked top
-        to bottom) -> float32 (N, 1, 48, 48), normalised."""
+        """The current faces' crops as the caller drew them from `crop_geometry` (RGBA, RGB or grey, side x side each,
+        stacked top to bottom) -> float32 (N, 1, 48, 48), normalised."""
         crops = drawn_crops_input(_as_array(rgba, np.uint8), len(self.faces), side)
         self.schedule.crops(crops)
         return crops

@@ -271,16 +271,18 @@ def face_batch(rgba: np.ndarray, boxes: Sequence[Sequence[float]], scale: float 
 
 def drawn_crops_input(rgba: np.ndarray, n: int, side: int, size: int = EMOTION_INPUT_SIZE) -> np.ndarray:
     """Emotion model input from n face crops the caller resampled itself (the browser, from `crop_square`'s squares)
-    to side x side, stacked top to bottom: (n * side, side, 3|4) uint8 pixels, flat or shaped -> float32
-    (n, 1, size, size), normalised. Crops of another side than `size` are resized here (antialiased)."""
+    to side x side, stacked top to bottom: (n * side, side, 3|4) uint8 pixels, or (n * side, side) grey ones, flat or
+    shaped -> float32 (n, 1, size, size), normalised. Crops of another side than `size` are resized here
+    (antialiased)."""
     a = np.asarray(rgba, dtype=np.uint8)
     n, side = int(n), int(side)
     if n < 1:
         return np.zeros((0, 1, size, size), np.float32)
     channels = a.size // max(n * side * side, 1)
-    if channels not in (3, 4) or channels * n * side * side != a.size:
-        raise ValueError(f"{a.size} bytes are not {n} RGBA/RGB crops of {side}x{side}")
-    gray = rgba_to_gray(a.reshape(n * side, side, channels)).reshape(n, side, side)
+    if channels not in (1, 3, 4) or channels * n * side * side != a.size:
+        raise ValueError(f"{a.size} bytes are not {n} RGBA/RGB/grey crops of {side}x{side}")
+    shape = (n * side, side) if channels == 1 else (n * side, side, channels)
+    gray = rgba_to_gray(a.reshape(shape)).reshape(n, side, side)
     if side != size:
         gray = np.stack([resize_antialiased(g, size, size) for g in gray])
     return normalise(gray)[:, None]

@@ -11,6 +11,7 @@ import { loadEmotionModel, loadEverything } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { run } from './inference.js';
 import { takeSpans, timed } from './load-timing.js';
+import { lumaCrops, readLuma } from './luma-crops.js';
 import { setSiteRoot } from './manifest.js';
 
 const now = () => performance.now();
@@ -82,6 +83,7 @@ class Pipeline {
     this.detector = 'short_range'; // the face detector the bridge is set to (FramePipeline's name for it)
     this.options = null;
     this.canvases = {}; // pixel canvases by use (frame, rgb, square, crops), kept from frame to frame
+    this.lumaBuffer = {}; // {buffer}: a camera frame's planes (readLuma), kept from frame to frame
   }
 
   async load(data, progress) {
@@ -200,8 +202,9 @@ class Pipeline {
    * due (at least every `detectEvery` frames; emotion_runtime.schedule); on the other frames the last detection's
    * faces, moved on at their tracks' velocity, are cut from this frame and classified again. Who resamples
    * (`resample`):
-   * - 'browser': the canvas fits the frame into the detector's square and draws each face's crop square upright
-   *   at CROP_SIDE px, from the frame's full-resolution pixels; Python gets only those small images (see
+   * - 'browser': the canvas fits the frame into the detector's square, and each face's crop square is drawn upright
+   *   at CROP_SIDE px from the frame's full-resolution pixels (sampled from the luma plane of a camera's YUV frame,
+   *   js/luma-crops.js; drawn by the canvas otherwise); Python gets only those small images (see
    *   build/measure_resample.py for what this does to accuracy);
    * - 'numpy': the frame's pixels (read at width x height) go to Python, which letterboxes and crops them
    *   (emotion_runtime.preprocess, the same numbers as CPython and the tests).
@@ -211,9 +214,10 @@ class Pipeline {
     const byBrowser = resample === 'browser';
     const t0 = now();
     const detectorRan = bridge.detection_due(width, height, detectEvery);
-    if (byBrowser && typeof VideoFrame === 'function' && source instanceof VideoFrame) {
-      source = this.rgbCopy(source, srcWidth, srcHeight);
-    }
+    const videoFrame = byBrowser && typeof VideoFrame === 'function' && source instanceof VideoFrame;
+    // A camera's YUV frame: the crops come from its luma plane, so only the detector's square needs RGB pixels.
+    const luma = videoFrame ? await readLuma(source, this.lumaBuffer) : null;
+    if (videoFrame && (detectorRan || !luma)) source = this.rgbCopy(source, srcWidth, srcHeight);
     let n = 0;
     const stage = { read: 0, input: 0, detect: 0, decode: 0 }; // ms of the detector's steps, 0 when it is skipped
     if (detectorRan) {
@@ -241,7 +245,9 @@ class Pipeline {
     let drawMs = 0; // drawing the crops: part of capture, not of Python's pre
     if (n > 0 && byBrowser) {
       const squares = JSON.parse(bridge.crop_geometry_json());
-      const drawn = this.drawCrops(source, srcWidth, srcHeight, width, height, squares);
+      const drawn = luma
+        ? lumaCrops(luma, squares, luma.width / width, luma.height / height, CROP_SIDE)
+        : this.drawCrops(source, srcWidth, srcHeight, width, height, squares);
       drawMs = now() - tc;
       crops = takeFloat32(bridge.emotion_input_drawn(drawn, CROP_SIDE));
     } else if (n > 0) {
@@ -279,8 +285,8 @@ class Pipeline {
 
   /**
    * A VideoFrame's pixels on a canvas of its own size. Every drawImage of a VideoFrame converts the whole frame from
-   * the camera's YUV to RGB (about 3.5 ms for 640x480 in headless Chromium here): the square and the crops draw from
-   * this one copy (crops 3.7 -> 0.8 ms a frame).
+   * the camera's YUV to RGB (about 2-3.5 ms for 640x480 in headless Chromium here): the detector's square (and the
+   * crops of a frame without a luma plane) draw from this one copy.
    */
   rgbCopy(frame, width, height) {
     const { canvas, ctx } = this.canvasFor('rgb', width, height);
