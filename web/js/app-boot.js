@@ -13,8 +13,8 @@ import { loadPython } from './runtime.js';
  * @typedef {object} LoadProgress
  * @property {'active'|'done'|'failed'} status
  * @property {'python'|'numpy'|'models'|'verify'} step
- * @property {'runtime'|'emotion'} [stage]  finer stage: installing emotion_runtime (numpy step); creating the
- *   emotion session (verify step; the camera's face detector session is started while the models download)
+ * @property {'runtime'|'detector'|'emotion'} [stage]  finer stage: installing emotion_runtime (numpy step);
+ *   creating the detector / emotion session (verify step)
  * @property {number} [loaded]  bytes downloaded so far (models step)
  * @property {number} [total]  bytes to download (models step)
  * @property {string} [ep]  execution provider the detector runs on (verify step, stage emotion)
@@ -116,31 +116,20 @@ export async function loadEmotionModel(modelId, options, progress = () => {}) {
 
 const sum = (table) => Object.values(table).reduce((a, b) => a + b, 0);
 
-/** Run `work` (starting a session); a failure is reported on the verify step, whichever step is showing. */
-async function verifying(work) {
-  try {
-    return await work();
-  } catch (err) {
-    const e = asLensError(err, ERROR_CODES.LOAD);
-    e.step = 'verify';
-    throw e;
-  }
-}
-
 /** Face detectors by the names emotion_runtime's FramePipeline knows, and manifest.json's key for each. */
 const DETECTOR_FILES = Object.freeze({ short_range: 'face_detector', full_range: 'face_detector_full_range' });
 
 async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
   const manifest = await loadManifest();
   const entry = pickEmotionModel(manifest.models, modelId);
-  const [shortPath, fullPath] = Object.values(DETECTOR_FILES).map((key) => {
+  const detectorPaths = Object.values(DETECTOR_FILES).map((key) => {
     const path = manifest.models?.[key];
     if (!path) throw new LensError(ERROR_CODES.LOAD, `This build of the site lists no ${key} (manifest.json models).`);
     return path;
   });
   // Both face detectors come with the rest (photos use the full-range one, the camera either), so nothing is
   // downloaded after the engine is ready.
-  const paths = [shortPath, fullPath, entry.model, entry.meta];
+  const paths = [...detectorPaths, entry.model, entry.meta];
   progress({ status: 'active', step: 'models' });
   const total = paths.reduce((n, p) => n + (manifest.files[p]?.bytes || 0), 0);
   const loaded = {};
@@ -148,27 +137,24 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
     loaded[path] = n;
     progress({ status: 'active', step: 'models', loaded: sum(loaded), total });
   };
-  // fetchVerified checks each file's size and sha256 against manifest.json before returning it. Each session is
-  // created as soon as its files are in (the small camera detector first), not after the last download: starting
-  // onnxruntime (its import and WebAssembly compile) early overlaps it with the Python runtime's own downloads.
-  const downloads = paths.map((p) => fetchVerified(p, { onProgress }));
-  for (const d of downloads) d.catch(() => {}); // each is awaited below, some after other work
-  const [shortBytes, fullBytes, emoBytes, metaBytes] = downloads;
-  // Warm-up shapes given explicitly: the WebGL backend cannot report model input metadata.
-  const shortRange = await verifying(async () => createSession(await shortBytes, {
-    preferred: eps, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu,
-  }));
-  await Promise.all(downloads);
+  // fetchVerified checks each file's size and sha256 against manifest.json before returning it.
+  const [shortBytes, fullBytes, emoBytes, metaBytes] = await Promise.all(
+    paths.map((p) => fetchVerified(p, { onProgress })));
   progress({ status: 'done', step: 'models', loaded: total, total });
-  progress({ status: 'active', step: 'verify', stage: 'emotion', ep: shortRange.ep, fraction: 0.8 });
-  const emotion = await emotionSession(entry, await emoBytes, await metaBytes, { eps, allowSoftwareGpu });
+  progress({ status: 'active', step: 'verify', stage: 'detector', fraction: 0.7 });
+  // Warm-up shapes given explicitly: the WebGL backend cannot report model input metadata.
+  const shortRange = await createSession(shortBytes, {
+    preferred: eps, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu,
+  });
   // The full-range detector is kept off WebGL: there (SwiftShader) its boxes came out up to 6 px (640x480 frame)
   // off the WASM / CPython ones, while the short-range model agreed within 3 px (tests/test_e2e_backends.py).
   const fullRangeEps = eps.filter((ep) => ep !== 'webgl');
-  const fullRange = await createSession(await fullBytes, {
+  const fullRange = await createSession(fullBytes, {
     preferred: fullRangeEps.length ? fullRangeEps : ['wasm'], name: 'full-range face detector',
     warmupDims: [1, 192, 192, 3], allowSoftwareGpu,
   });
+  progress({ status: 'active', step: 'verify', stage: 'emotion', ep: shortRange.ep, fraction: 0.8 });
+  const emotion = await emotionSession(entry, emoBytes, metaBytes, { eps, allowSoftwareGpu });
   const catalog = manifest.models.emotion.map(({ id, title, dataset, labels }) => ({ id, title, dataset, labels }));
   return { detectors: { short_range: shortRange, full_range: fullRange }, emotion, catalog };
 }
@@ -193,7 +179,7 @@ export async function loadEverything({ progress, eps, allowSoftwareGpu, timeoutM
     };
     b.tag = (err) => {
       const e = asLensError(err, ERROR_CODES.LOAD);
-      e.step = e.code === ERROR_CODES.INTEGRITY ? 'verify' : (e.step || b.current);
+      e.step = e.code === ERROR_CODES.INTEGRITY ? 'verify' : b.current;
       throw e;
     };
     return b;
