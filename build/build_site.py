@@ -12,7 +12,8 @@ Layout of the output:
   models/emotion/<model id>/model.onnx, model.json, model.webgl.onnx (batch 1, WebGL only): one folder per
                                                emotion model in web/models/emotion/ (ids like lite0s5-48.ferplus)
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel;
-                                               stdlib and numpy compiled to bytecode (build/vendor/pyc/)
+                                               stdlib and numpy compiled to bytecode (build/vendor/pyc/); the page
+                                               installs numpy itself (manifest.json `numpy_wheel`)
   vendor/ort/                                  onnxruntime-web: one bundle per execution provider
   wheels/emotion_runtime-<ver>-py3-none-any.whl
   manifest.json                                {files: {path: {sha256, bytes}}, totals, ...}
@@ -43,7 +44,7 @@ VENDOR_DIR = ROOT / "build" / "vendor"
 
 # Pyodide files the browser fetches: the ES module loader, the emscripten glue, the interpreter, the stdlib.
 PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip")
-PYODIDE_PACKAGES = ("numpy",)  # Pyodide-built wheels the runtime loads with loadPackage()
+PYODIDE_PACKAGES = ("numpy",)  # Pyodide-built wheels the site ships (web/js/runtime.js installs them)
 
 # One onnxruntime-web bundle per execution provider, imported lazily by web/js/inference.js, so a browser only
 # downloads the one it uses: WebGPU (JSEP) 28.7 MB, WebGL 0.5 MB, WASM 14.3 MB. The all-in-one ort.all.min.mjs
@@ -381,15 +382,17 @@ def build(out: Path, inputs: Inputs, allow_missing_emotion_model: bool = False) 
         raise BuildError(f"web/ contains files the build generates: {sorted(overlap)}")
     files = {path: src.read_bytes() for path, src in copied.items()} | generated
 
+    lock = json.loads(generated["vendor/pyodide/pyodide-lock.json"])
     extra = {
         "runtime_wheel": f"wheels/{wheel_name}",
+        # web/js/runtime.js downloads it while Pyodide starts and installs it itself (see there why)
+        "numpy_wheel": f"vendor/pyodide/{lock['packages']['numpy']['file_name']}",
         "models": models_table,
         "versions": {
             "pyodide": pyodide_version,
             "onnxruntime-web": ort_version,
             "emotion_runtime": runtime_version,
-            **{name: json.loads(generated["vendor/pyodide/pyodide-lock.json"])["packages"][name]["version"]
-               for name in PYODIDE_PACKAGES},
+            **{name: lock["packages"][name]["version"] for name in PYODIDE_PACKAGES},
         },
     }
     manifest = build_manifest(files, extra)

@@ -106,10 +106,14 @@ def test_numpy_wheel_is_the_official_pyodide_build_compiled(site):
     assert set(reduced["packages"]) == {"numpy"}, "the lock lists only what is vendored"
     numpy = official["packages"]["numpy"]
     assert sha256(ROOT / "build/vendor" / numpy["file_name"]) == numpy["sha256"]
-    # The site ships it compiled to bytecode; the lock carries that file's sha256 (Pyodide checks it on load).
+    # The site ships it compiled to bytecode; the lock carries that file's sha256.
     shipped = site / "vendor/pyodide" / numpy["file_name"]
     assert reduced["packages"]["numpy"] == {**numpy, "sha256": sha256(shipped)}
     assert_compiled_from(shipped, ROOT / "build/vendor" / numpy["file_name"], "numpy")
+    # web/js/runtime.js installs it from manifest.json's entry, checked against the manifest's sha256.
+    manifest = json.loads((site / "manifest.json").read_text())
+    assert manifest["numpy_wheel"] == f"vendor/pyodide/{numpy['file_name']}"
+    assert manifest["files"][manifest["numpy_wheel"]]["sha256"] == sha256(shipped)
 
 
 def test_standard_library_is_pyodides_compiled(site):

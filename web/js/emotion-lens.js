@@ -13,7 +13,7 @@
 // `backend.thread` says so with the reason. One frame is in flight at a time; a frame that arrives while one is
 // being processed waits in a single slot, where a newer frame replaces it (the older one is dropped and counted).
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
-import { fitSize } from './lens-pipeline.js';
+import { fitSize } from './frame-size.js';
 import { recordSpans, timed } from './load-timing.js';
 import { serviceWorkerControl } from './sw-control.js';
 

@@ -9,6 +9,7 @@
 // A frame arrives as a VideoFrame or ImageBitmap (transferred, no copy on the sender's side) and is closed here.
 import { loadEmotionModel, loadEverything } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
+import { fitSize } from './frame-size.js';
 import { run } from './inference.js';
 import { takeSpans, timed } from './load-timing.js';
 import { lumaCrops, readLuma } from './luma-crops.js';
@@ -19,12 +20,6 @@ const now = () => performance.now();
 const WARMUP_SIZE = [64, 48];
 // Side the browser draws face crops at: the emotion model's input, so Python only turns them grey.
 const CROP_SIDE = 48;
-
-/** The size a w x h frame is read at: scaled down (never up) so its long side is at most `maxSide`. */
-export function fitSize(w, h, maxSide) {
-  const scale = Math.min(1, maxSide / Math.max(w, h));
-  return { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
-}
 
 /** Copy a float32 numpy array (PyProxy) into a JS Float32Array and free the proxy. */
 function takeFloat32(proxy) {

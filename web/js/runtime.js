@@ -1,12 +1,18 @@
-// Start Python in the page: Pyodide from this origin, numpy from the vendored Pyodide wheel, then the
-// emotion_runtime wheel (checked against manifest.json) unpacked into site-packages. Nothing is fetched
-// from any other origin.
+// Start Python in the page: Pyodide from this origin, then the vendored numpy wheel and the emotion_runtime wheel
+// (both checked against manifest.json) unpacked into site-packages. Nothing is fetched from any other origin.
+// Both wheels download while Pyodide starts, and numpy is installed without pyodide.loadPackage: that would compile
+// and instantiate all 19 of numpy's WebAssembly extension modules (7.4 MB: random, fft, test helpers...), where
+// `import numpy` needs three (NUMPY_START_LIBS); the others load if and when Python imports them.
 import { ERROR_CODES, LensError } from './errors.js';
 import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest, siteUrl } from './manifest.js';
 
 const PYODIDE_DIR = 'vendor/pyodide/';
 const DEFAULT_TIMEOUT_MS = 120_000;
+// numpy's extension modules that `import numpy` opens (numpy 2.0.2), relative to site-packages, without the
+// platform suffix. Loaded ahead (asynchronously, as loadPackage would): a synchronous compile on import is refused
+// on a browser's main thread past a size limit (the ?worker=0 fallback).
+const NUMPY_START_LIBS = ['numpy/_core/_multiarray_umath', 'numpy/_core/_multiarray_tests', 'numpy/linalg/_umath_linalg'];
 
 let pending = null;
 
@@ -37,6 +43,25 @@ function guard(promise, ms, stageRef) {
   });
 }
 
+/** Unpack a wheel (verified bytes) into site-packages; returns the site-packages path. */
+function unpackWheel(pyodide, bytes) {
+  const sitePackages = pyodide.runPython('import site; site.getsitepackages()[0]');
+  pyodide.unpackArchive(bytes, 'wheel', { extractDir: sitePackages });
+  return sitePackages;
+}
+
+/** numpy from its wheel's verified bytes: unpacked, and the extension modules of `import numpy` loaded. */
+async function installNumpy(pyodide, wheel) {
+  const sitePackages = unpackWheel(pyodide, wheel);
+  const suffix = pyodide.runPython('import importlib.machinery; importlib.machinery.EXTENSION_SUFFIXES[0]');
+  const loadDynlib = pyodide._api?.loadDynlib; // Pyodide's own loader (what loadPackage uses)
+  if (!loadDynlib) return; // another Pyodide: Python's import loads each module when it needs it
+  for (const lib of NUMPY_START_LIBS) {
+    const path = `${sitePackages}/${lib}${suffix}`;
+    if (pyodide.FS.analyzePath(path).exists) await loadDynlib(path, false);
+  }
+}
+
 async function start(onProgress) {
   const timings = {};
   const t0 = performance.now();
@@ -44,6 +69,12 @@ async function start(onProgress) {
 
   step('python', 'Loading the Python runtime', 0);
   const manifest = await loadManifest();
+  // Downloaded and sha256-checked while Pyodide starts (settled here; awaited in turn below).
+  const wheels = [manifest.numpy_wheel, manifest.runtime_wheel].map((path) => {
+    const bytes = fetchVerified(path);
+    bytes.catch(() => {});
+    return bytes;
+  });
   const pyodide = await timed('pyodide', async () => {
     const { loadPyodide } = await import(siteUrl(`${PYODIDE_DIR}pyodide.mjs`));
     return loadPyodide({
@@ -56,20 +87,15 @@ async function start(onProgress) {
 
   step('numpy', 'Loading numpy', 0.6);
   const t1 = performance.now();
-  // Resolved by vendor/pyodide/pyodide-lock.json to the local wheel; Pyodide checks its sha256.
-  await timed('numpy', () => pyodide.loadPackage('numpy', {
-    messageCallback: () => {},
-    errorCallback: (msg) => console.warn(`[pyodide] ${msg}`),
-    checkIntegrity: true,
-  }));
+  const numpyWheel = await wheels[0];
+  await timed('numpy', () => installNumpy(pyodide, numpyWheel));
   timings.numpyMs = performance.now() - t1;
 
   step('runtime', 'Installing the emotion runtime', 0.85);
   const t2 = performance.now();
-  const wheel = await fetchVerified(manifest.runtime_wheel);
+  const runtimeWheel = await wheels[1];
   const runtime = await timed('emotion_runtime', () => {
-    const sitePackages = pyodide.runPython('import site; site.getsitepackages()[0]');
-    pyodide.unpackArchive(wheel, 'wheel', { extractDir: sitePackages });
+    unpackWheel(pyodide, runtimeWheel);
     pyodide.runPython('import importlib; importlib.invalidate_caches()');
     return pyodide.pyimport('emotion_runtime');
   });
