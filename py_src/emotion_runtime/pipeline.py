@@ -30,8 +30,8 @@ import numpy as np
 
 from . import detector as det
 from .labels import LabelMap, as_label_map
-from .postprocess import (LABEL_MARGIN, UNCERTAIN_BELOW, FaceTracker, LabelPolicy, choose_label, make_smoother,
-                          softmax)
+from .postprocess import (LABEL_MARGIN, UNCERTAIN_BELOW, FaceTracker, LabelPolicy, Track, choose_label,
+                          make_smoother, softmax)
 from .preprocess import (CROP_SCALE, EMOTION_INPUT_SIZE, Letterbox, crop_square, detector_input, drawn_crops_input,
                          face_batch, letterbox_for, letterboxed_input)
 from .schedule import DetectionSchedule
@@ -99,7 +99,7 @@ class FramePipeline:
         self.results: list[dict[str, Any]] = []
         self.kept = False  # this frame keeps the last detection's faces (keep_faces)
         self.detected_faces: list[det.Face] = []  # the last detection's faces, while frames keep them
-        self.face_tracks: list[Any] = []  # the tracks of self.faces, in order (postprocess.Track)
+        self.face_tracks: list[Track] = []  # the tracks of the last detection's faces, in order
         self.frames_since_detection = 0
 
     def set_detector(self, name: str) -> int:
