@@ -23,9 +23,12 @@ const bundles = new Map(); // bundle file -> Promise<ort namespace>
 const sessionOrt = new WeakMap(); // session -> the ort namespace that created it
 
 /** Threads for the wasm backend: several only when cross-origin isolated (SharedArrayBuffer) and able to start
- *  workers (its threads are workers). */
+ *  workers (its threads are workers), and one core fewer than the device has: the page's own thread and Python's
+ *  need one (on 2 cores, 2 onnxruntime threads left the page's thread waiting for a core: 4.4 ms of main-thread
+ *  tasks a frame against ~2.6-3.1 with 1, and 19 against 27 FPS at 4x CPU throttling, for the same time a frame). */
 function wasmThreads() {
-  return globalThis.crossOriginIsolated && typeof Worker === 'function' ? Math.max(1, Math.min(MAX_THREADS, navigator.hardwareConcurrency || 1)) : 1;
+  if (!globalThis.crossOriginIsolated || typeof Worker !== 'function') return 1;
+  return Math.max(1, Math.min(MAX_THREADS, (navigator.hardwareConcurrency || 1) - 1));
 }
 
 /**
