@@ -214,6 +214,8 @@ def camera_window(page, cdp, seconds: float, profile_dir: str) -> dict:
                                f"(t) => t.start >= {page_t0} && t.ms > {LONG_TASK_MS})")
     frames = s1["frames"] - s0["frames"]
     history = s1["history"][-max(1, min(frames, 300)):]
+    ran = [h for h in history if h.get("detectorRan", True)]  # frames the face detector ran on
+    kept = [h for h in history if not h.get("detectorRan", True)]
     page.click("#stop-camera")
     wait_for(page, "() => window.__emotionApp.state === 'ready'")
     return {
@@ -228,12 +230,10 @@ def camera_window(page, cdp, seconds: float, profile_dir: str) -> dict:
         "stages": {k: {"median": statistics.median(h[k] for h in history),
                        "p90": percentile([h[k] for h in history], 90)}
                    for k in STAGES if history and all(k in h for h in history)},
-        "detector_share": statistics.fmean(bool(h.get("detectorRan", True)) for h in history) if history else None,
+        "detector_share": len(ran) / len(history) if history else None,
         # the engine's total per frame, split by whether the face detector ran (config.detectEvery)
-        "total_by_detector": {ran: statistics.median(h["total"] for h in history
-                                                     if bool(h.get("detectorRan", True)) == (ran == "ran"))
-                              for ran in ("ran", "kept")
-                              if any(bool(h.get("detectorRan", True)) == (ran == "ran") for h in history)},
+        "total_by_detector": {name: statistics.median(h["total"] for h in part)
+                              for name, part in (("ran", ran), ("kept", kept)) if part},
         "error": s1["error"],
     }
 
