@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             return  # nothing asked, or a resumed run whose own checkpoint wins
         src = args.init_from / name / "best.pt"
         if src.exists():
-            init_from_checkpoint(model, src, log=log)
+            source_run = args.init_from / "run.json"
+            source_classes = json.loads(source_run.read_text()).get("classes") if source_run.exists() else None
+            init_from_checkpoint(model, src, log=log, classes=ds.classes, source_classes=source_classes)
         else:
             log(f"note: {src} not found; {name} starts from ImageNet weights")
 

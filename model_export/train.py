@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -276,19 +276,45 @@ class Trainer:
         return {"history": self.history, "best": self.best}
 
 
-def init_from_checkpoint(model: EmotionNet, path: Path, log: Callable[[str], None] = print) -> EmotionNet:
+# FER+ and FER-2013 name the same emotions differently; a classifier row carries over under either name.
+CLASS_SYNONYMS = {"happiness": "happy", "sadness": "sad", "anger": "angry"}
+
+
+def _canonical(name: str) -> str:
+    name = name.strip().lower()
+    return CLASS_SYNONYMS.get(name, name)
+
+
+def init_from_checkpoint(model: EmotionNet, path: Path, log: Callable[[str], None] = print,
+                         classes: Sequence[str] | None = None, source_classes: Sequence[str] | None = None) -> EmotionNet:
     """Starts from an earlier run's weights (to train longer, or to fine-tune FER+ weights on a custom class set).
 
-    Tensors whose shape differs (a classifier for another number of classes) keep their fresh initialisation.
+    Tensors whose shape differs (a classifier for another class set) keep their fresh initialisation, except that,
+    given both class lists, each new class whose name (or synonym) the source classifier knows takes over that
+    class's row: FER+ weights fine-tuned to FER-2013's 7 classes start out as a working FER-2013 classifier.
     """
     ck = torch.load(Path(path), map_location="cpu", weights_only=False)
     if ck.get("spec") and ck["spec"].get("name") != model.spec.name:
         raise ValueError(f"{path} holds a {ck['spec'].get('name')} model, not {model.spec.name}")
     own = model.state_dict()
     loaded = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
+    carried = []
+    if classes and source_classes and "classifier.weight" not in loaded:
+        source_rows = {_canonical(c): i for i, c in enumerate(source_classes)}
+        weight, bias = own["classifier.weight"].clone(), own["classifier.bias"].clone()
+        src_weight, src_bias = ck["model"]["classifier.weight"], ck["model"]["classifier.bias"]
+        if src_weight.shape[0] == len(source_classes) and src_weight.shape[1] == weight.shape[1]:
+            for i, c in enumerate(classes):
+                j = source_rows.get(_canonical(c))
+                if j is not None:
+                    weight[i], bias[i] = src_weight[j], src_bias[j]
+                    carried.append(f"{c}<-{source_classes[j]}")
+        if carried:
+            loaded.update({"classifier.weight": weight, "classifier.bias": bias})
     skipped = sorted(set(own) - set(loaded))
     model.load_state_dict(loaded, strict=False)
     log(f"initialised from {path} (epoch {ck.get('epoch')}, val acc {ck.get('val_acc', float('nan')):.4f})"
+        + (f"; classifier rows carried over: {', '.join(carried)}" if carried else "")
         + (f"; kept fresh: {', '.join(skipped)}" if skipped else ""))
     return model
 

@@ -119,6 +119,34 @@ def test_init_from_checkpoint_keeps_backbone_and_refits_a_new_classifier(tmp_pat
             torch.testing.assert_close(v, src.state_dict()[k])
 
 
+def test_init_from_checkpoint_carries_classifier_rows_over_by_class_name(tmp_path: Path) -> None:
+    from model_export.data import FER2013_CLASSES, FERPLUS_CLASSES
+    from model_export.train import init_from_checkpoint
+
+    torch.manual_seed(0)
+    src = build_model(STUDENT, 8, pretrained=False).eval()
+    torch.save({"model": src.state_dict(), "spec": {"name": STUDENT.name}}, tmp_path / "best.pt")
+    notes: list[str] = []
+    fer = init_from_checkpoint(build_model(STUDENT, 7, pretrained=False), tmp_path / "best.pt", log=notes.append,
+                               classes=FER2013_CLASSES, source_classes=FERPLUS_CLASSES).eval()
+    x = torch.randn(3, 1, 48, 48)
+    plus_logits, fer_logits = src(x), fer(x)
+    # Every FER-2013 class is one of FER+'s under another name (happy = happiness ...): same logit, same rank.
+    for i, name in enumerate(FER2013_CLASSES):
+        j = FERPLUS_CLASSES.index({"happy": "happiness", "sad": "sadness", "angry": "anger"}.get(name, name))
+        torch.testing.assert_close(fer_logits[:, i], plus_logits[:, j])
+    assert "happy<-happiness" in notes[0] and "kept fresh" not in notes[0]
+    # A class the source never had ('peace') keeps its fresh row; the known ones carry over.
+    own = build_model(STUDENT, 3, pretrained=False)
+    fresh_row = own.state_dict()["classifier.weight"][1].clone()
+    own = init_from_checkpoint(own, tmp_path / "best.pt", log=notes.append, classes=("happy", "peace", "sad"),
+                               source_classes=FERPLUS_CLASSES)
+    weight = own.state_dict()["classifier.weight"]
+    torch.testing.assert_close(weight[0], src.state_dict()["classifier.weight"][1])
+    torch.testing.assert_close(weight[1], fresh_row)
+    torch.testing.assert_close(weight[2], src.state_dict()["classifier.weight"][3])
+
+
 def test_model_card_commands_include_the_run_it_was_initialised_from(tmp_path: Path) -> None:
     from model_export.export import recorded_commands
 
