@@ -115,21 +115,60 @@ def test_real_jpeg_upload(noface):
     assert s["faceCount"] == 3
 
 
-def test_uncertain_face_names_two_classes(noface, app_server, tmp_path):  # noqa: F811
-    """A face the model hesitates on (sample2's middle man: neutral 0.43 in CPython, happiness next) is shown
-    as uncertain, with its two leading classes, on the card and in the overlay's text."""
+def hesitant_crops(sample_photo, face_detector, emotion_model) -> list[tuple[float, int, tuple[int, int, int, int]]]:
+    """(top probability, sample, crop box) of a 4:3 crop around every demo photo face, as the shipped model reads it
+    in CPython, least sure first: the face the next test needs is picked from these, so it follows the shipped model."""
+    import math
+
+    import numpy as np
+
+    from emotion_runtime import FramePipeline
+
+    readings = []
+    for s, faces in videos.PHOTO_FACES.items():
+        photo = sample_photo(s)
+        for cx, cy, size in faces:
+            half_h = int(size * 1.25)
+            box = (max(0, cx - half_h * 4 // 3), max(0, cy - half_h), cx + half_h * 4 // 3, cy + half_h)
+            crop = np.ascontiguousarray(photo[box[1]:box[3], box[0]:box[2]])
+            h, w = crop.shape[:2]
+            pipe = FramePipeline(emotion_model.labels)
+            if not pipe.decode_faces(*face_detector(pipe.detector_input(crop, w, h))):
+                continue
+            results = pipe.update(emotion_model.run(pipe.emotion_input()))
+            face = min(results, key=lambda r: math.hypot(r["box"][0] + r["box"][2] / 2 - (cx - box[0]),
+                                                          r["box"][1] + r["box"][3] / 2 - (cy - box[1])))
+            readings.append((max(face["raw_probs"]), s, box))
+    return sorted(readings)
+
+
+def test_uncertain_face_names_two_classes(noface, app_server, tmp_path, sample_photo, face_detector,  # noqa: F811
+                                          emotion_model):
+    """A face the model hesitates on (top probability < 0.5) is shown as uncertain, with its two leading classes,
+    on the card and in the overlay's text."""
     need_real_model(app_server)
     from PIL import Image
 
-    path = tmp_path / "hesitant.png"
-    with Image.open(videos.SAMPLES / "sample2.jpg") as im:
-        im.crop((480, 0, 1440, 675)).save(path)
-    s = upload(noface, path)
-    assert s["error"] is None
-    (left,) = s["lastResults"]
+    # the least sure faces in CPython; the browser resamples differently, so take the first it is unsure of too
+    tried = []
+    for _, sample, box in hesitant_crops(sample_photo, face_detector, emotion_model)[:4]:
+        path = tmp_path / f"hesitant{sample}.png"
+        with Image.open(videos.SAMPLES / f"sample{sample}.jpg") as im:
+            im.crop(box).save(path)
+        s = upload(noface, path)
+        assert s["error"] is None
+        centre = ((box[2] - box[0]) / 2, (box[3] - box[1]) / 2)
+        left = min(s["lastResults"], key=lambda r: abs(r["box"][0] + r["box"][2] / 2 - centre[0])
+                   + abs(r["box"][1] + r["box"][3] / 2 - centre[1]))
+        tried.append((sample, box, max(left["probs"])))
+        if max(left["probs"]) < 0.5:
+            break
+    else:
+        pytest.fail(f"the shipped model is sure of every candidate face in the browser: {tried}")
     assert left["uncertain"], left["probs"]
     first, second = left["top2"]
-    assert max(left["probs"]) == left["probs"][first] < 0.5
+    assert max(left["probs"]) == left["probs"][first]
+    assert sorted(left["probs"])[-2] == left["probs"][second]
     names = [s["labels"][first], s["labels"][second]]
     card = noface.locator(f'#face-list li[data-face-id="{left["id"]}"]')
     assert card.get_attribute("data-uncertain") == "true"

@@ -10,13 +10,13 @@ import pytest
 
 from emotion_runtime import FramePipeline
 from fixtures.sequences import HEIGHT, WIDTH, Mover, canvas_frames, face_patch, webcam_frames
+from fixtures.videos import PHOTO_FACES
 
 pytestmark = pytest.mark.slow
 
-# Faces of the face-api demo photos (sample, centre x, centre y, size in photo px; see fixtures.videos.PHOTO_FACES).
-BETWEEN_TWO = (4, 1080, 320, 195)  # the model wavers between neutral and happiness on this face
-UNSURE = (2, 460, 300, 250)  # the model gives neither neutral nor happiness more than ~0.5
-CLEAR_SMILE = (3, 1180, 380, 250)  # broad smile: happiness ~0.9
+# A broad smile of the face-api demo photos (sample, centre x, centre y, size in photo px; see
+# fixtures.videos.PHOTO_FACES): the shipped FER+ model reads happiness ~0.97 on it.
+CLEAR_SMILE = (3, 1180, 380, 250)
 
 
 def run_labels(frames, sample_photo, face_detector, emotion_model) -> list[dict]:
@@ -42,15 +42,28 @@ def face_frames(sample_photo, face, n=40, seed=0):
     return webcam_frames(sample_photo(s), (cx, cy), size, n, seed)
 
 
-def test_label_does_not_flicker_between_two_close_classes(sample_photo, face_detector, emotion_model):
-    res = run_labels(face_frames(sample_photo, BETWEEN_TWO), sample_photo, face_detector, emotion_model)
+@pytest.fixture(scope="module")
+def raw_readings(sample_photo, face_detector, emotion_model) -> dict[tuple, list[np.ndarray]]:
+    """The shipped model's per-frame probabilities (before smoothing) on 12 hand-held webcam frames of every demo
+    photo face. The hesitant faces the label tests need are picked from these, so they follow the shipped model
+    instead of naming faces one model happened to hesitate on."""
+    return {(s, *face): [np.asarray(r["raw_probs"]) for r in
+                         run_labels(face_frames(sample_photo, (s, *face), n=12), sample_photo, face_detector,
+                                    emotion_model)]
+            for s, faces in PHOTO_FACES.items() for face in faces}
+
+
+def test_label_does_not_flicker_between_two_close_classes(sample_photo, face_detector, emotion_model, raw_readings):
+    # the face whose per-frame top class flips most often
+    wavering = max(raw_readings, key=lambda f: changes([int(np.argmax(p)) for p in raw_readings[f]]))
+    res = run_labels(face_frames(sample_photo, wavering), sample_photo, face_detector, emotion_model)
     raw_top = [int(np.argmax(r["raw_probs"])) for r in res]
     smoothed_top = [int(np.argmax(r["probs"])) for r in res]
     shown = [r["index"] for r in res]
-    labels = emotion_model.labels
-    # the problem is real on this face: the per-frame top class flips again and again
-    assert changes(raw_top) >= 6, raw_top
-    assert {labels[k] for k in raw_top} == {"neutral", "happiness"}
+    # the problem is real on this face: the per-frame top class flips again and again between two classes
+    assert changes(raw_top) >= 6, (wavering, raw_top)
+    close_pair = set(raw_top)
+    assert len(close_pair) == 2, close_pair
     # the shown label changes at most once (a real change of mind), fewer times than even the smoothed argmax
     assert changes(shown) <= 1, shown
     assert changes(shown) <= changes(smoothed_top)
@@ -58,20 +71,24 @@ def test_label_does_not_flicker_between_two_close_classes(sample_photo, face_det
     assert changes([r["uncertain"] for r in res]) <= 1
     for r in res:
         if r["uncertain"]:
-            assert {labels[k] for k in r["top2"]} == {"neutral", "happiness"}
+            assert set(r["top2"]) == close_pair
 
 
 def test_unsure_face_is_shown_as_uncertain_with_its_two_leading_classes(sample_photo, face_detector,
-                                                                        emotion_model):
-    res = run_labels(face_frames(sample_photo, UNSURE, n=20), sample_photo, face_detector, emotion_model)
-    labels = emotion_model.labels
+                                                                        emotion_model, raw_readings):
+    # the face whose mean top probability is lowest
+    unsure = min(raw_readings, key=lambda f: np.mean(raw_readings[f], axis=0).max())
+    mean = np.mean(raw_readings[unsure], axis=0)
+    assert mean.max() < 0.5, (unsure, mean)  # the model really is unsure of it
+    leading = set(np.argsort(mean)[-2:].tolist())
+    res = run_labels(face_frames(sample_photo, unsure, n=20), sample_photo, face_detector, emotion_model)
     settled = res[5:]
     assert all(r["uncertain"] for r in settled), [max(r["probs"]) for r in settled]
     for r in settled:
         assert max(r["probs"]) < 0.55
         first, second = r["top2"]
         assert r["probs"][first] >= r["probs"][second] >= sorted(r["probs"])[-2]
-        assert {labels[first], labels[second]} == {"neutral", "happiness"}
+        assert {first, second} == leading
 
 
 def test_clear_expression_is_not_uncertain(sample_photo, face_detector, emotion_model):
