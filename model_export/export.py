@@ -181,8 +181,12 @@ def recipe_lines(run: dict, sidecar: dict) -> list[str]:
         + f"dropout, stochastic depth, weight EMA (decay {cfg.get('ema_decay', 0.998):g}; best of raw/EMA on validation kept). "
         f"Augmentation `{run.get('augment', 'default')}`: flip p {aug.get('flip', 0):g}, rotation +-{aug.get('rotate_deg', 0):g} deg, "
         f"scale {'-'.join(f'{v:g}' for v in aug.get('scale', ()))}, shift +-{aug.get('shift', 0):.0%}, "
-        f"shear +-{aug.get('shear_deg', 0):g} deg, brightness/contrast/gamma jitter, noise, random erasing p {aug.get('erase_p', 0):g}. "
-        "fp32 on CPU (bf16 autocast is slower on this CPU); bf16 autocast on CUDA.")
+        + (f"shear +-{aug['shear_deg']:g} deg" if aug.get("shear_deg") else "no shear")
+        + (f", brightness +-{aug['brightness']:g} / contrast +-{aug['contrast']:g} / gamma +-{aug['gamma']:g} jitter"
+           if any(aug.get(k) for k in ("brightness", "contrast", "gamma")) else ", no photometric jitter")
+        + (f", noise sd {aug['noise_std']:g}" if aug.get("noise_std") else "")
+        + (f", random erasing p {aug['erase_p']:g}. " if aug.get("erase_p") else ", no erasing. ")
+        + "fp32 on CPU (bf16 autocast is slower on this CPU); bf16 autocast on CUDA.")
     lines.append(
         (f"- Epochs: teachers {run['teacher_epochs']}, student {run['student_epochs']}" if distilled
          else f"- Epochs: {run['student_epochs']}")

@@ -96,6 +96,18 @@ def test_cli_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "student" / "best.pt").stat().st_mtime == mtime
 
 
+def test_geometric_preset_moves_pixels_but_never_changes_grey_levels() -> None:
+    from model_export.augment import AUGMENT_PRESETS
+
+    flat = torch.full((16, 1, 48, 48), 90.0)
+    torch.testing.assert_close(augment(flat, AUGMENT_PRESETS["geometric"]), flat)  # no jitter, noise or erasing
+    torch.manual_seed(0)
+    ramp = torch.linspace(0, 255, 48).expand(16, 1, 48, 48).contiguous()
+    moved = augment(ramp, AUGMENT_PRESETS["geometric"])
+    assert not torch.allclose(moved, ramp)  # rotation, zoom, shift and flips still apply
+    assert augment(flat, AUGMENT_PRESETS["wide"]).std() > 1  # the wide preset does change grey levels
+
+
 def test_cli_reports_missing_dataset(tmp_path: Path, capsys) -> None:
     assert run_main(["--dataset", "ferplus", "--data", str(tmp_path / "nope.zip"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.zip: file not found" in capsys.readouterr().err
