@@ -1,10 +1,11 @@
 // Loading for the frame pipeline (js/lens-pipeline.js, in the engine's Web Worker or on the main thread): the
 // Python runtime (Pyodide + numpy + emotion_runtime) and the models (two face detectors, one emotion model;
-// downloaded, sha256-checked against manifest.json, sessions created with the EP fallback chain) in parallel.
+// downloaded, sha256-checked against manifest.json, sessions created with the EP fallback chain, in the inference
+// worker where one can start: js/inference.js openSession) in parallel.
 // Progress is reported as plain data (LoadProgress) over the four steps the demo page shows: python, numpy, models,
 // verify.
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
-import { createSession } from './inference.js';
+import { openSession } from './inference.js';
 import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest } from './manifest.js';
 import { loadPython } from './runtime.js';
@@ -14,10 +15,9 @@ import { loadPython } from './runtime.js';
  * @property {'active'|'done'|'failed'} status
  * @property {'python'|'numpy'|'models'|'verify'} step
  * @property {'runtime'|'detector'|'emotion'} [stage]  finer stage: installing emotion_runtime (numpy step);
- *   creating the detector / emotion session (verify step)
+ *   starting the sessions of the detectors and the emotion model, or of the emotion model alone (verify step)
  * @property {number} [loaded]  bytes downloaded so far (models step)
  * @property {number} [total]  bytes to download (models step)
- * @property {string} [ep]  execution provider the detector runs on (verify step, stage emotion)
  * @property {number} [fraction]  overall progress in 0..1, where known
  */
 
@@ -67,20 +67,45 @@ export function pickEmotionModel(models, modelId) {
 }
 
 /**
- * The emotion session of a catalog entry, from its verified bytes. WebGL takes only fixed input shapes: it gets
- * the batch-1 copy (fetched and verified only if WebGL is tried).
+ * The emotion session of a catalog entry, and its sidecar. WebGL takes only fixed input shapes: it gets the batch-1
+ * copy (fetched and verified only if WebGL is tried).
  */
-async function emotionSession(entry, modelBytes, metaBytes, { eps, allowSoftwareGpu }) {
+async function emotionSession(entry, { eps, allowSoftwareGpu }, onProgress) {
+  const [metaBytes, session] = await Promise.all([
+    fetchVerified(entry.meta, { onProgress }),
+    // Warm-up shape given explicitly: the WebGL backend cannot report model input metadata.
+    openSession(entry.model, { preferred: eps, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu },
+      { webgl: entry.webgl ? { path: entry.webgl, batch: 1 } : null, onProgress }),
+  ]);
   const sidecar = JSON.parse(new TextDecoder().decode(metaBytes));
   if (!Array.isArray(sidecar.labels) || sidecar.labels.length === 0) {
+    await session.session.release().catch(() => {});
     throw new LensError(ERROR_CODES.LOAD, `${entry.meta} has no labels list.`);
   }
-  const variants = entry.webgl ? { webgl: { load: () => fetchVerified(entry.webgl), batch: 1 } } : {};
-  // Warm-up shape given explicitly: the WebGL backend cannot report model input metadata.
-  const session = await createSession(modelBytes, {
-    preferred: eps, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu, variants,
-  });
   return { ...session, entry, sidecar: { ...sidecar, id: entry.id, title: entry.title } };
+}
+
+/**
+ * Progress of the models step over a set of files: bytes downloaded so far; once all have arrived the step is done
+ * and the verify step (checks, sessions) active. `finish()` closes the models step if the byte count never got there.
+ * @returns {((p: {path: string, loaded: number}) => void) & {finish: () => void}}
+ */
+function downloadProgress(progress, total, stage) {
+  const loaded = {};
+  let arrived = false;
+  const finish = () => {
+    if (arrived) return;
+    arrived = true;
+    progress({ status: 'done', step: 'models', loaded: total, total });
+    progress({ status: 'active', step: 'verify', stage, fraction: 0.7 });
+  };
+  const onProgress = ({ path, loaded: n }) => {
+    loaded[path] = n;
+    if (arrived) return;
+    progress({ status: 'active', step: 'models', loaded: sum(loaded), total });
+    if (sum(loaded) >= total) finish();
+  };
+  return Object.assign(onProgress, { finish });
 }
 
 /**
@@ -97,19 +122,11 @@ export async function loadEmotionModel(modelId, options, progress = () => {}) {
   const manifest = await loadManifest();
   const entry = (manifest.models?.emotion || []).find((m) => m.id === modelId);
   if (!entry) throw new LensError(ERROR_CODES.MODEL, `This site has no emotion model "${modelId}".`);
-  const paths = [entry.model, entry.meta];
-  const total = paths.reduce((sum, p) => sum + (manifest.files[p]?.bytes || 0), 0);
-  const loaded = {};
+  const total = [entry.model, entry.meta].reduce((n, p) => n + (manifest.files[p]?.bytes || 0), 0);
   progress({ status: 'active', step: 'models', loaded: 0, total });
-  const [modelBytes, metaBytes] = await Promise.all(paths.map((p) => fetchVerified(p, {
-    onProgress: ({ loaded: n }) => {
-      loaded[p] = n;
-      progress({ status: 'active', step: 'models', loaded: sum(loaded), total });
-    },
-  })));
-  progress({ status: 'done', step: 'models', loaded: total, total });
-  progress({ status: 'active', step: 'verify', stage: 'emotion' });
-  const emotion = await emotionSession(entry, modelBytes, metaBytes, options);
+  const onProgress = downloadProgress(progress, total, 'emotion');
+  const emotion = await emotionSession(entry, options, onProgress);
+  onProgress.finish();
   progress({ status: 'done', step: 'verify' });
   return emotion;
 }
@@ -129,32 +146,33 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
   });
   // Both face detectors come with the rest (photos use the full-range one, the camera either), so nothing is
   // downloaded after the engine is ready.
-  const paths = [...detectorPaths, entry.model, entry.meta];
-  progress({ status: 'active', step: 'models' });
-  const total = paths.reduce((n, p) => n + (manifest.files[p]?.bytes || 0), 0);
-  const loaded = {};
-  const onProgress = ({ path, loaded: n }) => {
-    loaded[path] = n;
-    progress({ status: 'active', step: 'models', loaded: sum(loaded), total });
-  };
-  // fetchVerified checks each file's size and sha256 against manifest.json before returning it.
-  const [shortBytes, fullBytes, emoBytes, metaBytes] = await Promise.all(
-    paths.map((p) => fetchVerified(p, { onProgress })));
-  progress({ status: 'done', step: 'models', loaded: total, total });
-  progress({ status: 'active', step: 'verify', stage: 'detector', fraction: 0.7 });
-  // Warm-up shapes given explicitly: the WebGL backend cannot report model input metadata.
-  const shortRange = await createSession(shortBytes, {
+  const total = [...detectorPaths, entry.model, entry.meta].reduce((n, p) => n + (manifest.files[p]?.bytes || 0), 0);
+  progress({ status: 'active', step: 'models', loaded: 0, total });
+  const onProgress = downloadProgress(progress, total, 'detector');
+  // All three download at once and each session starts as soon as its file has passed its check (openSession checks
+  // size and sha256 against manifest.json). Warm-up shapes given explicitly: WebGL cannot report input metadata.
+  const [shortPath, fullPath] = detectorPaths;
+  const shortRangeLoad = openSession(shortPath, {
     preferred: eps, name: 'face detector', warmupDims: [1, 128, 128, 3], allowSoftwareGpu,
-  });
+  }, { onProgress });
   // The full-range detector is kept off WebGL: there (SwiftShader) its boxes came out up to 6 px (640x480 frame)
   // off the WASM / CPython ones, while the short-range model agreed within 3 px (tests/test_e2e_backends.py).
   const fullRangeEps = eps.filter((ep) => ep !== 'webgl');
-  const fullRange = await createSession(fullBytes, {
+  const fullRangeLoad = openSession(fullPath, {
     preferred: fullRangeEps.length ? fullRangeEps : ['wasm'], name: 'full-range face detector',
     warmupDims: [1, 192, 192, 3], allowSoftwareGpu,
-  });
-  progress({ status: 'active', step: 'verify', stage: 'emotion', ep: shortRange.ep, fraction: 0.8 });
-  const emotion = await emotionSession(entry, emoBytes, metaBytes, { eps, allowSoftwareGpu });
+  }, { onProgress });
+  const emotionLoad = emotionSession(entry, { eps, allowSoftwareGpu }, onProgress);
+  const loads = [shortRangeLoad, fullRangeLoad, emotionLoad];
+  const settled = await Promise.allSettled(loads);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) {
+    // Free what did start, then report the first failure (an integrity error names its file).
+    await Promise.all(settled.filter((r) => r.status === 'fulfilled').map((r) => r.value.session.release().catch(() => {})));
+    throw failed.reason;
+  }
+  onProgress.finish();
+  const [shortRange, fullRange, emotion] = settled.map((r) => r.value);
   const catalog = manifest.models.emotion.map(({ id, title, dataset, labels }) => ({ id, title, dataset, labels }));
   return { detectors: { short_range: shortRange, full_range: fullRange }, emotion, catalog };
 }

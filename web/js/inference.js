@@ -8,8 +8,11 @@
 // The plain wasm build creates sessions in ~0.6 s and runs ~2x faster than the JSEP build that the
 // all-in-one bundle (ort.all.min.mjs) would use for WASM too (~1.1 s, 2x slower runs).
 // Sessions from different bundles don't mix tensors, so every session remembers its bundle.
-import { timed } from './load-timing.js';
-import { siteUrl } from './manifest.js';
+// openSession runs the sessions in a worker of their own (js/inference-worker.js) where workers can start, so
+// onnxruntime's start does not take turns with Python's on the engine's thread.
+import { ERROR_CODES, LensError } from './errors.js';
+import { recordSpans, timed } from './load-timing.js';
+import { fetchVerified, siteUrl } from './manifest.js';
 
 export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
 
@@ -177,13 +180,123 @@ export async function createSession(modelBytes, { preferred = EXECUTION_PROVIDER
   throw new Error(`No execution provider could run the ${name} (${why}).`);
 }
 
+/** The inference worker (js/inference-worker.js), one per thread that opens sessions, and its pending requests. */
+class InferenceRoom {
+  constructor() {
+    this.worker = new Worker(new URL('./inference-worker.js', import.meta.url), {
+      type: 'module', name: 'emotion-lens-inference',
+    });
+    this.pending = new Map(); // id -> {resolve, reject, onProgress}
+    this.nextId = 1;
+    this.broken = false;
+    this.worker.addEventListener('message', ({ data }) => this.receive(data));
+    this.worker.addEventListener('error', (event) => {
+      event.preventDefault?.();
+      this.fail(`the inference worker stopped: ${event.message || 'it could not start'}`);
+    });
+  }
+
+  call(op, args, onProgress) {
+    if (this.broken) return Promise.reject(new LensError(ERROR_CODES.WORKER, 'the inference worker is not running'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ id, op, ...args });
+    });
+  }
+
+  receive({ id, progress, result, error, spans }) {
+    const request = this.pending.get(id);
+    if (!request) return;
+    if (progress) {
+      request.onProgress?.(progress);
+      return;
+    }
+    this.pending.delete(id);
+    if (spans?.length) recordSpans(spans);
+    if (error) request.reject(new LensError(error.code, error.message));
+    else request.resolve(result);
+  }
+
+  fail(message) {
+    this.broken = true;
+    this.worker.terminate();
+    for (const { reject } of this.pending.values()) reject(new LensError(ERROR_CODES.WORKER, message));
+    this.pending.clear();
+  }
+}
+
+/** A session living in the inference worker; `run` / `runFeeds` take it like a local one. */
+class RemoteSession {
+  constructor(room, { handle, inputNames, outputNames }) {
+    this.room = room;
+    this.handle = handle;
+    this.inputNames = inputNames;
+    this.outputNames = outputNames;
+  }
+
+  release() {
+    return this.room.call('release', { handle: this.handle });
+  }
+}
+
+let room = null;
+let roomUnavailable = typeof Worker !== 'function';
+
+/**
+ * Download a model file of the site (checked against manifest.json) and create its session with createSession's
+ * EP chain: in the inference worker where one can start, else on this thread.
+ * @param {string} path  site path of the ONNX file, as listed in manifest.json
+ * @param {{preferred?: string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean}} options
+ *   createSession's options (plain data: they cross to the worker)
+ * @param {{webgl?: {path: string, batch: number}|null, onProgress?: (p: {path: string, loaded: number,
+ *          total: number}) => void}} [more]  webgl: a fixed-shape copy of the network for the WebGL EP
+ * @returns {Promise<{session: object, ep: string, batch: number|null, attempts: object[], createMs: number,
+ *          warmupMs: number}>}  as createSession
+ * @throws {LensError} code `integrity` or `load`
+ */
+export async function openSession(path, options, { webgl = null, onProgress } = {}) {
+  const report = onProgress ? (p) => onProgress({ path, ...p }) : undefined;
+  if (!roomUnavailable) {
+    try {
+      room ??= new InferenceRoom();
+      const { handle, inputNames, outputNames, ...opened } = await room.call('open',
+        { siteRoot: siteUrl(''), path, options, webgl }, report);
+      return { ...opened, session: new RemoteSession(room, { handle, inputNames, outputNames }) };
+    } catch (err) {
+      if (err.code !== ERROR_CODES.WORKER) throw err;
+      roomUnavailable = true; // this browser cannot start it: onnxruntime runs on this thread
+      room = null;
+    }
+  }
+  const bytes = await fetchVerified(path, { onProgress });
+  const variants = webgl ? { webgl: { load: () => fetchVerified(webgl.path), batch: webgl.batch } } : {};
+  return createSession(bytes, { ...options, variants });
+}
+
+/** Stop the inference worker (after its sessions are released); the next openSession starts a new one. */
+export function closeInferenceRoom() {
+  room?.worker.terminate();
+  room = null;
+}
+
+/** Exact-size copies of views on larger buffers, so posting a feed copies only its own bytes. */
+function ownBuffers(feeds) {
+  const out = {};
+  for (const [name, { data, dims }] of Object.entries(feeds)) {
+    out[name] = { data: data.byteLength === data.buffer.byteLength ? data : data.slice(), dims };
+  }
+  return out;
+}
+
 /**
  * Run a session on named float32 inputs.
- * @param {object} session  from createSession
+ * @param {object} session  from createSession or openSession
  * @param {Record<string, {data: Float32Array, dims: number[]}>} feeds
  * @returns {Promise<Record<string, {data: Float32Array, dims: number[]}>>}  outputs, on the CPU
  */
 export async function runFeeds(session, feeds) {
+  if (session instanceof RemoteSession) return session.room.call('run', { handle: session.handle, feeds: ownBuffers(feeds) });
   const ort = sessionOrt.get(session);
   if (!ort) throw new Error('runFeeds: this session was not created by createSession');
   const tensors = {};

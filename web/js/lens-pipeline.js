@@ -1,5 +1,5 @@
 // The frame pipeline behind the EmotionLens engine: the Python runtime, the onnxruntime sessions (two face
-// detectors, one emotion model) and the per-frame work (pixels -> Python pre -> detector -> Python decode/crop ->
+// detectors, one emotion model; in the inference worker, js/inference-worker.js, where it can start) and the per-frame work (pixels -> Python pre -> detector -> Python decode/crop ->
 // emotion model -> Python post).
 // One module for both places it runs: the engine's Web Worker (js/lens-worker.js), or the main thread where no
 // worker can run. It speaks only messages, handled one at a time in arrival order:
@@ -10,7 +10,7 @@
 import { loadEmotionModel, loadEverything } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
-import { run } from './inference.js';
+import { closeInferenceRoom, run } from './inference.js';
 import { takeSpans, timed } from './load-timing.js';
 import { lumaCrops, readLuma } from './luma-crops.js';
 import { setSiteRoot } from './manifest.js';
@@ -390,6 +390,7 @@ class Pipeline {
     if (this.loaded) {
       const sessions = [...Object.values(this.loaded.detectors), this.loaded.emotion];
       await Promise.all(sessions.map((s) => s.session.release())).catch(() => {});
+      closeInferenceRoom();
     }
     this.bridge?.destroy();
     this.bridge = null;

@@ -61,11 +61,7 @@ export function progressText(p) {
     if (p.step === 'python') return 'Loading the Python runtime…';
     if (p.step === 'numpy') return p.stage === 'runtime' ? 'Installing the emotion runtime…' : 'Loading numpy…';
     if (p.step === 'models') return p.total ? `Downloading models… ${mb(p.loaded || 0)} of ${mb(p.total)} MB` : null;
-    if (p.step === 'verify') {
-      return p.stage === 'emotion' && p.ep
-        ? `Face detector running on ${epName(p.ep)}. Starting the emotion model…`
-        : 'Models verified (sha256). Starting inference…';
-    }
+    if (p.step === 'verify') return 'Models downloaded. Checking them (sha256) and starting inference…';
   }
   if (p.status === 'done' && p.step === 'numpy') return 'Python runtime ready.';
   if (p.status === 'done' && p.step === 'verify' && p.fraction === 1) return 'Ready.';
