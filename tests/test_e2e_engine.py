@@ -3,11 +3,14 @@
 - by default in a module Web Worker, and the page says so;
 - in a browser that cannot start a worker, the page says why and runs the same pipeline on the main thread, with
   the same faces and probabilities as the worker;
-- ?worker=0 (a demo-page override) runs it on the main thread too.
+- ?worker=0 (a demo-page override) runs it on the main thread too;
+- onnxruntime runs in the inference worker, or on the pipeline's thread where that worker cannot start.
 Run: pytest -m browser tests/test_e2e_engine.py
 """
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 
@@ -18,6 +21,7 @@ from fixtures.e2e import (
     launch_app_browser,
     open_app,
     run_group_photo,
+    serve_dir,
     wait_frames,
 )
 
@@ -37,6 +41,7 @@ def test_pipeline_runs_in_a_worker(playwright_driver, app_server, group_photo): 
         s = open_app(page, app_server.url, "?ep=wasm")
         assert s["state"] == "ready", s["error"]
         assert s["thread"] == "worker" and s["threadReason"] is None
+        assert s["inference"] == "worker"  # onnxruntime in a worker of its own, beside Python's
         assert "background thread" in page.inner_text("#load-status")
         # Python and onnxruntime live in the worker: the page's own global scope has neither.
         assert page.evaluate("() => typeof globalThis.loadPyodide === 'undefined' && !('pyodide' in globalThis)")
@@ -54,6 +59,7 @@ def test_without_workers_the_same_pipeline_runs_on_the_main_thread(playwright_dr
         s = open_app(page, app_server.url, "?ep=wasm")
         assert s["state"] == "ready", s["error"]
         assert s["thread"] == "main" and "no Web Workers" in s["threadReason"]
+        assert s["inference"] == "same-thread"
         text = page.inner_text("#load-status")
         assert "main thread" in text and "no Web Workers" in text, text
         RESULTS["main"] = run_group_photo(page, group_photo)["lastResults"]
@@ -64,12 +70,32 @@ def test_without_workers_the_same_pipeline_runs_on_the_main_thread(playwright_dr
         browser.close()
 
 
+def test_inference_worker_that_cannot_start_leaves_onnxruntime_on_the_engine_thread(playwright_driver, app_server,  # noqa: F811
+                                                                                   group_photo, tmp_path):
+    # A copy of the site whose inference worker throws as it starts (page.route does not see a worker's workers).
+    site = tmp_path / "site"
+    shutil.copytree(app_server.dir, site)
+    (site / "js" / "inference-worker.js").write_text("throw new Error('this inference worker cannot start');\n")
+    server, url = serve_dir(site)
+    browser = launch_app_browser(playwright_driver, service_workers="block")
+    try:
+        page = browser.new_page()
+        s = open_app(page, url, "?ep=wasm")
+        assert s["state"] == "ready", s["error"]
+        assert s["thread"] == "worker" and s["inference"] == "same-thread"
+        RESULTS["engine thread"] = run_group_photo(page, group_photo)["lastResults"]
+    finally:
+        browser.close()
+        server.shutdown()
+
+
 def test_worker_and_main_thread_agree():
-    if len(RESULTS) < 2:
-        pytest.skip("needs both runs of this module")
-    for a, b in zip(by_x(RESULTS["worker"]), by_x(RESULTS["main"]), strict=True):
-        assert a["box"] == b["box"]
-        assert max(abs(p - q) for p, q in zip(a["probs"], b["probs"])) < 1e-3
+    if len(RESULTS) < 3:
+        pytest.skip("needs all three runs of this module")
+    for other in ("main", "engine thread"):
+        for a, b in zip(by_x(RESULTS["worker"]), by_x(RESULTS[other]), strict=True):
+            assert a["box"] == b["box"]
+            assert max(abs(p - q) for p, q in zip(a["probs"], b["probs"])) < 1e-3
 
 
 def test_worker_option_off(playwright_driver, app_server):  # noqa: F811

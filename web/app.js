@@ -130,6 +130,7 @@ function applyInfo(info) {
     smoothing: { ...info.smoothing },
     thread: info.backend.thread,
     threadReason: info.backend.reason,
+    inference: info.inference,
   });
   ui.setReadouts({ ep: ui.epText(ep) });
   ui.setModelChoice(info.models, info.model.id);

@@ -142,6 +142,8 @@ export const DEFAULTS = deepFreeze({
  * @typedef {object} LensInfo
  * @property {{thread: 'worker'|'main', reason: string|null}} backend  where the pipeline runs, and why not in a
  *   worker when it does not
+ * @property {'worker'|'same-thread'} inference  where onnxruntime runs: the inference worker, or the pipeline's own
+ *   thread where that worker could not start
  * @property {{detector: string, detectorFullRange: string, emotion: string}} ep  execution providers in use
  *   (detector: the short-range face detector; the full-range one is kept off WebGL)
  * @property {{detector: object[], detectorFullRange: object[], emotion: object[]}} epAttempts  the fallback chain:

@@ -274,6 +274,11 @@ export async function openSession(path, options, { webgl = null, onProgress } = 
   return createSession(bytes, { ...options, variants });
 }
 
+/** Where openSession's sessions run: 'worker' (the inference worker) or 'same-thread' (it could not start). */
+export function inferenceThread() {
+  return room ? 'worker' : 'same-thread';
+}
+
 /** Stop the inference worker (after its sessions are released); the next openSession starts a new one. */
 export function closeInferenceRoom() {
   room?.worker.terminate();

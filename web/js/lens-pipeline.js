@@ -10,7 +10,7 @@
 import { loadEmotionModel, loadEverything } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
-import { closeInferenceRoom, run } from './inference.js';
+import { closeInferenceRoom, inferenceThread, run } from './inference.js';
 import { takeSpans, timed } from './load-timing.js';
 import { lumaCrops, readLuma } from './luma-crops.js';
 import { setSiteRoot } from './manifest.js';
@@ -108,6 +108,7 @@ class Pipeline {
     const { detectors: { short_range: detector, full_range: detectorFullRange }, emotion, catalog } = this.loaded;
     return {
       thread: inWorker() ? 'worker' : 'main',
+      inference: inferenceThread(),
       ep: { detector: detector.ep, detectorFullRange: detectorFullRange.ep, emotion: emotion.ep },
       epAttempts: {
         detector: detector.attempts, detectorFullRange: detectorFullRange.attempts, emotion: emotion.attempts,
