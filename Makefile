@@ -81,6 +81,9 @@ train-fer2013: venv
 	    checkpoints/ferplus48long.student.pt $(RUNS)/ferplus48long/student
 	$(VPY) -m model_export.run --dataset fer2013-zip --data $(DATASETS)/fer2013.zip --out $(RUNS)/fer2013-48b \
 	    --init-from $(RUNS)/ferplus48long $(RECIPE_ARGS) --warmup-epochs 1 --student-epochs 30 --lr 1e-3 \
+	    --label-smoothing 0.1 --stages student,report
+	$(VPY) -m model_export.run --dataset fer2013-zip --data $(DATASETS)/fer2013.zip --out $(RUNS)/fer2013-48r2 \
+	    --init-from $(RUNS)/fer2013-48b $(RECIPE_ARGS) --warmup-epochs 0 --student-epochs 20 --lr 5e-4 \
 	    --label-smoothing 0.1 --ship web/models
 
 clean:
