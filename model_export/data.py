@@ -331,7 +331,7 @@ def load_dataset(kind: str, path: str | os.PathLike, classes: Sequence[str] | No
                            soft=soft, votes=votes, source=str(path), notes=list(z["notes"].tolist()))
     ds = loaders[kind](path)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # runs started together each write their own, then one wins
     np.savez(tmp, images=ds.images, labels=ds.labels, splits=ds.splits, classes=np.asarray(ds.classes), name=ds.name,
              soft=ds.soft if ds.soft is not None else np.zeros(0, np.float32),
              votes=ds.votes if ds.votes is not None else np.zeros(0, np.int64), notes=np.asarray(ds.notes, dtype=str))

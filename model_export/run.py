@@ -22,7 +22,7 @@ import torch
 from .augment import AUGMENT_PRESETS
 from .data import DatasetError, FaceDataset, iter_kinds, load_dataset, stratified_split
 from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
-from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model, predict_logits
+from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model, pick_device, predict_logits
 
 STAGES = ("teacher", "student", "report", "export")
 
@@ -66,12 +66,12 @@ def make_splits(ds: FaceDataset, val_fraction: float, seed: int, val_split: str 
 
 def ensemble_probs(model_dirs: list[Path], images: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
     """Teacher ensemble: mean of tempered softmax over models x views (original, mirrored)."""
-    probs = []
+    probs, device = [], pick_device()
     for d in model_dirs:
         ck = torch.load(d / "best.pt", map_location="cpu", weights_only=False)
         model = build_model(ck["spec"]["name"], num_classes, pretrained=False)
         model.load_state_dict(ck["model"])
-        model = model.to(memory_format=torch.channels_last).eval()
+        model = model.to(device).to(memory_format=torch.channels_last).eval()
         for flip in (False, True):
             probs.append(softmax(predict_logits(model, images, flip=flip), temperature))
     return np.mean(probs, axis=0).astype(np.float32)
@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-epochs", type=int, default=12)
     ap.add_argument("--student-epochs", type=int, default=12)
     ap.add_argument("--warmup-epochs", type=int, default=1)
+    ap.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                    help="minutes per model: after its first fine-tune epoch, its epoch count (at most --teacher-epochs / "
+                         "--student-epochs) is set to what fits, and the cosine schedule ends there (a GPU lease, a session)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak fine-tune learning rate")
     ap.add_argument("--init-from", type=Path, default=None,
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"dataset {ds.name} from {ds.source}: classes {ds.classes}; " + ", ".join(f"{k} {len(v.labels)}" for k, v in splits.items()) + "; " + "; ".join(ds.notes))
     base_cfg = TrainConfig(warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr, max_steps_per_epoch=args.max_steps,
                            threads=args.threads, seed=args.seed, label_smoothing=args.label_smoothing,
-                           class_weight_power=args.class_weight_power, augment=AUGMENT_PRESETS[args.augment])
+                           class_weight_power=args.class_weight_power, augment=AUGMENT_PRESETS[args.augment],
+                           time_budget_s=args.time_budget * 60 if args.time_budget else None)
     student_spec = SPECS[args.student]
     run_meta = {"command": command, "dataset": ds.name, "source": ds.source, "classes": list(ds.classes), "target": args.target if ds.soft is not None else "majority",
                 "split": {k: int(len(v.labels)) for k, v in splits.items()}, "val_split": args.val_split,

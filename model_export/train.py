@@ -45,6 +45,12 @@ class TrainConfig:
     seed: int = 0
     max_steps_per_epoch: int | None = None  # smoke tests
     threads: int | None = None
+    # Wall-clock seconds for one model's training (a GPU lease or a session's end is a time limit, not an epoch
+    # count): through the first quarter of the fine-tune stage, while the learning rate is still near its peak, each
+    # epoch re-plans the stage to as many epochs (at most `epochs`) as the time left holds at the last epoch's pace,
+    # and the cosine schedule is stretched or shrunk to end there. The first epoch alone misleads: on a shared GPU
+    # it ran 2-5x slower than the next ones (start-up, kernel selection, runs still loading).
+    time_budget_s: float | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -130,20 +136,26 @@ class Trainer:
         self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.device = pick_device()
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.train, self.val, self.num_classes = train, val, num_classes
-        self.teacher = None if teacher_probs is None else torch.as_tensor(teacher_probs, dtype=torch.float32)
+        # The whole training split lives on the training device (FER+: 66 MB of uint8): no per-step host copies.
+        self.teacher = None if teacher_probs is None else torch.as_tensor(teacher_probs, dtype=torch.float32, device=self.device)
         self.weights = torch.as_tensor(class_weights(train.labels, num_classes, cfg.class_weight_power, cfg.class_weight_clip), device=self.device)
         self.amp_dtype = autocast_dtype(cfg, self.device)
-        self.images = torch.as_tensor(train.images)
-        self.labels = torch.as_tensor(train.labels)
-        self.soft = None if train.soft is None else torch.as_tensor(train.soft, dtype=torch.float32)
+        where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        log(f"training on {self.device.type} ({where}), {'fp32' if self.amp_dtype is None else str(self.amp_dtype).split('.')[-1] + ' autocast'}")
+        self.images = torch.as_tensor(train.images, device=self.device)
+        self.labels = torch.as_tensor(train.labels, device=self.device)
+        self.soft = None if train.soft is None else torch.as_tensor(train.soft, dtype=torch.float32, device=self.device)
         self.history: list[dict] = []
         self.best = {"val_acc": -1.0, "epoch": -1}
         self.epoch = 0
+        self.planned_epochs: int | None = None  # fine-tune epochs fixed by the time budget
 
     # -- optimisation -----------------------------------------------------------------------------------------
     def _optimizer(self, stage: str) -> torch.optim.Optimizer:
@@ -161,15 +173,15 @@ class Trainer:
         return min(steps, self.cfg.max_steps_per_epoch) if self.cfg.max_steps_per_epoch else steps
 
     def _loss(self, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        labels = self.labels[idx].to(self.device)
-        soft = None if self.soft is None else self.soft[idx].to(self.device)
+        labels = self.labels[idx]
+        soft = None if self.soft is None else self.soft[idx]
         target = smoothed_targets(labels, soft, self.num_classes, self.cfg.label_smoothing)
         logp = F.log_softmax(logits.float(), dim=1)
         ce = -(target * logp).sum(1)
         loss = (ce * self.weights[labels]).mean()
         if self.teacher is not None:
             t = self.cfg.distill_temperature
-            teacher = smoothed_targets(labels, self.teacher[idx].to(self.device), self.num_classes, self.cfg.label_smoothing)
+            teacher = smoothed_targets(labels, self.teacher[idx], self.num_classes, self.cfg.label_smoothing)
             kd = F.kl_div(F.log_softmax(logits.float() / t, dim=1), teacher, reduction="batchmean") * t * t
             loss = self.cfg.distill_alpha * kd + (1 - self.cfg.distill_alpha) * loss
         return loss
@@ -177,12 +189,15 @@ class Trainer:
     def _run_epoch(self, stage: str, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler) -> dict:
         self.model.train()
         steps = self._steps_per_epoch()
-        perm = torch.randperm(len(self.images))
-        total, correct, seen, t0 = 0.0, 0, 0, time.time()
+        perm = torch.randperm(len(self.images)).to(self.device)  # drawn on the CPU generator: same order on any device
+        # Running sums stay on the device: reading them every step would stall a GPU's queue.
+        total = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen, t0 = 0, time.time()
         bar = tqdm(range(steps), desc=f"{stage} {self.epoch}", leave=False, mininterval=5, disable=tqdm is None) if tqdm else range(steps)
         for step in bar:
             idx = perm[step * self.cfg.batch_size : (step + 1) * self.cfg.batch_size]
-            x = self.images[idx].to(self.device).float().unsqueeze(1)
+            x = self.images[idx].float().unsqueeze(1)
             x = augment(x, self.cfg.augment)
             x = ((x - NORM_MEAN) / NORM_STD).contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
@@ -194,13 +209,14 @@ class Trainer:
             opt.step()
             sched.step()
             self.ema.update_parameters(self.model)
-            total += loss.item() * len(idx)
-            correct += int((logits.argmax(1).cpu() == self.labels[idx]).sum())
+            total += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == self.labels[idx]).sum()
             seen += len(idx)
             if tqdm and step % 20 == 0:
-                bar.set_postfix(loss=f"{total / seen:.3f}", acc=f"{correct / seen:.3f}")
+                bar.set_postfix(loss=f"{total.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+        total_loss, total_correct = total.item(), correct.item()
         secs = time.time() - t0
-        return {"train_loss": total / seen, "train_acc": correct / seen, "img_per_s": seen / secs, "epoch_s": secs}
+        return {"train_loss": total_loss / seen, "train_acc": total_correct / seen, "img_per_s": seen / secs, "epoch_s": secs}
 
     def _validate(self, model: nn.Module) -> tuple[float, float]:
         logits = predict_logits(model, self.val.images)
@@ -229,51 +245,70 @@ class Trainer:
             restore_random_state(ck["rng"])  # same batches and augmentations as an uninterrupted run
         self.history, self.best, self.epoch = ck["history"], ck["best"], ck["epoch"]
         self._resume_opt = (ck.get("stage"), ck.get("optimizer"))
+        self.planned_epochs = ck.get("planned_epochs")  # a budgeted run keeps the schedule it planned
         self.log(f"resumed from {last} after epoch {self.epoch}")
         return self.epoch
 
     def fit(self, resume: bool = True) -> dict:
         """Runs warm-up then fine-tune epochs; keeps `best.pt` (EMA weights with the best val accuracy)."""
         torch.manual_seed(self.cfg.seed)
+        started = time.time()
         done = self._resume() if resume else 0
-        total_epochs = self.cfg.warmup_epochs + self.cfg.epochs
         steps = self._steps_per_epoch()
-        for stage, n_epochs, first in (("warmup", self.cfg.warmup_epochs, 0), ("finetune", self.cfg.epochs, self.cfg.warmup_epochs)):
+        finetune_epochs = self.planned_epochs or self.cfg.epochs
+        for stage, first in (("warmup", 0), ("finetune", self.cfg.warmup_epochs)):
+            n_epochs = self.cfg.warmup_epochs if stage == "warmup" else finetune_epochs
             if n_epochs == 0 or done >= first + n_epochs:
                 continue
             opt = self._optimizer(stage)
             saved_stage, saved_opt = getattr(self, "_resume_opt", (None, None))
             if saved_stage == stage and saved_opt is not None:
                 opt.load_state_dict(saved_opt)  # AdamW moments continue where the interrupted run stopped
-            total_steps = n_epochs * steps
-            warm = max(1, min(steps // 2, total_steps // 10)) if stage == "finetune" else 1
+            warm = max(1, min(steps // 2, n_epochs * steps // 10)) if stage == "finetune" else 1
+            plan = {"steps": n_epochs * steps}  # mutable: the time budget may re-plan the stage after its first epoch
 
-            def lr_lambda(s: int, total_steps: int = total_steps, warm: int = warm) -> float:
+            def lr_lambda(s: int, plan: dict = plan, warm: int = warm) -> float:
                 if s < warm:
                     return (s + 1) / warm
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total_steps - warm)))) * 0.98 + 0.02
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, plan["steps"] - warm)))) * 0.98 + 0.02
 
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
             for _ in range((done - first) * steps if done > first else 0):
                 sched.step()  # resume mid-stage: same learning rate as an uninterrupted run
-            for _ in range(max(done, first), first + n_epochs):
+            self.epoch = max(done, first)
+            while self.epoch < first + n_epochs:
                 self.epoch += 1
+                epoch_start = time.time()
                 stats = self._run_epoch(stage, opt, sched)
                 val_loss, val_acc = self._validate(self.model)
                 ema_loss, ema_acc = self._validate(self.ema.module)
+                epochs_done = self.epoch - first
+                if stage == "finetune" and self.cfg.time_budget_s and (self.planned_epochs is None or epochs_done <= self.planned_epochs // 4):
+                    n_epochs = self._plan_epochs(epochs_done, time.time() - epoch_start, time.time() - started)
+                    plan["steps"] = n_epochs * steps
                 row = {"epoch": self.epoch, "stage": stage, "lr": opt.param_groups[0]["lr"], **stats,
                        "val_loss": val_loss, "val_acc": val_acc, "ema_val_loss": ema_loss, "ema_val_acc": ema_acc}
                 self.history.append(row)
-                self.log(f"epoch {self.epoch}/{total_epochs} {stage}: loss {stats['train_loss']:.4f} train_acc {stats['train_acc']:.4f} "
+                self.log(f"epoch {self.epoch}/{first + n_epochs} {stage}: loss {stats['train_loss']:.4f} train_acc {stats['train_acc']:.4f} "
                          f"val_acc {val_acc:.4f} ema_val_acc {ema_acc:.4f} ({stats['img_per_s']:.0f} img/s, {stats['epoch_s']:.0f} s)")
                 best_acc, best_state = max((val_acc, "model"), (ema_acc, "ema"))
                 if best_acc > self.best["val_acc"]:
                     self.best = {"val_acc": best_acc, "epoch": self.epoch, "weights": best_state}
                     state = self.model.state_dict() if best_state == "model" else self.ema.module.state_dict()
                     torch.save({"model": state, "spec": asdict(self.model.spec), "epoch": self.epoch, "val_acc": best_acc}, self.out_dir / "best.pt")
-                self._save("last.pt", {"optimizer": opt.state_dict(), "stage": stage})
+                self._save("last.pt", {"optimizer": opt.state_dict(), "stage": stage, "planned_epochs": self.planned_epochs})
                 (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
         return {"history": self.history, "best": self.best}
+
+    def _plan_epochs(self, epochs_done: int, epoch_s: float, elapsed_s: float) -> int:
+        """Fine-tune epochs that fit the time budget at the pace of the last epoch (validation included)."""
+        left = self.cfg.time_budget_s - elapsed_s
+        planned = max(epochs_done, min(self.cfg.epochs, epochs_done + int(left // max(epoch_s, 1e-6))))
+        if planned != self.planned_epochs:
+            self.log(f"time budget {self.cfg.time_budget_s / 60:.1f} min: {epoch_s:.1f} s an epoch, {left / 60:.1f} min left -> "
+                     f"{planned} fine-tune epochs (at most {self.cfg.epochs})")
+        self.planned_epochs = planned
+        return planned
 
 
 # FER+ and FER-2013 name the same emotions differently; a classifier row carries over under either name.

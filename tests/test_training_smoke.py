@@ -168,3 +168,25 @@ def test_model_card_commands_include_the_run_it_was_initialised_from(tmp_path: P
     (second / "run.json").write_text(json.dumps({"init_from": str(first)}))
     (second / "train.log").write_text("02:00:00 command: python -m model_export.run B --init-from first\n")
     assert recorded_commands(second) == ["python -m model_export.run A", "python -m model_export.run B --init-from first"]
+
+
+def test_time_budget_plans_epochs_at_the_pace_of_the_last_epoch(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    split = ArraySplit(rng.integers(0, 255, (16, 48, 48), dtype=np.uint8), rng.integers(0, 3, 16))
+    cfg = TrainConfig(warmup_epochs=0, epochs=40, batch_size=8, threads=1, time_budget_s=100.0)
+    trainer = Trainer(build_model(STUDENT, 3, pretrained=False), split, split, 3, cfg, tmp_path, log=lambda _: None)
+    assert trainer._plan_epochs(1, epoch_s=30.0, elapsed_s=40.0) == 3  # a slow first epoch: 1 done + 60 s / 30 s
+    assert trainer._plan_epochs(2, epoch_s=5.0, elapsed_s=45.0) == 13  # the steady pace re-plans: 2 + 55 s / 5 s
+    assert trainer._plan_epochs(3, epoch_s=0.5, elapsed_s=46.0) == 40  # never past --*-epochs
+    assert trainer._plan_epochs(5, epoch_s=10.0, elapsed_s=120.0) == 5  # over budget: stop after the epoch done
+
+
+def test_time_budget_run_ends_its_cosine_within_the_budget(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    split = ArraySplit(rng.integers(0, 255, (32, 48, 48), dtype=np.uint8), rng.integers(0, 3, 32))
+    cfg = TrainConfig(warmup_epochs=0, epochs=500, batch_size=16, lr=1e-3, threads=1, time_budget_s=6.0, augment=NO_AUGMENT)
+    out = Trainer(build_model(STUDENT, 3, pretrained=False), split, split, 3, cfg, tmp_path, log=lambda _: None).fit(resume=False)
+    history = out["history"]
+    assert 2 <= len(history) < 500
+    assert history[-1]["lr"] == pytest.approx(0.02 * cfg.lr, rel=0.05)  # the schedule reached its floor at the planned end
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["planned_epochs"] == len(history)
