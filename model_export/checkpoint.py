@@ -13,6 +13,15 @@ weights (the best epoch was the last one) are stored once.
 next to it, so that re-running the same `python -m model_export.run ...` command resumes the schedule after the
 packed epoch (learning-rate position, AdamW moments, EMA, batch order). A distilled student also needs its teachers'
 best.pt: pack and unpack each teacherN/ directory too.
+
+`init` writes start weights for `--init-from` on a machine that has neither the earlier run nor PyPI (a GPU lease):
+
+    python -m model_export.checkpoint init runs/ferplus48long packed/init/ferplus48long   # its student's best, fp16
+    python -m model_export.checkpoint init imagenet:lite0s5-48 packed/init/imagenet       # Lite0 ImageNet weights
+
+A run directory gives `<out>/student/best.pt` (best weights in fp16, 1.6 MB for the student) and its run.json (the
+class names, so classifier rows carry over by name); `imagenet:<arch>` gives the stem and blocks that architecture
+takes from the PyPI ImageNet weights, for `<out>/student/` and `<out>/teacher0/` alike (run with `--no-pretrained`).
 """
 from __future__ import annotations
 
@@ -140,6 +149,38 @@ def unpack(checkpoint: Path, model_dir: Path, force: bool = False) -> dict[str, 
     return {"epoch": last["epoch"], "notes": notes}
 
 
+def init_weights(source: str, out: Path) -> list[Path]:
+    """Writes the --init-from folder `out` from a run directory or `imagenet:<arch>`; returns the files written."""
+    out = Path(out)
+    if source.startswith("imagenet:"):
+        from .models import SPECS, build_model
+
+        arch = source.split(":", 1)[1]
+        if arch not in SPECS:
+            raise CheckpointError(f"{source}: unknown architecture; choose from {', '.join(sorted(SPECS))}")
+        state = build_model(arch, 2, pretrained=True).state_dict()
+        weights = {k: v for k, v in state.items() if k.startswith(("stem.", "blocks."))}  # what ImageNet gives it
+        record = {"model": _cast(weights, WEIGHT_DTYPE), "epoch": 0, "val_acc": float("nan")}  # no spec: any arch takes it
+        written = []
+        for name in ("student", "teacher0"):
+            (out / name).mkdir(parents=True, exist_ok=True)
+            torch.save(record, out / name / "best.pt")
+            written.append(out / name / "best.pt")
+        return written
+    run_dir = Path(source)
+    best_pt = run_dir / "student" / "best.pt"
+    if not best_pt.is_file():
+        raise CheckpointError(f"{best_pt}: not found (a run directory, or imagenet:<arch>)")
+    best = torch.load(best_pt, map_location="cpu", weights_only=False)
+    (out / "student").mkdir(parents=True, exist_ok=True)
+    torch.save({**best, "model": _cast(best["model"], WEIGHT_DTYPE)}, out / "student" / "best.pt")
+    written = [out / "student" / "best.pt"]
+    if (run_dir / "run.json").is_file():
+        (out / "run.json").write_text((run_dir / "run.json").read_text())
+        written.append(out / "run.json")
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -150,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("checkpoint", type=Path)
     u.add_argument("model_dir", type=Path)
     u.add_argument("--force", action="store_true", help="replace an existing last.pt")
+    i = sub.add_parser("init", help="run dir or imagenet:<arch> -> small fp16 start weights for --init-from elsewhere")
+    i.add_argument("source")
+    i.add_argument("out", type=Path)
     args = ap.parse_args(argv)
     try:
         if args.command == "pack":
@@ -157,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"packed {args.model_dir} (epoch {r['epoch']}, {r['parameters'] / 1e6:.2f} M parameters) into {args.out}: "
                   f"{r['bytes'] / 1e6:.2f} MB (last.pt + best.pt were {r['source_bytes'] / 1e6:.2f} MB; best weights stored "
                   f"{r['best_stored']})")
+        elif args.command == "init":
+            written = init_weights(args.source, args.out)
+            print(f"start weights from {args.source}: " + ", ".join(f"{p} ({p.stat().st_size / 1e6:.2f} MB)" for p in written))
         else:
             r = unpack(args.checkpoint, args.model_dir, args.force)
             print(f"unpacked {args.checkpoint} into {args.model_dir}: fp32 last.pt + best.pt after epoch {r['epoch']}; "

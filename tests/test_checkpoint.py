@@ -124,3 +124,33 @@ def test_unpack_refuses_to_overwrite_and_rejects_other_files(tmp_path: Path, cap
     torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
     assert checkpoint_main(["unpack", str(tmp_path / "other.pt"), str(tmp_path / "o")]) == 2
     assert "other.pt: not a packed checkpoint" in capsys.readouterr().err
+
+
+def test_init_writes_small_start_weights_that_init_from_takes(tmp_path: Path) -> None:
+    """`init` is what a GPU lease carries instead of a run directory or PyPI's ImageNet package."""
+    from model_export.models import STUDENT48, TEACHER, build_model
+
+    source = tmp_path / "runs" / "fp"
+    (source / "student").mkdir(parents=True)
+    fer_plus = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+    trained = build_model(STUDENT48, len(fer_plus), pretrained=False)
+    torch.save({"model": trained.state_dict(), "spec": {"name": STUDENT48.name}, "epoch": 7, "val_acc": 0.8},
+               source / "student" / "best.pt")
+    (source / "run.json").write_text(json.dumps({"classes": fer_plus}))
+    assert checkpoint_main(["init", str(source), str(tmp_path / "init" / "fp")]) == 0
+    assert (tmp_path / "init" / "fp" / "student" / "best.pt").stat().st_size < 0.6 * (source / "student" / "best.pt").stat().st_size
+
+    fer2013 = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    model = build_model(STUDENT48, len(fer2013), pretrained=False)
+    train.init_from_checkpoint(model, tmp_path / "init" / "fp" / "student" / "best.pt", log=lambda _: None,
+                               classes=fer2013, source_classes=json.loads((tmp_path / "init" / "fp" / "run.json").read_text())["classes"])
+    torch.testing.assert_close(model.classifier.weight[3], trained.classifier.weight[1], atol=1e-3, rtol=1e-3)  # happy <- happiness
+    torch.testing.assert_close(model.stem[0].weight, trained.stem[0].weight, atol=1e-3, rtol=1e-3)
+
+    assert checkpoint_main(["init", "imagenet:lite0s5-48", str(tmp_path / "init" / "imagenet")]) == 0
+    imagenet = build_model(STUDENT48, 8, pretrained=True)
+    teacher = build_model(TEACHER, 8, pretrained=False)  # --no-pretrained on the lease: the file is its only ImageNet source
+    train.init_from_checkpoint(teacher, tmp_path / "init" / "imagenet" / "teacher0" / "best.pt", log=lambda _: None)
+    torch.testing.assert_close(teacher.blocks[10].depthwise[0].weight, imagenet.blocks[10].depthwise[0].weight, atol=1e-3, rtol=1e-3)
+    assert checkpoint_main(["init", "imagenet:nope", str(tmp_path / "x")]) == 2
+    assert checkpoint_main(["init", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
