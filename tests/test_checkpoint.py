@@ -154,3 +154,25 @@ def test_init_writes_small_start_weights_that_init_from_takes(tmp_path: Path) ->
     torch.testing.assert_close(teacher.blocks[10].depthwise[0].weight, imagenet.blocks[10].depthwise[0].weight, atol=1e-3, rtol=1e-3)
     assert checkpoint_main(["init", "imagenet:nope", str(tmp_path / "x")]) == 2
     assert checkpoint_main(["init", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("name, model_id", [("ferplus48gpu", "lite0s5-48.ferplus"), ("fer2013-48gpu", "lite0s5-48.fer2013")])
+def test_committed_start_weights_are_the_shipped_models(name: str, model_id: str) -> None:
+    """checkpoints/<name>/ holds the shipped model's own weights (fp16): the same logits as its ONNX file."""
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from model_export.models import build_model
+
+    root = Path(__file__).resolve().parents[1]
+    classes = json.loads((root / "checkpoints" / name / "run.json").read_text())["classes"]
+    assert classes == json.loads((root / "web" / "models" / "emotion" / model_id / "model.json").read_text())["labels"]
+    model = build_model("lite0s5-48", len(classes), pretrained=False)
+    train.init_from_checkpoint(model, root / "checkpoints" / name / "student" / "best.pt", log=lambda _: None)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 1, 48, 48)).astype(np.float32)
+    with torch.no_grad():
+        torch_logits = model.eval()(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(str(root / "web" / "models" / "emotion" / model_id / "model.onnx"))
+    onnx_logits = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(torch_logits, onnx_logits, atol=0.05)  # fp16 weights against fp32
+    assert (torch_logits.argmax(1) == onnx_logits.argmax(1)).all()
