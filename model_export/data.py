@@ -184,6 +184,36 @@ def ferplus_reference_labels(votes: np.ndarray) -> np.ndarray:
     return np.where(keep, top, -1).astype(np.int64)
 
 
+def ferplus_reference_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training targets of the FERPlus reference tooling's probability mode; returns (soft (N, 8), keep (N,)).
+
+    Single votes are outliers (a count of 1 becomes 0). The target then takes the top classes, in order of votes
+    (tied classes together), until they hold 75% of the remaining votes, at most three; unknown / not-a-face ends
+    the search (the emotions taken before it stay). The image is kept only if the emotions taken hold more than half
+    of the votes and there are at most three. The test protocol of published FER+ figures applies the same outlier
+    rule (`ferplus_reference_labels`).
+    """
+    cleaned = np.where(votes <= 1, 0, votes).astype(np.float64)
+    n_emotions = len(FERPLUS_CLASSES)
+    soft = np.zeros((len(votes), n_emotions), np.float32)
+    keep = np.zeros(len(votes), bool)
+    for row, counts in enumerate(cleaned):
+        total, left, taken = counts.sum(), counts.copy(), np.zeros_like(counts)
+        while total > 0 and taken.sum() < 0.75 * total and np.count_nonzero(taken) < 3:
+            top = left.max()
+            if top <= 0:
+                break
+            tied = np.flatnonzero(left == top)
+            emotions = tied[tied < n_emotions]
+            taken[emotions], left[emotions] = top, 0
+            if len(emotions) < len(tied):  # unknown / not-a-face among the top: no further classes
+                break
+        if taken.sum() > 0.5 * total and 0 < np.count_nonzero(taken) <= 3:
+            soft[row] = taken[:n_emotions] / taken.sum()
+            keep[row] = True
+    return soft, keep
+
+
 def load_ferplus_zip(path: str | os.PathLike) -> FaceDataset:
     """FER+ layout: FER2013{Train,Valid,Test}/ with images and label.csv (image, box, 10 vote counts)."""
     path = Path(path)

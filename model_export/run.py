@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .augment import AUGMENT_PRESETS
-from .data import DatasetError, FaceDataset, iter_kinds, load_dataset, stratified_split
+from .data import DatasetError, FaceDataset, ferplus_reference_targets, iter_kinds, load_dataset, stratified_split
 from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
 from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model, pick_device, predict_logits
 
@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
     ap.add_argument("--class-weight-power", type=float, default=TrainConfig.class_weight_power,
                     help="class weights ~ (1/frequency)**power, clipped to [0.5, 2]; 0 turns them off")
-    ap.add_argument("--target", choices=("soft", "majority"), default="soft", help="FER+: vote distribution or majority label")
+    ap.add_argument("--target", choices=("soft", "majority", "reference"), default="soft",
+                    help="FER+: vote distribution, majority label, or the reference tooling's cleaned distribution "
+                         "(single votes dropped, ambiguous training images left out; data.ferplus_reference_targets)")
     ap.add_argument("--no-distill", action="store_true", help="train the student on labels only")
     ap.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (smoke runs)")
     ap.add_argument("--limit", type=int, default=None, help="use only this many training images (smoke runs)")
@@ -133,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.target == "reference":
+        tr = splits["train"]
+        if tr.votes is None:
+            print("error: --target reference needs FER+ vote counts", file=sys.stderr)
+            return 2
+        soft, keep = ferplus_reference_targets(tr.votes)
+        splits["train"] = ArraySplit(tr.images[keep], soft[keep].argmax(1), soft[keep], tr.votes[keep])
+        ds.notes.append(f"--target reference: {int(keep.sum())} of {len(keep)} training images kept, targets from "
+                        "votes without single-vote outliers")
     if args.limit:
         tr = splits["train"]
         keep = np.random.default_rng(args.seed).permutation(len(tr.labels))[: args.limit]

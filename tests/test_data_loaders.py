@@ -190,3 +190,23 @@ def test_stratified_split_keeps_class_ratios() -> None:
     train, val = stratified_split(labels, 0.125, seed=1)
     assert len(set(train) & set(val)) == 0 and len(train) + len(val) == 1000
     assert np.bincount(labels[val]).tolist() == [100, 20, 5]
+
+
+def test_ferplus_reference_targets_follow_the_reference_tooling() -> None:
+    from model_export.data import ferplus_reference_targets
+
+    votes = np.array([
+        [6, 3, 1, 0, 0, 0, 0, 0, 0, 0],  # the single vote is an outlier: 6/9, 3/9
+        [4, 4, 0, 0, 0, 0, 0, 0, 2, 0],  # a tie is taken together
+        [3, 3, 2, 2, 0, 0, 0, 0, 0, 0],  # four classes before 75%: too ambiguous
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # nothing but outliers
+        [2, 2, 2, 0, 0, 0, 0, 0, 4, 0],  # unknown on top
+        [5, 0, 0, 0, 0, 0, 0, 0, 3, 0],  # unknown after an emotion: the emotion alone (5 of 8 votes)
+        [0, 0, 3, 0, 0, 0, 0, 2, 0, 5],  # not-a-face on top
+    ])
+    soft, keep = ferplus_reference_targets(votes)
+    assert keep.tolist() == [True, True, False, False, False, True, False]
+    np.testing.assert_allclose(soft[0], [6 / 9, 3 / 9, 0, 0, 0, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(soft[1], [0.5, 0.5, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(soft[5], [1, 0, 0, 0, 0, 0, 0, 0])
+    assert not soft[~keep].any()
