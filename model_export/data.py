@@ -170,6 +170,11 @@ def ferplus_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels.astype(np.int64), soft
 
 
+def _without_outlier_votes(votes: np.ndarray) -> np.ndarray:
+    """The reference tooling's outlier rule: a class that got a single vote got none."""
+    return np.where(votes <= 1, 0, votes).astype(np.float64)
+
+
 def ferplus_reference_labels(votes: np.ndarray) -> np.ndarray:
     """Labels under the FERPlus reference protocol (the one published FER+ accuracies use); -1 = excluded.
 
@@ -177,7 +182,7 @@ def ferplus_reference_labels(votes: np.ndarray) -> np.ndarray:
     image is kept only if its top class then holds more than half of the remaining votes (all 10 columns), and
     only if that class is an emotion (not unknown / not-a-face). On the official test split this keeps 3,137 images.
     """
-    cleaned = np.where(votes <= 1, 0, votes).astype(np.float64)
+    cleaned = _without_outlier_votes(votes)
     top = cleaned.argmax(axis=1)
     top_votes = cleaned.max(axis=1)
     keep = (top_votes > 0.5 * cleaned.sum(axis=1)) & (top < len(FERPLUS_CLASSES))
@@ -193,7 +198,7 @@ def ferplus_reference_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray
     of the votes and there are at most three. The test protocol of published FER+ figures applies the same outlier
     rule (`ferplus_reference_labels`).
     """
-    cleaned = np.where(votes <= 1, 0, votes).astype(np.float64)
+    cleaned = _without_outlier_votes(votes)
     n_emotions = len(FERPLUS_CLASSES)
     soft = np.zeros((len(votes), n_emotions), np.float32)
     keep = np.zeros(len(votes), bool)

@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student-epochs", type=int, default=12)
     ap.add_argument("--warmup-epochs", type=int, default=1)
     ap.add_argument("--time-budget", type=float, default=None, metavar="MIN",
-                    help="minutes per model: after its first fine-tune epoch, its epoch count (at most --teacher-epochs / "
-                         "--student-epochs) is set to what fits, and the cosine schedule ends there (a GPU lease, a session)")
+                    help="minutes per model: through the first quarter of its fine-tune stage, each epoch sets its epoch count "
+                         "(at most --teacher-epochs / --student-epochs) to what the time left holds, and the cosine "
+                         "schedule ends there (a GPU lease, a session)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak fine-tune learning rate")
     ap.add_argument("--init-from", type=Path, default=None,

@@ -143,12 +143,12 @@ class Trainer:
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.train, self.val, self.num_classes = train, val, num_classes
-        # The whole training split lives on the training device (FER+: 66 MB of uint8): no per-step host copies.
         self.teacher = None if teacher_probs is None else torch.as_tensor(teacher_probs, dtype=torch.float32, device=self.device)
         self.weights = torch.as_tensor(class_weights(train.labels, num_classes, cfg.class_weight_power, cfg.class_weight_clip), device=self.device)
         self.amp_dtype = autocast_dtype(cfg, self.device)
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         log(f"training on {self.device.type} ({where}), {'fp32' if self.amp_dtype is None else str(self.amp_dtype).split('.')[-1] + ' autocast'}")
+        # The whole training split lives on the training device (FER+: 66 MB of uint8): no per-step host copies.
         self.images = torch.as_tensor(train.images, device=self.device)
         self.labels = torch.as_tensor(train.labels, device=self.device)
         self.soft = None if train.soft is None else torch.as_tensor(train.soft, dtype=torch.float32, device=self.device)
@@ -265,7 +265,7 @@ class Trainer:
             if saved_stage == stage and saved_opt is not None:
                 opt.load_state_dict(saved_opt)  # AdamW moments continue where the interrupted run stopped
             warm = max(1, min(steps // 2, n_epochs * steps // 10)) if stage == "finetune" else 1
-            plan = {"steps": n_epochs * steps}  # mutable: the time budget may re-plan the stage after its first epoch
+            plan = {"steps": n_epochs * steps}  # mutable: the time budget re-plans the stage through its first quarter
 
             def lr_lambda(s: int, plan: dict = plan, warm: int = warm) -> float:
                 if s < warm:
