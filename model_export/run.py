@@ -35,9 +35,8 @@ def softmax(logits: np.ndarray, t: float = 1.0) -> np.ndarray:
 
 
 def _array_split(part: FaceDataset, idx: np.ndarray | None = None) -> ArraySplit:
-    idx = np.arange(len(part.labels)) if idx is None else idx
-    return ArraySplit(part.images[idx], part.labels[idx], None if part.soft is None else part.soft[idx],
-                      None if part.votes is None else part.votes[idx])
+    whole = ArraySplit(part.images, part.labels, part.soft, part.votes)
+    return whole if idx is None else whole.subset(idx)
 
 
 def make_splits(ds: FaceDataset, val_fraction: float, seed: int, val_split: str = "stratified") -> dict[str, ArraySplit]:
@@ -142,14 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --target reference needs FER+ vote counts", file=sys.stderr)
             return 2
         soft, keep = ferplus_reference_targets(tr.votes)
-        splits["train"] = ArraySplit(tr.images[keep], soft[keep].argmax(1), soft[keep], tr.votes[keep])
+        splits["train"] = replace(tr.subset(keep), labels=soft[keep].argmax(1), soft=soft[keep])
         ds.notes.append(f"--target reference: {int(keep.sum())} of {len(keep)} training images kept, targets from "
                         "votes without single-vote outliers")
     if args.limit:
         tr = splits["train"]
         keep = np.random.default_rng(args.seed).permutation(len(tr.labels))[: args.limit]
-        splits["train"] = ArraySplit(tr.images[keep], tr.labels[keep], None if tr.soft is None else tr.soft[keep],
-                                     None if tr.votes is None else tr.votes[keep])
+        splits["train"] = tr.subset(keep)
     if args.eval_limit:
         splits = {k: v if k == "train" else v.head(args.eval_limit) for k, v in splits.items()}
     if args.threads:

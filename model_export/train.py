@@ -61,10 +61,14 @@ class ArraySplit:
     soft: np.ndarray | None = None  # (N, C) vote distribution, if the dataset has one
     votes: np.ndarray | None = None  # (N, 10) raw FER+ vote counts (for the reference evaluation protocol)
 
+    def subset(self, idx: np.ndarray | slice) -> "ArraySplit":
+        """The images `idx` selects (an index array, a boolean mask or a slice), every field kept aligned."""
+        return ArraySplit(self.images[idx], self.labels[idx], None if self.soft is None else self.soft[idx],
+                          None if self.votes is None else self.votes[idx])
+
     def head(self, n: int) -> "ArraySplit":
         """The first `n` images (smoke runs)."""
-        return ArraySplit(self.images[:n], self.labels[:n], None if self.soft is None else self.soft[:n],
-                          None if self.votes is None else self.votes[:n])
+        return self.subset(slice(None, n))
 
 
 def to_input(images_u8: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -329,12 +333,20 @@ def init_from_checkpoint(model: EmotionNet, path: Path, log: Callable[[str], Non
     class's row: FER+ weights fine-tuned to FER-2013's 7 classes start out as a working FER-2013 classifier.
     """
     ck = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if ck.get("spec") and ck["spec"].get("name") != model.spec.name:
-        raise ValueError(f"{path} holds a {ck['spec'].get('name')} model, not {model.spec.name}")
+    source_spec = ck.get("spec") or {}
+    deepening = False
+    if source_spec.get("name", model.spec.name) != model.spec.name:
+        # A shallower Lite0 cut may seed a deeper one: its stages carry over, the added stages keep their ImageNet
+        # weights, and the head and classifier (built on other features) start fresh.
+        deepening = source_spec.get("stages", model.spec.stages) < model.spec.stages
+        if not deepening:
+            raise ValueError(f"{path} holds a {source_spec.get('name')} model, not {model.spec.name} "
+                             "(only a shallower Lite0 cut can seed a deeper one)")
     own = model.state_dict()
-    loaded = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
+    loaded = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape
+              and not (deepening and k.startswith(("head.", "classifier.")))}
     carried = []
-    if classes and source_classes and "classifier.weight" not in loaded:
+    if classes and source_classes and "classifier.weight" not in loaded and not deepening:
         source_rows = {_canonical(c): i for i, c in enumerate(source_classes)}
         weight, bias = own["classifier.weight"].clone(), own["classifier.bias"].clone()
         src_weight, src_bias = ck["model"]["classifier.weight"], ck["model"]["classifier.bias"]
@@ -350,7 +362,7 @@ def init_from_checkpoint(model: EmotionNet, path: Path, log: Callable[[str], Non
     model.load_state_dict(loaded, strict=False)
     log(f"initialised from {path} (epoch {ck.get('epoch')}, val acc {ck.get('val_acc', float('nan')):.4f})"
         + (f"; classifier rows carried over: {', '.join(carried)}" if carried else "")
-        + (f"; kept fresh: {', '.join(skipped)}" if skipped else ""))
+        + (f"; kept as built (ImageNet or random): {', '.join(skipped)}" if skipped else ""))
     return model
 
 

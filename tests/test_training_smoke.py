@@ -147,7 +147,7 @@ def test_init_from_checkpoint_carries_classifier_rows_over_by_class_name(tmp_pat
     for i, name in enumerate(FER2013_CLASSES):
         j = FERPLUS_CLASSES.index({"happy": "happiness", "sad": "sadness", "angry": "anger"}.get(name, name))
         torch.testing.assert_close(fer_logits[:, i], plus_logits[:, j])
-    assert "happy<-happiness" in notes[0] and "kept fresh" not in notes[0]
+    assert "happy<-happiness" in notes[0] and "kept as built" not in notes[0]
     # A class the source never had ('peace') keeps its fresh row; the known ones carry over.
     own = build_model(STUDENT, 3, pretrained=False)
     fresh_row = own.state_dict()["classifier.weight"][1].clone()
@@ -157,6 +157,43 @@ def test_init_from_checkpoint_carries_classifier_rows_over_by_class_name(tmp_pat
     torch.testing.assert_close(weight[0], src.state_dict()["classifier.weight"][1])
     torch.testing.assert_close(weight[1], fresh_row)
     torch.testing.assert_close(weight[2], src.state_dict()["classifier.weight"][3])
+
+
+def test_init_from_a_shallower_cut_carries_its_stages_into_a_deeper_student(tmp_path: Path) -> None:
+    from model_export.models import STUDENT48, STUDENT48_DEEP
+    from model_export.train import init_from_checkpoint
+
+    torch.manual_seed(0)
+    src = build_model(STUDENT48, 8, pretrained=False).eval()
+    torch.save({"model": src.state_dict(), "spec": {"name": STUDENT48.name, "stages": STUDENT48.stages}}, tmp_path / "best.pt")
+    built = build_model(STUDENT48_DEEP, 8, pretrained=False)
+    before = {k: v.clone() for k, v in built.state_dict().items()}
+    deep = init_from_checkpoint(built, tmp_path / "best.pt", log=lambda m: None).eval()
+    x = torch.randn(2, 1, 48, 48)
+    shared = len(src.blocks)
+    torch.testing.assert_close(deep.blocks[:shared](deep.stem(x)), src.blocks(src.stem(x)))
+    # The added stage and the head/classifier (sized for other features) keep what the model was built with.
+    after = deep.state_dict()
+    for k in after:
+        if k.startswith(("head.", "classifier.", f"blocks.{shared}.")):
+            torch.testing.assert_close(after[k], before[k])
+    torch.save({"model": deep.state_dict(), "spec": {"name": STUDENT48_DEEP.name, "stages": STUDENT48_DEEP.stages}},
+               tmp_path / "deep.pt")
+    with pytest.raises(ValueError, match="shallower"):
+        init_from_checkpoint(build_model(STUDENT48, 8, pretrained=False), tmp_path / "deep.pt", log=lambda m: None)
+
+
+def test_array_split_subset_keeps_every_field_aligned() -> None:
+    split = ArraySplit(np.arange(5 * 4, dtype=np.uint8).reshape(5, 2, 2), np.arange(5), np.eye(5)[:, :3],
+                       np.arange(50).reshape(5, 10))
+    for idx in (np.array([3, 1]), np.array([False, True, False, True, False]), slice(1, 4, 2)):
+        part = split.subset(idx)
+        kept = np.arange(5)[idx]
+        assert part.labels.tolist() == kept.tolist()
+        assert (part.images[:, 0, 0] == kept * 4).all() and (part.votes[:, 0] == kept * 10).all()
+        assert (part.soft == np.eye(5)[kept, :3]).all()
+    assert split.head(2).labels.tolist() == [0, 1]
+    assert ArraySplit(split.images, split.labels).subset(np.array([4])).soft is None
 
 
 def test_model_card_commands_include_the_run_it_was_initialised_from(tmp_path: Path) -> None:
