@@ -24,6 +24,7 @@ from .train import ArraySplit, predict_logits, to_input
 
 OPSET = 17
 PARITY_ATOL = 1e-3
+SHIP_MAX_BYTES = 5 * 1024 * 1024  # per shipped file: a phone on a slow link downloads one
 
 
 def sha256_file(path: Path) -> str:
@@ -51,14 +52,15 @@ def simplify_onnx(src: Path, dst: Path) -> tuple[int, int]:
     return before, len(simplified.graph.node)
 
 
-def to_webgl(src: Path, dst: Path) -> None:
+def to_webgl(src: Path, dst: Path, int8: bool = False) -> None:
     """The same network for onnxruntime-web's WebGL backend, which accepts only fixed input shapes (a symbolic
     batch dim fails its input check) and Resize with float scales (it rejects int64 sizes): batch fixed to 1,
-    constant-folded by onnxsim, every Resize `sizes` input replaced by the equivalent `scales`."""
+    constant-folded by onnxsim, every Resize `sizes` input replaced by the equivalent `scales`; `int8` stores the
+    weights as `to_int8_weights` does (after onnxsim, which would fold them back to fp32)."""
     import onnx
     from onnxsim import simplify
 
-    from .onnx_edit import resize_sizes_to_scales
+    from .onnx_edit import int8_weights, resize_sizes_to_scales
 
     model = onnx.load(str(src))
     for value in [*model.graph.input, *model.graph.output]:
@@ -69,6 +71,20 @@ def to_webgl(src: Path, dst: Path) -> None:
     if not ok:
         raise RuntimeError(f"onnxsim could not validate the batch-1 model of {src}")
     resize_sizes_to_scales(model)
+    if int8:
+        int8_weights(model)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
+def to_int8_weights(src: Path, dst: Path) -> None:
+    """A model over SHIP_MAX_BYTES as fp32 ships with int8 weights (onnx_edit.int8_weights: per output channel,
+    rebuilt as fp32 when the session loads); its accuracy is measured on that file."""
+    import onnx
+
+    from .onnx_edit import int8_weights
+
+    model = int8_weights(onnx.load(str(src)))
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
 
@@ -222,7 +238,7 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         "",
         *recipe_lines(run, sidecar),
         "",
-        "## Results (ONNX fp32, onnxruntime CPU)",
+        f"## Results (ONNX, {sidecar.get('weights', {}).get('dtype', 'fp32')} weights as shipped, onnxruntime CPU)",
         *protocol_lines(sidecar["accuracy_protocols"]),
     ]
     for split, acc in sidecar["accuracy"].items():
@@ -238,7 +254,15 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
               f"- `{sidecar['file']}`: {sidecar['bytes'] / 1e6:.2f} MB, sha256 `{sidecar['sha256']}`, opset {OPSET}, "
               f"simplified with onnxsim ({sidecar['export']['nodes_before']} -> {sidecar['export']['nodes_after']} nodes).",
               f"- Parity vs torch on {sidecar['export']['parity']['n']} test images: max |logit diff| "
-              f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}."]
+              f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}"
+              + (" (of the fp32 graph)." if sidecar.get("weights", {}).get("dtype") == "int8" else ".")]
+    if sidecar.get("weights", {}).get("dtype") == "int8":
+        w = sidecar["weights"]
+        lines.append(f"- Weights stored as int8 with one fp32 scale per output channel (Cast + Mul in the graph, folded back "
+                     f"to fp32 when onnxruntime loads it): the fp32 graph is {w['fp32_bytes'] / 1e6:.2f} MB, over the "
+                     f"{SHIP_MAX_BYTES / 2**20:.0f} MiB limit per shipped file. Against fp32 on {w['vs_fp32']['n']} {test_key} "
+                     f"images: argmax agreement {w['vs_fp32']['argmax_agreement']:.2%}, max |logit diff| {w['vs_fp32']['max_abs_diff']:.3f}; "
+                     "every figure above is of the int8 file.")
     for name, v in variants.items():
         if name == "webgl":
             lines.append(f"- Variant webgl (`{v['file']}`, shipped): {v['bytes'] / 1e6:.2f} MB, batch fixed to 1 and Resize with float "
@@ -285,9 +309,19 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     check = parity(model, final, eval_splits[test_key].images[:256])
     log(f"ONNX parity vs torch: max abs diff {check['max_abs_diff']:.2e}, argmax agreement {check['argmax_agreement']:.4f}")
     require_parity(check, "ONNX export differs from torch")
+    fp32 = final
+    weights = {"dtype": "fp32"}
+    if final.stat().st_size > SHIP_MAX_BYTES:
+        fp32 = out_dir / "model.fp32.onnx"
+        shutil.move(final, fp32)
+        to_int8_weights(fp32, final)
+        agreement = logit_agreement(onnx_logits(fp32, eval_splits[test_key].images), onnx_logits(final, eval_splits[test_key].images))
+        weights = {"dtype": "int8", "fp32_bytes": fp32.stat().st_size, "vs_fp32": agreement}
+        log(f"fp32 model {fp32.stat().st_size / 1e6:.2f} MB > {SHIP_MAX_BYTES / 1e6:.2f} MB: ships with int8 weights "
+            f"({final.stat().st_size / 1e6:.2f} MB), argmax agreement with fp32 {agreement['argmax_agreement']:.4f} on {test_key}")
     onnx_results = {k: summarise(onnx_logits(final, v.images), v.labels, classes) for k, v in eval_splits.items()}
     accuracy = {k: r["accuracy"] for k, r in onnx_results.items()}
-    log("ONNX fp32 accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))
+    log(f"ONNX ({weights['dtype']} weights) accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))
     from .evaluate import evaluate_onnx  # evaluate imports this module
 
     test = eval_splits[test_key]
@@ -295,18 +329,18 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     accuracy_protocols = {"split": test_key, **{name: {"accuracy": r["single"]["accuracy"], "flip_tta": r["flip_tta"]["accuracy"],
                                                        "macro_f1": r["single"]["macro_f1"], "images": r["single"]["n"]}
                                                 for name, r in protocols.items()}}
-    log(f"ONNX fp32 {test_key} accuracy by protocol: {json.dumps(accuracy_protocols)}")
+    log(f"ONNX ({weights['dtype']} weights) {test_key} accuracy by protocol: {json.dumps(accuracy_protocols)}")
 
     variants: dict = {}
     fp16 = out_dir / "model.fp16.onnx"
     try:
-        to_fp16(final, fp16)
+        to_fp16(fp32, fp16)
         acc16 = summarise(onnx_logits(fp16, eval_splits[test_key].images), eval_splits[test_key].labels, classes)["accuracy"]
         variants["fp16"] = {"file": fp16.name, "bytes": fp16.stat().st_size, "accuracy": acc16, "accuracy_drop": acc16 - accuracy[test_key]}
     except Exception as exc:  # reported, not fatal: the fp32 model is what ships
         variants["fp16"] = {"file": fp16.name, "bytes": fp16.stat().st_size if fp16.exists() else 0, "error": f"{type(exc).__name__}: {exc}"}
     webgl = out_dir / "model.webgl.onnx"
-    to_webgl(final, webgl)
+    to_webgl(fp32, webgl, int8=weights["dtype"] == "int8")
     check_webgl = batch1_parity(final, webgl, eval_splits[test_key].images[:256])
     require_parity(check_webgl, "the WebGL (batch 1) variant differs from the exported model")
     variants["webgl"] = {"file": webgl.name, "bytes": webgl.stat().st_size, "sha256": sha256_file(webgl), "batch": 1,
@@ -334,6 +368,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         "evaluated_images": {k: r["n"] for k, r in onnx_results.items()},
         "test_split": test_key,
         "export": {"opset": OPSET, "nodes_before": before, "nodes_after": after, "parity": check},
+        "weights": weights,
         "variants": variants,
     }
     (out_dir / "model.json").write_text(json.dumps(sidecar, indent=1))

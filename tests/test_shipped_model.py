@@ -127,6 +127,7 @@ def test_webgl_variant_is_the_same_network_at_batch_one(model_dir: Path, sidecar
     ort = pytest.importorskip("onnxruntime")
     path = model_dir / variant["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == variant["sha256"]
+    assert path.stat().st_size <= MAX_BYTES  # WebGL users download this file instead of model.onnx
     graph = onnx.load(str(path)).graph
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 1, 48, 48]
     assert all(len(n.input) < 4 or not n.input[3] for n in graph.node if n.op_type == "Resize")

@@ -16,7 +16,7 @@ from model_export.data import load_dataset  # noqa: E402
 from model_export.export import export_onnx, parity, simplify_onnx  # noqa: E402
 from model_export.models import STUDENT, build_model  # noqa: E402
 from model_export.run import main as run_main  # noqa: E402
-from model_export.train import ArraySplit, TrainConfig, Trainer, class_weights  # noqa: E402
+from model_export.train import ArraySplit, TrainConfig, Trainer, class_weights, predict_logits  # noqa: E402
 
 from dataset_paths import FERPLUS_ZIP, needs_ferplus  # noqa: E402
 
@@ -227,3 +227,33 @@ def test_time_budget_run_ends_its_cosine_within_the_budget(tmp_path: Path) -> No
     assert 2 <= len(history) < 500
     assert history[-1]["lr"] == pytest.approx(0.02 * cfg.lr, rel=0.05)  # the schedule reached its floor at the planned end
     assert torch.load(tmp_path / "last.pt", weights_only=False)["planned_epochs"] == len(history)
+
+
+@needs_ferplus
+@pytest.mark.dataset
+def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_path: Path, small_real, monkeypatch) -> None:
+    """Lower the limit under this student's fp32 size: model.onnx and the WebGL copy get int8 weights (a quarter of
+    the bytes), the fp32 graph stays beside them, and the sidecar's accuracy is that of the int8 file."""
+    import onnx
+
+    from model_export import export
+    from model_export.report import summarise
+
+    monkeypatch.setattr(export, "SHIP_MAX_BYTES", 1_000_000)
+    torch.manual_seed(0)
+    model = build_model(STUDENT, 8).eval()
+    _, val = small_real
+    shipped_card = Path(__file__).resolve().parents[1] / "web/models/emotion/lite0s5-48.ferplus/card/metrics.json"
+    run = json.loads(shipped_card.read_text())["run"]  # a real run record, for the card's recipe lines
+    classes = run["classes"]
+    metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
+    sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path, log=lambda m: None)
+    fp32, int8, webgl = (tmp_path / f for f in ("model.fp32.onnx", "model.onnx", "model.webgl.onnx"))
+    assert sidecar["weights"]["dtype"] == "int8" and sidecar["bytes"] == int8.stat().st_size
+    assert int8.stat().st_size < 0.35 * fp32.stat().st_size and webgl.stat().st_size < 0.35 * fp32.stat().st_size
+    assert {n.op_type for n in onnx.load(str(int8)).graph.node} >= {"Cast", "Mul"}
+    logits = export.onnx_logits(int8, val.images)
+    assert sidecar["accuracy"]["val"] == summarise(logits, val.labels, classes)["accuracy"]
+    assert sidecar["weights"]["vs_fp32"]["argmax_agreement"] >= 0.95
+    assert np.abs(logits - export.onnx_logits(fp32, val.images)).max() == pytest.approx(sidecar["weights"]["vs_fp32"]["max_abs_diff"])
+    assert "int8 with one fp32 scale per output channel" in (tmp_path / "model_card.md").read_text()
