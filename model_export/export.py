@@ -25,6 +25,10 @@ from .train import ArraySplit, predict_logits, to_input
 OPSET = 17
 PARITY_ATOL = 1e-3
 SHIP_MAX_BYTES = 5 * 1024 * 1024  # per shipped file: a phone on a slow link downloads one
+# Measured in Chromium (onnxruntime-web 1.30): WebGL's Conv reads wrong weights when the graph computes them (Cast,
+# Mul, even a Mul by 1), so int8 weights give garbage logits there, while WebGPU and WASM match fp32.
+NO_WEBGL_INT8 = ("int8 weights: onnxruntime-web's WebGL Conv misreads weights computed in the graph, so the page runs "
+                 "this model on WebGPU or WASM only")
 
 
 def sha256_file(path: Path) -> str:
@@ -52,15 +56,14 @@ def simplify_onnx(src: Path, dst: Path) -> tuple[int, int]:
     return before, len(simplified.graph.node)
 
 
-def to_webgl(src: Path, dst: Path, int8: bool = False) -> None:
+def to_webgl(src: Path, dst: Path) -> None:
     """The same network for onnxruntime-web's WebGL backend, which accepts only fixed input shapes (a symbolic
     batch dim fails its input check) and Resize with float scales (it rejects int64 sizes): batch fixed to 1,
-    constant-folded by onnxsim, every Resize `sizes` input replaced by the equivalent `scales`; `int8` stores the
-    weights as `to_int8_weights` does (after onnxsim, which would fold them back to fp32)."""
+    constant-folded by onnxsim, every Resize `sizes` input replaced by the equivalent `scales`."""
     import onnx
     from onnxsim import simplify
 
-    from .onnx_edit import int8_weights, resize_sizes_to_scales
+    from .onnx_edit import resize_sizes_to_scales
 
     model = onnx.load(str(src))
     for value in [*model.graph.input, *model.graph.output]:
@@ -71,8 +74,6 @@ def to_webgl(src: Path, dst: Path, int8: bool = False) -> None:
     if not ok:
         raise RuntimeError(f"onnxsim could not validate the batch-1 model of {src}")
     resize_sizes_to_scales(model)
-    if int8:
-        int8_weights(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
 
@@ -264,6 +265,9 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
                      f"images: argmax agreement {w['vs_fp32']['argmax_agreement']:.2%}, max |logit diff| {w['vs_fp32']['max_abs_diff']:.3f}; "
                      "every figure above is of the int8 file.")
     for name, v in variants.items():
+        if name == "webgl" and not v.get("shipped"):
+            lines.append(f"- No WebGL variant: {v['reason']}.")
+            continue
         if name == "webgl":
             lines.append(f"- Variant webgl (`{v['file']}`, shipped): {v['bytes'] / 1e6:.2f} MB, batch fixed to 1 and Resize with float "
                          "scales, the shapes onnxruntime-web's WebGL backend accepts; the page uses it on WebGL, one face per run. "
@@ -340,11 +344,15 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     except Exception as exc:  # reported, not fatal: the fp32 model is what ships
         variants["fp16"] = {"file": fp16.name, "bytes": fp16.stat().st_size if fp16.exists() else 0, "error": f"{type(exc).__name__}: {exc}"}
     webgl = out_dir / "model.webgl.onnx"
-    to_webgl(fp32, webgl, int8=weights["dtype"] == "int8")
-    check_webgl = batch1_parity(final, webgl, eval_splits[test_key].images[:256])
-    require_parity(check_webgl, "the WebGL (batch 1) variant differs from the exported model")
-    variants["webgl"] = {"file": webgl.name, "bytes": webgl.stat().st_size, "sha256": sha256_file(webgl), "batch": 1,
-                         "parity": check_webgl, "shipped": True}
+    if weights["dtype"] == "int8":
+        webgl.unlink(missing_ok=True)
+        variants["webgl"] = {"shipped": False, "reason": NO_WEBGL_INT8}
+    else:
+        to_webgl(final, webgl)
+        check_webgl = batch1_parity(final, webgl, eval_splits[test_key].images[:256])
+        require_parity(check_webgl, "the WebGL (batch 1) variant differs from the exported model")
+        variants["webgl"] = {"file": webgl.name, "bytes": webgl.stat().st_size, "sha256": sha256_file(webgl), "batch": 1,
+                             "parity": check_webgl, "shipped": True}
     log(f"variants: {json.dumps(variants)}")
 
     dataset = metrics["run"]["dataset"]
@@ -380,7 +388,10 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         ship = Path(ship) / "emotion" / model_id  # the site lists every such folder (build/build_site.py)
         ship.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(final, ship / final.name)
-        shutil.copyfile(webgl, ship / webgl.name)
+        if variants["webgl"]["shipped"]:
+            shutil.copyfile(webgl, ship / webgl.name)
+        else:
+            (ship / webgl.name).unlink(missing_ok=True)  # a WebGL copy from an earlier export would be stale
         (ship / "model.json").write_text(json.dumps(sidecar, indent=1) + "\n")
         docs = ship / "card"
         docs.mkdir(exist_ok=True)

@@ -88,6 +88,69 @@ def test_software_webgl_when_allowed(playwright_driver, app_server, group_photo)
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def int8_site(tmp_path_factory):
+    """A site whose default emotion model ships as a large model does (model_export.export, over SHIP_MAX_BYTES):
+    int8 weights in model.onnx and no WebGL copy, since WebGL's Conv misreads weights the graph computes."""
+    import hashlib
+    import json
+    import shutil
+
+    import onnx
+
+    from browser_fixtures import default_model_dir, load_build_site, site_problem
+    from fixtures.e2e import ROOT, serve_dir
+    from model_export.export import NO_WEBGL_INT8
+    from model_export.onnx_edit import int8_weights
+
+    problem = site_problem()
+    source = default_model_dir()
+    if problem or source is None:
+        pytest.skip(problem or "web/models/emotion/ holds no trained model")
+    base = tmp_path_factory.mktemp("int8-site")
+    web = base / "web"
+    shutil.copytree(ROOT / "web", web, ignore=shutil.ignore_patterns("card"))
+    folder = web / "models" / "emotion" / source.name
+    model = folder / "model.onnx"
+    onnx.save(int8_weights(onnx.load(str(source / "model.onnx"))), str(model))
+    (folder / "model.webgl.onnx").unlink()
+    sidecar = json.loads((source / "model.json").read_text())
+    sidecar.update(bytes=model.stat().st_size, sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+                   weights={"dtype": "int8"})
+    sidecar["variants"]["webgl"] = {"shipped": False, "reason": NO_WEBGL_INT8}
+    (folder / "model.json").write_text(json.dumps(sidecar))
+    build_site = load_build_site()
+    inputs = build_site.Inputs(web=web, node_modules=ROOT / "node_modules", py_src=ROOT / "py_src",
+                               pyproject=ROOT / "pyproject.toml", vendor=build_site.VENDOR_DIR)
+    build_site.build(base / "site", inputs)
+    server, url = serve_dir(base / "site")
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_model_without_a_webgl_copy_runs_on_wasm_beside_a_webgl_detector(playwright_driver, int8_site, group_photo):  # noqa: F811
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        s = open_app(page, int8_site, "?softgpu=1")
+        assert s["state"] == "ready", s["error"]
+        if not page.evaluate("() => !!document.createElement('canvas').getContext('webgl2')"):
+            pytest.skip("no WebGL in this Chromium")
+        assert s["ep"]["detector"] == "webgl", s["epAttempts"]
+        assert s["ep"]["emotion"] == "wasm" and "webgl" not in [a["ep"] for a in s["epAttempts"]["emotion"]]
+        check_ep_readout(page, s["ep"])
+        faces = run_group_photo(page, group_photo)["lastResults"]
+        fp32 = RESULTS.get("softgpu:webgl")  # the same faces through the fp32 model, from the test above
+        if fp32:
+            for a, b in zip(sorted(fp32, key=lambda f: f["box"][0]), sorted(faces, key=lambda f: f["box"][0])):
+                assert max(abs(p - q) for p, q in zip(a["probs"], b["probs"])) < 0.05
+    finally:
+        browser.close()
+
+
 def test_webgpu_flag(playwright_driver, app_server, group_photo):  # noqa: F811
     browser = launch_app_browser(playwright_driver, "--enable-unsafe-webgpu")
     try:

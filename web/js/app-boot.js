@@ -68,14 +68,18 @@ export function pickEmotionModel(models, modelId) {
 
 /**
  * The emotion session of a catalog entry, and its sidecar. WebGL takes only fixed input shapes: it gets the batch-1
- * copy (fetched and verified only if WebGL is tried).
+ * copy (fetched and verified only if WebGL is tried). A model shipped without one (int8 weights, which WebGL's Conv
+ * misreads) skips WebGL, as the full-range detector does.
  */
 async function emotionSession(entry, { eps, allowSoftwareGpu }, onProgress) {
+  const emotionEps = entry.webgl ? eps : eps.filter((ep) => ep !== 'webgl');
   const [metaBytes, session] = await Promise.all([
     fetchVerified(entry.meta, { onProgress }),
     // Warm-up shape given explicitly: the WebGL backend cannot report model input metadata.
-    openSession(entry.model, { preferred: eps, name: 'emotion model', warmupDims: [1, 1, 48, 48], allowSoftwareGpu },
-      { webgl: entry.webgl ? { path: entry.webgl, batch: 1 } : null, onProgress }),
+    openSession(entry.model, {
+      preferred: emotionEps.length ? emotionEps : ['wasm'], name: 'emotion model', warmupDims: [1, 1, 48, 48],
+      allowSoftwareGpu,
+    }, { webgl: entry.webgl ? { path: entry.webgl, batch: 1 } : null, onProgress }),
   ]);
   const sidecar = JSON.parse(new TextDecoder().decode(metaBytes));
   if (!Array.isArray(sidecar.labels) || sidecar.labels.length === 0) {
