@@ -1,8 +1,8 @@
 """End to end in headless Chromium: choosing the emotion model (manifest.json's catalog, models.emotion).
 
-Only one trained model ships today, so the site under test is a copy of web/ with a second model folder written
-by this module into its temporary copy (never committed): the shipped FER+ network with its labels renamed and
-reversed, marked as a test fixture in its sidecar. Its classes are not real; what is tested is the plumbing: the
+The site under test is a copy of web/ with one more model folder written by this module into its temporary copy
+(never committed): the default FER+ network with its labels renamed and reversed, marked as a test fixture in its
+sidecar, so the test does not depend on which other models ship. Its classes are not real; what is tested is the plumbing: the
 page lists every catalog entry, switching loads (and sha256-checks) the other folder's files without reloading
 Python or the face detector, shows the other label set, survives a failed switch, and is remembered.
 Run: pytest -m browser tests/test_e2e_models.py
