@@ -156,23 +156,26 @@ def test_init_writes_small_start_weights_that_init_from_takes(tmp_path: Path) ->
     assert checkpoint_main(["init", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
 
 
-@pytest.mark.parametrize("name, model_id", [("ferplus48gpu", "lite0s5-48.ferplus"), ("fer2013-48gpu", "lite0s5-48.fer2013")])
+@pytest.mark.parametrize("name, model_id", [("ferplus48deep", "lite0s6-48.ferplus"), ("fer2013-48gpu", "lite0s5-48.fer2013")])
 def test_committed_start_weights_are_the_shipped_models(name: str, model_id: str) -> None:
-    """checkpoints/<name>/ holds the shipped model's own weights (fp16): the same logits as its ONNX file."""
+    """checkpoints/<name>/ holds the shipped model's own weights (fp16): the same logits as its ONNX file (fp32
+    weights, or int8 for a model over the size limit: a looser bound, most argmaxes equal)."""
     ort = pytest.importorskip("onnxruntime")
     import numpy as np
 
     from model_export.models import build_model
 
     root = Path(__file__).resolve().parents[1]
-    classes = json.loads((root / "checkpoints" / name / "run.json").read_text())["classes"]
-    assert classes == json.loads((root / "web" / "models" / "emotion" / model_id / "model.json").read_text())["labels"]
-    model = build_model("lite0s5-48", len(classes), pretrained=False)
+    run = json.loads((root / "checkpoints" / name / "run.json").read_text())
+    sidecar = json.loads((root / "web" / "models" / "emotion" / model_id / "model.json").read_text())
+    assert run["classes"] == sidecar["labels"] and model_id.startswith(run["student"])
+    model = build_model(run["student"], len(run["classes"]), pretrained=False)
     train.init_from_checkpoint(model, root / "checkpoints" / name / "student" / "best.pt", log=lambda _: None)
-    x = np.random.default_rng(0).uniform(-1, 1, (8, 1, 48, 48)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 1, 48, 48)).astype(np.float32)
     with torch.no_grad():
         torch_logits = model.eval()(torch.from_numpy(x)).numpy()
     session = ort.InferenceSession(str(root / "web" / "models" / "emotion" / model_id / "model.onnx"))
     onnx_logits = session.run(None, {session.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(torch_logits, onnx_logits, atol=0.05)  # fp16 weights against fp32
-    assert (torch_logits.argmax(1) == onnx_logits.argmax(1)).all()
+    int8 = sidecar.get("weights", {}).get("dtype") == "int8"
+    np.testing.assert_allclose(torch_logits, onnx_logits, atol=0.3 if int8 else 0.05)
+    assert (torch_logits.argmax(1) == onnx_logits.argmax(1)).mean() >= (0.95 if int8 else 1.0)

@@ -14,10 +14,10 @@ pytest.importorskip("onnxruntime")
 from model_export.data import FERPLUS_CLASSES, ferplus_reference_labels, load_dataset  # noqa: E402
 from model_export.evaluate import evaluate_onnx, main as evaluate_main, score_protocols  # noqa: E402
 
-from dataset_paths import FERPLUS_ZIP, needs_ferplus  # noqa: E402
+from dataset_paths import FERPLUS_ZIP, needs_ferplus, shipped_model_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_FERPLUS = ROOT / "web" / "models" / "emotion" / "lite0s5-48.ferplus"
+SHIPPED_FERPLUS = shipped_model_dir("ferplus")
 needs_shipped = pytest.mark.skipif(not (SHIPPED_FERPLUS / "model.onnx").is_file(), reason=f"{SHIPPED_FERPLUS} absent")
 
 

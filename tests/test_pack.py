@@ -12,7 +12,7 @@ import pytest
 from model_export.data import DatasetError, load_dataset
 from model_export.pack import encode_mosaic, main as pack_main
 
-from dataset_paths import FERPLUS_ZIP, needs_ferplus
+from dataset_paths import FERPLUS_ZIP, needs_ferplus, shipped_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_training_and_evaluation_read_the_packed_file(packed_ferplus, tmp_path: 
                      "--stages", "student"]) == 0
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["dataset"] == "ferplus" and run["split"]["test"] == 32 and run["target"] == "soft"
-    model = Path(__file__).resolve().parents[1] / "web/models/emotion/lite0s5-48.ferplus/model.onnx"
+    model = shipped_model_dir("ferplus") / "model.onnx"
     if model.is_file():
         assert evaluate_main(["--model", str(model), "--dataset", "packed", "--data", str(packed_ferplus[0])]) == 0
         text = capsys.readouterr().out

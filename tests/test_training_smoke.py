@@ -18,7 +18,7 @@ from model_export.models import STUDENT, build_model  # noqa: E402
 from model_export.run import main as run_main  # noqa: E402
 from model_export.train import ArraySplit, TrainConfig, Trainer, class_weights, predict_logits  # noqa: E402
 
-from dataset_paths import FERPLUS_ZIP, needs_ferplus  # noqa: E402
+from dataset_paths import FERPLUS_ZIP, needs_ferplus, shipped_model_dir  # noqa: E402
 
 NO_AUGMENT = AugmentConfig(flip=0, rotate_deg=0, scale=(1, 1), shift=0, shear_deg=0, brightness=0, contrast=0, gamma=0,
                            noise_std=0, erase_p=0)
@@ -243,7 +243,7 @@ def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_
     torch.manual_seed(0)
     model = build_model(STUDENT, 8).eval()
     _, val = small_real
-    shipped_card = Path(__file__).resolve().parents[1] / "web/models/emotion/lite0s5-48.ferplus/card/metrics.json"
+    shipped_card = shipped_model_dir("ferplus") / "card" / "metrics.json"
     run = json.loads(shipped_card.read_text())["run"]  # a real run record, for the card's recipe lines
     classes = run["classes"]
     metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
