@@ -64,7 +64,8 @@ bench: venv node_modules site browser-deps
 # FER+ run from its weights (about 2.5 h on 2 CPU cores), then, from that backbone, a 56-epoch FER+ restart and the
 # FER-2013 model (both ran on a GPU lease, build/gpu_lease.sh, about 7 min; here ~1.5 h each), and last the FER+
 # restart's stages in the one-stage-deeper student lite0s6-48 (1 + 48 epochs, ~1 h here; the later --student wins).
-# `make train` ships the FER+ model, `make train-fer2013` the FER-2013 one. To redo only the last FER+ step, use
+# `make train` ships both FER+ models (the 0.78 M default and the larger lite0s6-48 choice), `make train-fer2013` the
+# FER-2013 one. To redo only the last FER+ step, use
 # `--init-from checkpoints/ferplus48gpu` (the committed fp16 weights of runs/ferplus48gpu).
 DATASETS ?= ../shared/datasets
 RUNS     ?= runs
@@ -78,7 +79,7 @@ train: venv
 	    --stages student,report
 	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48gpu \
 	    --init-from $(RUNS)/ferplus48long $(RECIPE_ARGS) --warmup-epochs 0 --student-epochs 56 --lr 1.5e-3 --label-smoothing 0 \
-	    --stages student,report
+	    --ship web/models
 	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48deep \
 	    --init-from $(RUNS)/ferplus48gpu $(RECIPE_ARGS) --student lite0s6-48 --warmup-epochs 1 --student-epochs 48 --lr 1.5e-3 \
 	    --label-smoothing 0 --ship web/models

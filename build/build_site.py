@@ -65,7 +65,7 @@ EMOTION_MODEL = "model.onnx"
 EMOTION_META = "model.json"
 EMOTION_WEBGL = "model.webgl.onnx"  # the file name model_export ships; the sidecar names it too
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-DEFAULT_DATASET = "ferplus"  # the catalog's default: the FER+ model, else the first id
+DEFAULT_DATASET = "ferplus"  # the catalog's default: the smallest FER+ model, else the first id
 
 # Fixed zip timestamp (the earliest zip can store) so the runtime wheel is byte-for-byte reproducible.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -158,7 +158,7 @@ def emotion_model(folder: Path) -> tuple[dict[str, Path], dict]:
     site = f"models/{EMOTION_DIR}/{model_id}"
     files = {f"{site}/{EMOTION_MODEL}": onnx, f"{site}/{EMOTION_META}": meta}
     entry = {"id": model_id, "title": sidecar.get("title") or f"{model_id} ({len(labels)} classes)",
-             "dataset": sidecar.get("dataset"), "labels": labels,
+             "dataset": sidecar.get("dataset"), "labels": labels, "parameters": sidecar.get("parameters"),
              "model": f"{site}/{EMOTION_MODEL}", "meta": f"{site}/{EMOTION_META}"}
     # Optional batch-1 copy for onnxruntime-web's WebGL backend (fixed shapes only); fetched only on WebGL.
     webgl = sidecar.get("variants", {}).get("webgl")
@@ -174,8 +174,12 @@ def emotion_model(folder: Path) -> tuple[dict[str, Path], dict]:
 
 
 def default_model_id(catalog: list[dict]) -> str:
-    """The catalog's default model: the FER+ one, else the first id."""
-    return next((m["id"] for m in catalog if m["dataset"] == DEFAULT_DATASET), catalog[0]["id"])
+    """The catalog's default model: the FER+ one with the fewest parameters (the fastest per face: the page's frame
+    budget holds on phones; a larger one is a choice), ties by id; without FER+, the first id."""
+    fer_plus = [m for m in catalog if m["dataset"] == DEFAULT_DATASET]
+    if not fer_plus:
+        return catalog[0]["id"]
+    return min(fer_plus, key=lambda m: (m.get("parameters") is None, m.get("parameters") or 0, m["id"]))["id"]
 
 
 def model_files(models: Path, allow_missing_emotion: bool) -> tuple[dict[str, Path], dict]:

@@ -65,7 +65,8 @@ def default_model_dir() -> Path | None:
     folders = sorted(p.parent for p in (ROOT / "web/models/emotion").glob("*/model.onnx") if (p.parent / "model.json").is_file())
     if not folders:
         return None
-    catalog = [{"id": f.name, "dataset": json.loads((f / "model.json").read_text()).get("dataset")} for f in folders]
+    sidecars = {f.name: json.loads((f / "model.json").read_text()) for f in folders}
+    catalog = [{"id": name, "dataset": s.get("dataset"), "parameters": s.get("parameters")} for name, s in sidecars.items()]
     return ROOT / "web/models/emotion" / load_build_site().default_model_id(catalog)
 
 

@@ -221,19 +221,23 @@ def test_stale_emotion_sidecar_is_rejected(web_copy):
     assert table["emotion_default"] == "tiny.mine" and table["emotion"][0]["labels"] == ["a", "b"]
 
 
-def test_every_model_folder_is_listed_and_ferplus_is_the_default(web_copy):
-    """A model trained on your own classes appears in the catalog after a build, with no code change."""
+def test_every_model_folder_is_listed_and_the_smallest_ferplus_is_the_default(web_copy):
+    """A model trained on your own classes appears in the catalog after a build, with no code change; of two FER+
+    models the one with fewer parameters (faster per face) is the default, whatever the ids' order."""
     models = web_copy / "models"
     shutil.rmtree(models / "emotion")
-    for model_id, dataset, labels in (("a.mine", "my_faces", ["happy", "peace", "sad"]),
-                                      ("b.fer2013", "fer2013", list("1234567")), ("c.ferplus", "ferplus", list("12345678"))):
+    for model_id, dataset, labels, params in (("a.mine", "my_faces", ["happy", "peace", "sad"], 10),
+                                              ("b.fer2013", "fer2013", list("1234567"), 10),
+                                              ("c.ferplus", "ferplus", list("12345678"), 2_480_000),
+                                              ("d.ferplus", "ferplus", list("12345678"), 780_000)):
         folder = stand_in_folder(models, model_id, {})
         (folder / "model.json").write_text(json.dumps({"labels": labels, "dataset": dataset, "title": f"T {model_id}",
-                                                       "sha256": sha256(folder / "model.onnx")}))
+                                                       "parameters": params, "sha256": sha256(folder / "model.onnx")}))
     _, table = bs.model_files(models, allow_missing_emotion=False)
     assert [(m["id"], m["title"], len(m["labels"])) for m in table["emotion"]] == [
-        ("a.mine", "T a.mine", 3), ("b.fer2013", "T b.fer2013", 7), ("c.ferplus", "T c.ferplus", 8)]
-    assert table["emotion_default"] == "c.ferplus"
+        ("a.mine", "T a.mine", 3), ("b.fer2013", "T b.fer2013", 7), ("c.ferplus", "T c.ferplus", 8), ("d.ferplus", "T d.ferplus", 8)]
+    assert table["emotion_default"] == "d.ferplus"
+    assert bs.default_model_id([{"id": "x.ferplus", "dataset": "ferplus"}, *table["emotion"]]) == "d.ferplus"  # unknown size last
 
 
 @pytest.mark.parametrize("model_id, meta, message", [
