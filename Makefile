@@ -65,8 +65,8 @@ bench: venv node_modules site browser-deps
 # FER-2013 model (both ran on a GPU lease, build/gpu_lease.sh, about 7 min; here ~1.5 h each), and last the FER+
 # restart's stages in the one-stage-deeper student lite0s6-48 (1 + 48 epochs, ~1 h here; the later --student wins).
 # `make train` ships both FER+ models (the 0.78 M default and the larger lite0s6-48 choice), `make train-fer2013` the
-# FER-2013 one. To redo only the last FER+ step, use
-# `--init-from checkpoints/ferplus48gpu` (the committed fp16 weights of runs/ferplus48gpu).
+# FER-2013 one. To redo only the last FER+ step, use `--init-from checkpoints/ferplus48gpu` (the committed fp16
+# weights of runs/ferplus48gpu).
 DATASETS ?= ../shared/datasets
 RUNS     ?= runs
 RECIPE_ARGS ?= --student lite0s5-48 --teachers 0 --no-distill --batch-size 128 --augment wide --class-weight-power 0 \

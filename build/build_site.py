@@ -9,8 +9,9 @@ Layout of the output:
   index.html, app.js, style.css, js/*.js ...   copied from web/ (everything but web/models)
   sw.js                                        at the root (a service worker controls only its own folder and below)
   models/face_detector.onnx, face_detector_full_range.onnx
-  models/emotion/<model id>/model.onnx, model.json, model.webgl.onnx (batch 1, WebGL only, absent for an int8 model): one folder per
-                                               emotion model in web/models/emotion/ (ids like lite0s6-48.ferplus)
+  models/emotion/<model id>/model.onnx, model.json, model.webgl.onnx (batch 1, WebGL only; none for int8
+                                               weights): one folder per emotion model in web/models/emotion/
+                                               (ids like lite0s5-48.ferplus)
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel;
                                                stdlib and numpy compiled to bytecode (build/vendor/pyc/); the page
                                                installs numpy itself (manifest.json `numpy_wheel`)

@@ -216,6 +216,7 @@ def recipe_lines(run: dict, sidecar: dict) -> list[str]:
 
 def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[str] = ()) -> str:
     run = metrics["run"]
+    weights = sidecar.get("weights", {"dtype": "fp32"})  # older sidecars predate int8 shipping
     res = metrics["results"]
     test_key = "test" if "test" in res["student"] else "val"
     student = res["student"][test_key]
@@ -239,7 +240,7 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         "",
         *recipe_lines(run, sidecar),
         "",
-        f"## Results (ONNX, {sidecar.get('weights', {}).get('dtype', 'fp32')} weights as shipped, onnxruntime CPU)",
+        f"## Results (ONNX, {weights['dtype']} weights as shipped, onnxruntime CPU)",
         *protocol_lines(sidecar["accuracy_protocols"]),
     ]
     for split, acc in sidecar["accuracy"].items():
@@ -256,9 +257,9 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
               f"simplified with onnxsim ({sidecar['export']['nodes_before']} -> {sidecar['export']['nodes_after']} nodes).",
               f"- Parity vs torch on {sidecar['export']['parity']['n']} test images: max |logit diff| "
               f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}"
-              + (" (of the fp32 graph)." if sidecar.get("weights", {}).get("dtype") == "int8" else ".")]
-    if sidecar.get("weights", {}).get("dtype") == "int8":
-        w = sidecar["weights"]
+              + (" (of the fp32 graph)." if weights["dtype"] == "int8" else ".")]
+    if weights["dtype"] == "int8":
+        w = weights
         lines.append(f"- Weights stored as int8 with one fp32 scale per output channel (Cast + Mul in the graph, folded back "
                      f"to fp32 when onnxruntime loads it): the fp32 graph is {w['fp32_bytes'] / 1e6:.2f} MB, over the "
                      f"{SHIP_MAX_BYTES / 2**20:.0f} MiB limit per shipped file. Against fp32 on {w['vs_fp32']['n']} {test_key} "

@@ -41,8 +41,8 @@ STUDENT = ModelSpec("lite0s5-64", stages=5, head_channels=640, resolution=64, dr
 # The same student at the faces' native 48 px: no upsampling, 1.8x the training throughput on CPU, and equal
 # accuracy in the measured single-model run (../shared/notes/training.md); the shipped models use it.
 STUDENT48 = ModelSpec("lite0s5-48", stages=5, head_channels=640, resolution=48, dropout=0.25, drop_path=0.05)
-# One Lite0 stage deeper (192 channels at stride 32, ~2.4 M parameters): the larger student that the 5 MB limit
-# allows as fp16 weights; stages 1-5 can start from a lite0s5-48 run's weights (init_from_checkpoint).
+# One Lite0 stage deeper (192 channels at stride 32, 2.48 M parameters): 9.9 MB as fp32 ONNX, so it ships with int8
+# weights (export.SHIP_MAX_BYTES); stages 1-5 can start from a lite0s5-48 run's weights (init_from_checkpoint).
 STUDENT48_DEEP = ModelSpec("lite0s6-48", stages=6, head_channels=640, resolution=48, dropout=0.25, drop_path=0.05)
 SPECS = {s.name: s for s in (TEACHER, STUDENT, STUDENT48, STUDENT48_DEEP)}
 

@@ -32,9 +32,9 @@ def resize_sizes_to_scales(model):
 
 def int8_weights(model, min_elements: int = 4096):
     """Store every large weight tensor as int8 with one fp32 scale per output channel (axis 0, symmetric), and
-    rebuild it in the graph with Cast + Mul: a quarter of the fp32 bytes, plain float ops that every onnxruntime-web
-    backend runs (WebGL has no fp16 tensors), and onnxruntime folds the pair back into fp32 weights when the
-    session loads, so inference speed is unchanged. Biases and small tensors stay fp32."""
+    rebuild it in the graph with Cast + Mul: a quarter of the fp32 bytes, and onnxruntime folds the pair back into
+    fp32 weights when the session loads, so inference speed is unchanged (WebGPU, WASM; onnxruntime-web's WebGL Conv
+    misreads computed weights, see export.NO_WEBGL_INT8). Biases and small tensors stay fp32."""
     from onnx import TensorProto, helper, numpy_helper
 
     rebuilt = []

@@ -67,10 +67,7 @@ def ensemble_probs(model_dirs: list[Path], images: np.ndarray, num_classes: int,
     """Teacher ensemble: mean of tempered softmax over models x views (original, mirrored)."""
     probs, device = [], pick_device()
     for d in model_dirs:
-        ck = torch.load(d / "best.pt", map_location="cpu", weights_only=False)
-        model = build_model(ck["spec"]["name"], num_classes, pretrained=False)
-        model.load_state_dict(ck["model"])
-        model = model.to(device).to(memory_format=torch.channels_last).eval()
+        model = load_run_model(d, num_classes).to(device).to(memory_format=torch.channels_last)
         for flip in (False, True):
             probs.append(softmax(predict_logits(model, images, flip=flip), temperature))
     return np.mean(probs, axis=0).astype(np.float32)

@@ -94,12 +94,11 @@ def int8_site(tmp_path_factory):
     int8 weights in model.onnx and no WebGL copy, since WebGL's Conv misreads weights the graph computes."""
     import hashlib
     import json
-    import shutil
 
     import onnx
 
-    from browser_fixtures import default_model_dir, load_build_site, site_problem
-    from fixtures.e2e import ROOT, serve_dir
+    from browser_fixtures import default_model_dir, site_problem
+    from fixtures.e2e import build_site_copy, serve_dir
     from model_export.export import NO_WEBGL_INT8
     from model_export.onnx_edit import int8_weights
 
@@ -107,23 +106,21 @@ def int8_site(tmp_path_factory):
     source = default_model_dir()
     if problem or source is None:
         pytest.skip(problem or "web/models/emotion/ holds no trained model")
-    base = tmp_path_factory.mktemp("int8-site")
-    web = base / "web"
-    shutil.copytree(ROOT / "web", web, ignore=shutil.ignore_patterns("card"))
-    folder = web / "models" / "emotion" / source.name
-    model = folder / "model.onnx"
-    onnx.save(int8_weights(onnx.load(str(source / "model.onnx"))), str(model))
-    (folder / "model.webgl.onnx").unlink()
-    sidecar = json.loads((source / "model.json").read_text())
-    sidecar.update(bytes=model.stat().st_size, sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
-                   weights={"dtype": "int8"})
-    sidecar["variants"]["webgl"] = {"shipped": False, "reason": NO_WEBGL_INT8}
-    (folder / "model.json").write_text(json.dumps(sidecar))
-    build_site = load_build_site()
-    inputs = build_site.Inputs(web=web, node_modules=ROOT / "node_modules", py_src=ROOT / "py_src",
-                               pyproject=ROOT / "pyproject.toml", vendor=build_site.VENDOR_DIR)
-    build_site.build(base / "site", inputs)
-    server, url = serve_dir(base / "site")
+
+    def ship_int8(web):
+        folder = web / "models" / "emotion" / source.name
+        model = folder / "model.onnx"
+        onnx.save(int8_weights(onnx.load(str(source / "model.onnx"))), str(model))
+        (folder / "model.webgl.onnx").unlink()
+        sidecar = json.loads((source / "model.json").read_text())
+        sidecar.update(bytes=model.stat().st_size, sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+                       weights={"dtype": "int8"})
+        sidecar["variants"]["webgl"] = {"shipped": False, "reason": NO_WEBGL_INT8}
+        (folder / "model.json").write_text(json.dumps(sidecar))
+
+    site = tmp_path_factory.mktemp("int8-site") / "site"
+    build_site_copy(site, ship_int8)
+    server, url = serve_dir(site)
     try:
         yield url
     finally:

@@ -18,8 +18,8 @@ import pytest
 
 from fixtures import videos
 from fixtures.e2e import (
-    ROOT,
     SHIPPED_MODELS,
+    build_site_copy,
     launch_app_browser,
     open_app,
     serve_dir,
@@ -35,7 +35,7 @@ FIXTURE_ID = "test-fixture.reversed"
 
 @pytest.fixture(scope="module")
 def two_model_site(tmp_path_factory):
-    from browser_fixtures import default_model_dir, load_build_site, site_problem
+    from browser_fixtures import default_model_dir, site_problem
 
     problem = site_problem()
     if problem:
@@ -43,30 +43,27 @@ def two_model_site(tmp_path_factory):
     source = default_model_dir()  # the network the fixture reuses, and the model that must stay the default
     if source is None:
         pytest.skip("web/models/emotion/ holds no trained model to copy")
-    base = tmp_path_factory.mktemp("two-models")
-    web = base / "web"
-    shutil.copytree(ROOT / "web", web, ignore=shutil.ignore_patterns("card"))
-    folder = web / "models" / "emotion" / FIXTURE_ID
-    folder.mkdir()
-    for name in ("model.onnx", "model.webgl.onnx"):
-        if (source / name).is_file():
-            shutil.copyfile(source / name, folder / name)
-    sidecar = json.loads((source / "model.json").read_text())
-    sidecar.update({
-        "id": FIXTURE_ID,
-        "title": "TEST FIXTURE (labels renamed and reversed)",
-        "dataset": "test-fixture",
-        "labels": [f"fixture_{label}" for label in reversed(sidecar["labels"])],
-        "test_fixture": True,
-        "note": f"Written by tests/test_e2e_models.py into a temporary site copy: the network of {source.name} with "
-                "its labels renamed and reversed. Its classes mean nothing.",
-    })
-    (folder / "model.json").write_text(json.dumps(sidecar))
-    build_site = load_build_site()
-    out = base / "site"
-    inputs = build_site.Inputs(web=web, node_modules=ROOT / "node_modules", py_src=ROOT / "py_src",
-                               pyproject=ROOT / "pyproject.toml", vendor=build_site.VENDOR_DIR)
-    manifest = build_site.build(out, inputs)
+
+    def add_fixture_model(web):
+        folder = web / "models" / "emotion" / FIXTURE_ID
+        folder.mkdir()
+        for name in ("model.onnx", "model.webgl.onnx"):
+            if (source / name).is_file():
+                shutil.copyfile(source / name, folder / name)
+        sidecar = json.loads((source / "model.json").read_text())
+        sidecar.update({
+            "id": FIXTURE_ID,
+            "title": "TEST FIXTURE (labels renamed and reversed)",
+            "dataset": "test-fixture",
+            "labels": [f"fixture_{label}" for label in reversed(sidecar["labels"])],
+            "test_fixture": True,
+            "note": f"Written by tests/test_e2e_models.py into a temporary site copy: the network of {source.name} with "
+                    "its labels renamed and reversed. Its classes mean nothing.",
+        })
+        (folder / "model.json").write_text(json.dumps(sidecar))
+
+    out = tmp_path_factory.mktemp("two-models") / "site"
+    manifest = build_site_copy(out, add_fixture_model)
     server, url = serve_dir(out)
     try:
         yield {"url": url, "dir": out, "manifest": manifest, "source": source.name}

@@ -67,17 +67,26 @@ export function pickEmotionModel(models, modelId) {
 }
 
 /**
+ * The execution providers of a model kept off WebGL, WASM if nothing else is left.
+ * @param {string[]} eps
+ * @returns {string[]}
+ */
+function withoutWebgl(eps) {
+  const rest = eps.filter((ep) => ep !== 'webgl');
+  return rest.length ? rest : ['wasm'];
+}
+
+/**
  * The emotion session of a catalog entry, and its sidecar. WebGL takes only fixed input shapes: it gets the batch-1
  * copy (fetched and verified only if WebGL is tried). A model shipped without one (int8 weights, which WebGL's Conv
  * misreads) skips WebGL, as the full-range detector does.
  */
 async function emotionSession(entry, { eps, allowSoftwareGpu }, onProgress) {
-  const emotionEps = entry.webgl ? eps : eps.filter((ep) => ep !== 'webgl');
   const [metaBytes, session] = await Promise.all([
     fetchVerified(entry.meta, { onProgress }),
     // Warm-up shape given explicitly: the WebGL backend cannot report model input metadata.
     openSession(entry.model, {
-      preferred: emotionEps.length ? emotionEps : ['wasm'], name: 'emotion model', warmupDims: [1, 1, 48, 48],
+      preferred: entry.webgl ? eps : withoutWebgl(eps), name: 'emotion model', warmupDims: [1, 1, 48, 48],
       allowSoftwareGpu,
     }, { webgl: entry.webgl ? { path: entry.webgl, batch: 1 } : null, onProgress }),
   ]);
@@ -161,9 +170,8 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
   }, { onProgress });
   // The full-range detector is kept off WebGL: there (SwiftShader) its boxes came out up to 6 px (640x480 frame)
   // off the WASM / CPython ones, while the short-range model agreed within 3 px (tests/test_e2e_backends.py).
-  const fullRangeEps = eps.filter((ep) => ep !== 'webgl');
   const fullRangeLoad = openSession(fullPath, {
-    preferred: fullRangeEps.length ? fullRangeEps : ['wasm'], name: 'full-range face detector',
+    preferred: withoutWebgl(eps), name: 'full-range face detector',
     warmupDims: [1, 192, 192, 3], allowSoftwareGpu,
   }, { onProgress });
   const emotionLoad = emotionSession(entry, { eps, allowSoftwareGpu }, onProgress);
