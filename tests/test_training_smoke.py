@@ -11,12 +11,13 @@ import torch
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from emotion_runtime.preprocess import NORM_MEAN, NORM_STD  # noqa: E402
 from model_export.augment import AugmentConfig, augment  # noqa: E402
 from model_export.data import load_dataset  # noqa: E402
 from model_export.export import export_onnx, parity, simplify_onnx  # noqa: E402
 from model_export.models import STUDENT, build_model  # noqa: E402
 from model_export.run import main as run_main  # noqa: E402
-from model_export.train import ArraySplit, TrainConfig, Trainer, class_weights, predict_logits  # noqa: E402
+from model_export.train import ArraySplit, TrainConfig, Trainer, class_weights, load_run_model, predict_logits  # noqa: E402
 
 from dataset_paths import FERPLUS_ZIP, needs_ferplus, shipped_model_dir  # noqa: E402
 
@@ -47,20 +48,42 @@ def test_augment_keeps_shape_and_range() -> None:
     torch.testing.assert_close(augment(x, NO_AUGMENT), x, atol=1e-3, rtol=0)
 
 
+def committed_teacher() -> torch.nn.Module:
+    """The shipped FER+ model's weights (checkpoints/ferplus48gpu): a real teacher, no training needed."""
+    return load_run_model(Path(__file__).resolve().parents[1] / "checkpoints" / "ferplus48gpu" / "student", 8)
+
+
 @needs_ferplus
 @pytest.mark.dataset
 @pytest.mark.parametrize("distill", [False, True])
 def test_loss_decreases_on_real_faces(tmp_path: Path, small_real, distill: bool) -> None:
     torch.manual_seed(0)
     train, val = small_real
-    teacher = None
-    if distill:  # a confident "teacher" that agrees with the votes: the student must move towards it
-        teacher = (0.2 * train.soft + 0.8 * np.eye(8, dtype=np.float32)[train.labels]).astype(np.float32)
     cfg = TrainConfig(warmup_epochs=0, epochs=4, batch_size=32, lr=2e-3, threads=1, augment=NO_AUGMENT)
-    out = Trainer(build_model(STUDENT, 8), train, val, 8, cfg, tmp_path, teacher_probs=teacher).fit(resume=False)
+    teachers = [committed_teacher()] if distill else []
+    out = Trainer(build_model(STUDENT, 8), train, val, 8, cfg, tmp_path, teachers=teachers).fit(resume=False)
     losses = [h["train_loss"] for h in out["history"]]
     assert losses[-1] < 0.8 * losses[0], losses
     assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+
+
+@needs_ferplus
+@pytest.mark.dataset
+def test_teachers_see_the_students_augmented_batch(tmp_path: Path, small_real) -> None:
+    """Soft targets come from the very view the student is trained on, augmentation included."""
+    train, val = small_real
+    student, teacher = build_model(STUDENT, 8, pretrained=False), committed_teacher()
+    seen: dict[str, list[torch.Tensor]] = {"student": [], "teacher": []}
+    student.register_forward_hook(lambda m, args, out: seen["student"].append(args[0].clone()) if m.training else None)
+    teacher.register_forward_hook(lambda m, args, out: seen["teacher"].append(args[0].clone()))
+    cfg = TrainConfig(warmup_epochs=0, epochs=1, batch_size=32, threads=1, max_steps_per_epoch=3)
+    Trainer(student, train, val.head(32), 8, cfg, tmp_path, teachers=[teacher]).fit(resume=False)
+    assert len(seen["student"]) == len(seen["teacher"]) == 3
+    for s, t in zip(seen["student"], seen["teacher"]):
+        torch.testing.assert_close(s, t, atol=0, rtol=0)
+    faces = (torch.as_tensor(train.images).float().flatten(1) - NORM_MEAN) / NORM_STD
+    views = torch.cat(seen["student"]).flatten(1)
+    assert torch.cdist(views, faces).min() > 1.0  # every view is augmented, none is a training face as stored
 
 
 @needs_ferplus
@@ -205,6 +228,42 @@ def test_model_card_commands_include_the_run_it_was_initialised_from(tmp_path: P
     (second / "run.json").write_text(json.dumps({"init_from": str(first)}))
     (second / "train.log").write_text("02:00:00 command: python -m model_export.run B --init-from first\n")
     assert recorded_commands(second) == ["python -m model_export.run A", "python -m model_export.run B --init-from first"]
+
+
+@needs_ferplus
+@pytest.mark.dataset
+def test_cli_distils_from_the_models_of_earlier_runs(tmp_path: Path) -> None:
+    teacher = Path(__file__).resolve().parents[1] / "checkpoints" / "ferplus48gpu" / "student"
+
+    def args(out: Path, teacher: Path) -> list[str]:
+        return ["--dataset", "ferplus", "--data", str(FERPLUS_ZIP), "--out", str(out), "--teacher-from", str(teacher),
+                "--student-epochs", "1", "--warmup-epochs", "0", "--max-steps", "2", "--limit", "128", "--eval-limit", "64",
+                "--threads", "1", "--stages", "student"]
+
+    out = tmp_path / "run"
+    assert run_main(args(out, teacher)) == 0
+    assert not list(out.glob("teacher*"))  # nothing trained besides the student
+    assert f"distillation from {teacher}" in (out / "train.log").read_text()
+    assert json.loads((out / "run.json").read_text())["teachers"] == [str(teacher)]
+    missing = tmp_path / "no-such-run" / "student"
+    assert run_main(args(tmp_path / "other", missing)) == 2  # a teacher without best.pt is refused
+    assert f"missing ['{missing}']" in (tmp_path / "other" / "train.log").read_text()
+
+
+def test_card_recipe_names_the_teachers_of_earlier_runs() -> None:
+    from dataclasses import asdict
+
+    from model_export.export import recipe_lines
+
+    run = {"config": asdict(TrainConfig()), "student": "lite0s5-48", "teachers": ["checkpoints/ferplus48deep/student"],
+           "distill": True, "target": "soft", "student_epochs": 100, "teacher_epochs": 12}
+    recipe = "\n".join(recipe_lines(run, {"parameters": 780_000}))
+    assert "`checkpoints/ferplus48deep/student`" in recipe and "augmented, goes through the teachers and the student" in recipe
+    assert "- Epochs: 100 (fine-tune)" in recipe and "distilled from the teacher ensemble" in recipe
+    trained_here = "\n".join(recipe_lines({**run, "teachers": 2}, {"parameters": 780_000}))
+    assert "2 x EfficientNet-Lite0" in trained_here and "- Epochs: teachers 12, student 100" in trained_here
+    alone = "\n".join(recipe_lines({**run, "distill": False}, {"parameters": 780_000}))
+    assert "no teacher" in alone and "Teachers" not in alone
 
 
 def test_time_budget_plans_epochs_at_the_pace_of_the_last_epoch(tmp_path: Path) -> None:
