@@ -325,17 +325,20 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         fp32 = out_dir / "model.fp32.onnx"
         shutil.move(final, fp32)
         to_int8_weights(fp32, final)
-        agreement = logit_agreement(onnx_logits(fp32, eval_splits[test_key].images), onnx_logits(final, eval_splits[test_key].images))
+    # The shipped file's logits on every split, computed once: accuracy, protocols and the int8 agreement read them.
+    logits = {k: onnx_logits(final, v.images) for k, v in eval_splits.items()}
+    if fp32 != final:
+        agreement = logit_agreement(onnx_logits(fp32, eval_splits[test_key].images), logits[test_key])
         weights = {"dtype": "int8", "fp32_bytes": fp32.stat().st_size, "vs_fp32": agreement}
         log(f"fp32 model {fp32.stat().st_size / 1e6:.2f} MB > {SHIP_MAX_BYTES / 1e6:.2f} MB: ships with int8 weights "
             f"({final.stat().st_size / 1e6:.2f} MB), argmax agreement with fp32 {agreement['argmax_agreement']:.4f} on {test_key}")
-    onnx_results = {k: summarise(onnx_logits(final, v.images), v.labels, classes) for k, v in eval_splits.items()}
+    onnx_results = {k: summarise(logits[k], v.labels, classes) for k, v in eval_splits.items()}
     accuracy = {k: r["accuracy"] for k, r in onnx_results.items()}
     log(f"ONNX ({weights['dtype']} weights) accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))
-    from .evaluate import evaluate_onnx  # evaluate imports this module
+    from .evaluate import flip_views, score_protocols  # evaluate imports this module
 
     test = eval_splits[test_key]
-    protocols = evaluate_onnx(final, test.images, test.labels, test.votes, classes)
+    protocols = score_protocols(logits[test_key], onnx_logits(final, flip_views(test.images)), test.labels, test.votes, classes)
     accuracy_protocols = {"split": test_key, **{name: {"accuracy": r["single"]["accuracy"], "flip_tta": r["flip_tta"]["accuracy"],
                                                        "macro_f1": r["single"]["macro_f1"], "images": r["single"]["n"]}
                                                 for name, r in protocols.items()}}
