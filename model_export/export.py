@@ -138,13 +138,15 @@ def recorded_commands(out_dir: Path) -> list[str]:
     out_dir = Path(out_dir)
     earlier: list[str] = []
     run_json = out_dir / "run.json"
-    init_from = json.loads(run_json.read_text()).get("init_from") if run_json.exists() else None
-    if init_from and Path(init_from).resolve() != out_dir.resolve():
-        earlier = recorded_commands(Path(init_from))
+    run = json.loads(run_json.read_text()) if run_json.exists() else {}
+    if run.get("init_from") and Path(run["init_from"]).resolve() != out_dir.resolve():
+        earlier = recorded_commands(Path(run["init_from"]))
     log = out_dir / "train.log"
-    if not log.exists():
-        return earlier
-    return earlier + [line.split("command: ", 1)[1].strip() for line in log.read_text().splitlines() if " command: " in line]
+    if log.exists():
+        return earlier + [line.split("command: ", 1)[1].strip() for line in log.read_text().splitlines() if " command: " in line]
+    # Start weights from `checkpoint init` (checkpoints/<run>/) keep the run's run.json, whose command holds every
+    # training setting (it is the run's last invocation), but not its train.log.
+    return earlier + ([run["command"]] if run.get("command") else [])
 
 
 def protocol_lines(protocols: dict) -> list[str]:

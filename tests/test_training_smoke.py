@@ -228,6 +228,11 @@ def test_model_card_commands_include_the_run_it_was_initialised_from(tmp_path: P
     (second / "run.json").write_text(json.dumps({"init_from": str(first)}))
     (second / "train.log").write_text("02:00:00 command: python -m model_export.run B --init-from first\n")
     assert recorded_commands(second) == ["python -m model_export.run A", "python -m model_export.run B --init-from first"]
+    # Start weights written by `checkpoint init` carry run.json (with the run's command), not train.log.
+    (first / "train.log").unlink()
+    (first / "run.json").write_text(json.dumps({"command": "python -m model_export.run A --stages report,export"}))
+    assert recorded_commands(second) == ["python -m model_export.run A --stages report,export",
+                                         "python -m model_export.run B --init-from first"]
 
 
 @needs_ferplus
