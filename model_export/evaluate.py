@@ -1,6 +1,6 @@
 """Evaluate exported ONNX emotion models on a dataset split (onnxruntime CPU, the runtime's exact preprocessing).
 
-    python -m model_export.evaluate --model web/models/emotion/lite0s6-48.ferplus/model.onnx \\
+    python -m model_export.evaluate --model web/models/emotion/lite0s5-48.ferplus/model.onnx \\
         --dataset ferplus --data ../shared/datasets/ferplus.zip [--split test] [--json out.json]
 
 Prints, per model: accuracy and macro-F1 with and without flip test-time augmentation (mean of the logits of the

@@ -174,7 +174,7 @@ def recipe_lines(run: dict, sidecar: dict) -> list[str]:
     spec = SPECS.get(run.get("student"))
     teachers = run.get("teachers") or 0
     trained_before = teachers if isinstance(teachers, list) else []  # --teacher-from: models of earlier runs
-    distilled = bool(run.get("distill", True)) and (len(trained_before) or int(teachers or 0)) > 0
+    distilled = bool(run.get("distill", True)) and (len(trained_before) if trained_before else int(teachers)) > 0
     lines = ["## Recipe"]
     if distilled:
         lines.append(f"- Teachers: the earlier run(s)' model(s) {', '.join(f'`{d}`' for d in trained_before)}, fixed" if trained_before else

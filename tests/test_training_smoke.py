@@ -48,9 +48,12 @@ def test_augment_keeps_shape_and_range() -> None:
     torch.testing.assert_close(augment(x, NO_AUGMENT), x, atol=1e-3, rtol=0)
 
 
+# Committed FER+ weights (the GPU restart, start of the shipped model): a real teacher, no training needed.
+COMMITTED_TEACHER = Path(__file__).resolve().parents[1] / "checkpoints" / "ferplus48gpu" / "student"
+
+
 def committed_teacher() -> torch.nn.Module:
-    """The shipped FER+ model's weights (checkpoints/ferplus48gpu): a real teacher, no training needed."""
-    return load_run_model(Path(__file__).resolve().parents[1] / "checkpoints" / "ferplus48gpu" / "student", 8)
+    return load_run_model(COMMITTED_TEACHER, 8)
 
 
 @needs_ferplus
@@ -238,7 +241,7 @@ def test_model_card_commands_include_the_run_it_was_initialised_from(tmp_path: P
 @needs_ferplus
 @pytest.mark.dataset
 def test_cli_distils_from_the_models_of_earlier_runs(tmp_path: Path) -> None:
-    teacher = Path(__file__).resolve().parents[1] / "checkpoints" / "ferplus48gpu" / "student"
+    teacher = COMMITTED_TEACHER
 
     def args(out: Path, teacher: Path) -> list[str]:
         return ["--dataset", "ferplus", "--data", str(FERPLUS_ZIP), "--out", str(out), "--teacher-from", str(teacher),
