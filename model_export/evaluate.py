@@ -84,6 +84,8 @@ def format_report(model: Path, sidecar: dict, ds: FaceDataset, split: str, resul
              f"dataset {ds.name} ({ds.source}), split {split}, classes {', '.join(classes)}"]
     if ds.notes:
         lines.append(f"notes: {'; '.join(ds.notes)}")
+    if sidecar.get("flip_tta_in_graph"):
+        lines.append("the graph averages each face with its mirror image already: its flip TTA rows repeat the single-view rows")
     if "reference" not in results:
         lines.append("only protocol (a) applies: the FERPlus reference protocol needs FER+ vote counts, which this dataset lacks")
     width = max(len(n) for n in names.values())

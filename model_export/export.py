@@ -18,7 +18,7 @@ from torch import nn
 
 from emotion_runtime import preprocess
 
-from .models import count_parameters
+from .models import MirrorAveraged, count_parameters
 from .report import summarise
 from .train import ArraySplit, predict_logits, to_input
 
@@ -149,20 +149,25 @@ def recorded_commands(out_dir: Path) -> list[str]:
     return earlier + ([run["command"]] if run.get("command") else [])
 
 
-def protocol_lines(protocols: dict) -> list[str]:
+def protocol_lines(protocols: dict, flip_in_graph: bool = False) -> list[str]:
     """The card's headline results, one line per evaluation protocol (`accuracy_protocols` of the sidecar), each
-    with its flip test-time-augmentation figure (mean logits of the image and its mirror)."""
+    with its flip test-time-augmentation figure (mean logits of the image and its mirror), unless the graph already
+    averages the two views."""
     split, fer_plus = protocols["split"], "reference" in protocols
     a = protocols["all_images"]
+
+    def flip(r: dict) -> str:
+        return "face and mirror averaged in the graph" if flip_in_graph else f"flip TTA {r['flip_tta']:.2%}"
+
     lines = [f"- **{split} accuracy {a['accuracy']:.2%}** on all {a['images']:,} {split} images "
              + ("whose vote argmax is an emotion (protocol a: the dataset's majority labels)" if fer_plus else
                 "(protocol a: the dataset's labels; the FERPlus reference protocol needs vote counts, which this dataset lacks)")
-             + f", macro-F1 {a['macro_f1']:.3f}; flip TTA {a['flip_tta']:.2%}."]
+             + f", macro-F1 {a['macro_f1']:.3f}; {flip(a)}."]
     if fer_plus:
         b = protocols["reference"]
         lines.append(f"- **{split} accuracy, FERPlus reference protocol {b['accuracy']:.2%}** on {b['images']:,} images (protocol b, "
                      "the one published FER+ figures use: single votes removed as outliers, an image kept only if its top emotion "
-                     f"then holds more than half of the remaining votes), macro-F1 {b['macro_f1']:.3f}; flip TTA {b['flip_tta']:.2%}.")
+                     f"then holds more than half of the remaining votes), macro-F1 {b['macro_f1']:.3f}; {flip(b)}.")
     return lines
 
 
@@ -224,7 +229,8 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
     weights = sidecar.get("weights", {"dtype": "fp32"})  # older sidecars predate int8 shipping
     res = metrics["results"]
     test_key = "test" if "test" in res["student"] else "val"
-    student = res["student"][test_key]
+    shipped = metrics["onnx"]["results"][test_key]
+    flip_in_graph = sidecar.get("flip_tta_in_graph", False)
     lines = [
         f"# Model card: {sidecar['name']}",
         "",
@@ -246,16 +252,16 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         *recipe_lines(run, sidecar),
         "",
         f"## Results (ONNX, {weights['dtype']} weights as shipped, onnxruntime CPU)",
-        *protocol_lines(sidecar["accuracy_protocols"]),
+        *protocol_lines(sidecar["accuracy_protocols"], flip_in_graph),
     ]
     for split, acc in sidecar["accuracy"].items():
         if split != test_key:
-            lines.append(f"- {split} accuracy {acc:.2%} (protocol a, single view)")
+            lines.append(f"- {split} accuracy {acc:.2%} (protocol a)")
     for name in ("teacher0", "teacher_ensemble"):
         if name in res and test_key in res[name]:
             lines.append(f"- {name} (torch{', 2 views' if name == 'teacher_ensemble' else ''}): {test_key} accuracy {res[name][test_key]['accuracy']:.2%}")
-    lines += ["", f"Per class ({test_key}, protocol a, single view):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for c, m in student["per_class"].items():
+    lines += ["", f"Per class ({test_key}, protocol a, the shipped file):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for c, m in shipped["per_class"].items():
         lines.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     lines += ["", "Plots: `confusion_test.png`, `learning_curves.png`.", "", "## Files and export",
               f"- `{sidecar['file']}`: {sidecar['bytes'] / 1e6:.2f} MB, sha256 `{sidecar['sha256']}`, opset {OPSET}, "
@@ -263,6 +269,10 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
               f"- Parity vs torch on {sidecar['export']['parity']['n']} test images: max |logit diff| "
               f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}"
               + (" (of the fp32 graph)." if weights["dtype"] == "int8" else ".")]
+    if flip_in_graph:
+        lines.append("- The graph averages the logits of each face and of its mirror image (flip test-time augmentation built in, "
+                     "so every backend of the page gets it): two passes of the network per face. Training flips faces at random, "
+                     "so both views are the same face to the network. `--no-flip-tta` exports the single view.")
     if weights["dtype"] == "int8":
         w = weights
         lines.append(f"- Weights stored as int8 with one fp32 scale per output channel (Cast + Mul in the graph, folded back "
@@ -339,6 +349,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     log(f"ONNX ({weights['dtype']} weights) accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))
     from .evaluate import flip_views, score_protocols  # evaluate imports this module
 
+    flip_in_graph = isinstance(model, MirrorAveraged)
     test = eval_splits[test_key]
     protocols = score_protocols(logits[test_key], onnx_logits(final, flip_views(test.images)), test.labels, test.votes, classes)
     accuracy_protocols = {"split": test_key, **{name: {"accuracy": r["single"]["accuracy"], "flip_tta": r["flip_tta"]["accuracy"],
@@ -388,6 +399,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         "test_split": test_key,
         "export": {"opset": OPSET, "nodes_before": before, "nodes_after": after, "parity": check},
         "weights": weights,
+        "flip_tta_in_graph": flip_in_graph,
         "variants": variants,
     }
     (out_dir / "model.json").write_text(json.dumps(sidecar, indent=1))

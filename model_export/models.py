@@ -157,6 +157,27 @@ def load_imagenet_weights(model: EmotionNet) -> list[str]:
     return sorted(k for k in own if k not in loaded and not k.endswith("num_batches_tracked"))
 
 
+class MirrorAveraged(nn.Module):
+    """A classifier whose logits are the mean of its logits for each face and for the face's mirror image.
+
+    Flip test-time augmentation inside the exported graph: every runtime (WebGPU, WebGL, WASM, the CPython tests)
+    gets it without code of its own, for a second pass of the emotion network per face. Valid because training flips
+    faces at random, so the network is meant to see a face and its mirror alike. The graph stays `input`
+    (N, 1, 48, 48) -> `logits` (N, C).
+    """
+
+    def __init__(self, model: EmotionNet) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = model.spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # index_select exports as Gather, which every onnxruntime-web backend runs (a negative-step Slice may not).
+        mirrored = x.index_select(3, torch.arange(x.shape[3] - 1, -1, -1, device=x.device))
+        logits = self.model(torch.cat([x, mirrored]))
+        return logits.view(2, -1, logits.shape[1]).mean(0)
+
+
 def build_model(spec: ModelSpec | str, num_classes: int, pretrained: bool = True) -> EmotionNet:
     spec = SPECS[spec] if isinstance(spec, str) else spec
     model = EmotionNet(spec, num_classes)

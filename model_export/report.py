@@ -117,7 +117,7 @@ def write_reports(out_dir: Path, student: nn.Module, teachers: list[nn.Module], 
         if split_name in results["student"]:
             cm = np.asarray(results["student"][split_name]["confusion"])
             acc = results["student"][split_name]["accuracy"]
-            plot_confusion(cm, classes, f"{run_meta['dataset']} student, {split_name} (acc {acc:.3f})", out_dir / f"confusion_{split_name}.png")
+            plot_confusion(cm, classes, f"{run_meta['dataset']} student{' (face + mirror)' if run_meta.get('flip_tta') else ''}, {split_name} (acc {acc:.3f})", out_dir / f"confusion_{split_name}.png")
     histories = {}
     for d in sorted(out_dir.glob("teacher*")) + [out_dir / "student"]:
         hist = d / "history.json"

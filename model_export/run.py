@@ -21,7 +21,7 @@ import torch
 
 from .augment import AUGMENT_PRESETS
 from .data import DatasetError, FaceDataset, ferplus_reference_targets, iter_kinds, load_dataset, stratified_split
-from .models import SPECS, STUDENT, TEACHER, build_model, count_parameters
+from .models import SPECS, STUDENT, TEACHER, MirrorAveraged, build_model, count_parameters
 from .train import ArraySplit, TrainConfig, Trainer, init_from_checkpoint, load_run_model
 
 STAGES = ("teacher", "student", "report", "export")
@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pretrained", action="store_true")
     ap.add_argument("--ship", type=Path, default=None,
                     help="models folder of the site (web/models): the model is copied to <ship>/emotion/<model id>/")
+    ap.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
+                    help="export a graph that averages each face's logits with its mirror image's (reports and export "
+                         "measure that graph; --no-flip-tta exports the single view)")
     ap.add_argument("--model-id", default=None, help="id of the shipped model (default <student arch>.<dataset>, e.g. lite0s5-48.ferplus)")
     args = ap.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 "student": student_spec.name, "augment": args.augment,
                 "notes": ds.notes, "config": asdict(base_cfg), "teachers": [str(d) for d in args.teacher_from] if args.teacher_from else args.teachers,
                 "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill,
-                "init_from": str(args.init_from) if args.init_from else None, "model_id": args.model_id}
+                "init_from": str(args.init_from) if args.init_from else None, "model_id": args.model_id,
+                "flip_tta": args.flip_tta}
     (args.out / "run.json").write_text(json.dumps(run_meta, indent=1, default=str))
 
     def maybe_init(model: torch.nn.Module, name: str) -> None:
@@ -208,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         from .report import write_reports  # matplotlib only needed from here on
 
         student = load_run_model(student_dir, num_classes)
+        if args.flip_tta:
+            student = MirrorAveraged(student)  # what ships is what the reports measure
         teachers = [load_run_model(d, num_classes) for d in teacher_dirs if (d / "best.pt").exists()]
         metrics = write_reports(args.out, student, teachers, splits, ds.classes, run_meta, log=log)
         if "export" in stages:

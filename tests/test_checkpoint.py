@@ -159,11 +159,12 @@ def test_init_writes_small_start_weights_that_init_from_takes(tmp_path: Path) ->
 @pytest.mark.parametrize("name, model_id", [("ferplus48ckd", "lite0s5-48.ferplus"), ("fer2013-48gpu", "lite0s5-48.fer2013")])
 def test_committed_start_weights_are_the_shipped_models(name: str, model_id: str) -> None:
     """checkpoints/<name>/ holds the shipped model's own weights (fp16): the same logits as its ONNX file (fp32
-    weights, or int8 for a model over the size limit: a looser bound, most argmaxes equal)."""
+    weights, or int8 for a model over the size limit: a looser bound, most argmaxes equal), averaged over each face
+    and its mirror where the graph does so."""
     ort = pytest.importorskip("onnxruntime")
     import numpy as np
 
-    from model_export.models import build_model
+    from model_export.models import MirrorAveraged, build_model
 
     root = Path(__file__).resolve().parents[1]
     run = json.loads((root / "checkpoints" / name / "run.json").read_text())
@@ -171,6 +172,8 @@ def test_committed_start_weights_are_the_shipped_models(name: str, model_id: str
     assert run["classes"] == sidecar["labels"] and model_id.startswith(run["student"])
     model = build_model(run["student"], len(run["classes"]), pretrained=False)
     train.init_from_checkpoint(model, root / "checkpoints" / name / "student" / "best.pt", log=lambda _: None)
+    if sidecar.get("flip_tta_in_graph"):
+        model = MirrorAveraged(model)
     x = np.random.default_rng(0).uniform(-1, 1, (64, 1, 48, 48)).astype(np.float32)
     with torch.no_grad():
         torch_logits = model.eval()(torch.from_numpy(x)).numpy()

@@ -52,7 +52,8 @@ def test_cli_prints_both_ferplus_protocols_for_the_shipped_model(tmp_path: Path,
     # The published counts of both protocols on the official FER+ test split, and the card's single-view figure.
     assert row_a.split()[-5:-1] == ["3545", "single", "view", f"{sidecar['accuracy']['test']:.2%}"]
     assert row_b.split()[-5:-2] == ["3137", "single", "view"]
-    assert sum("flip TTA" in line for line in lines) == 2
+    assert sum("  flip TTA " in line for line in lines) == 2  # one row per protocol
+    assert ("its flip TTA rows repeat the single-view rows" in text) == sidecar["flip_tta_in_graph"]
     assert "per class" in text and "confusion matrix" in text
     report = json.loads(out_json.read_text())
     protocols = report["models"][0]["protocols"]
@@ -135,7 +136,10 @@ def test_export_records_both_protocols_in_sidecar_and_card(tmp_path: Path) -> No
         assert claims[name]["images"] == measured[name]["single"]["n"]
         assert claims[name]["accuracy"] == pytest.approx(measured[name]["single"]["accuracy"])
         assert claims[name]["flip_tta"] == pytest.approx(measured[name]["flip_tta"]["accuracy"])
+        # The exported graph averages each face with its mirror (the default): mirroring the input changes nothing.
+        assert measured[name]["flip_tta"]["accuracy"] == measured[name]["single"]["accuracy"]
     assert claims["reference"]["images"] == (ferplus_reference_labels(votes) >= 0).sum() < 300
     card = (shipped / "card" / "model_card.md").read_text()
-    assert all(line in card for line in protocol_lines(claims))
-    assert "FERPlus reference protocol" in card and "flip TTA" in card and "official validation split" in card
+    assert sidecar["flip_tta_in_graph"] and all(line in card for line in protocol_lines(claims, flip_in_graph=True))
+    assert "FERPlus reference protocol" in card and "face and mirror averaged in the graph" in card
+    assert "official validation split" in card

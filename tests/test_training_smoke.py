@@ -14,8 +14,8 @@ pytest.importorskip("onnxruntime")
 from emotion_runtime.preprocess import NORM_MEAN, NORM_STD  # noqa: E402
 from model_export.augment import AugmentConfig, augment  # noqa: E402
 from model_export.data import load_dataset  # noqa: E402
-from model_export.export import export_onnx, parity, simplify_onnx  # noqa: E402
-from model_export.models import STUDENT, build_model  # noqa: E402
+from model_export.export import batch1_parity, export_onnx, onnx_logits, parity, simplify_onnx, to_webgl  # noqa: E402
+from model_export.models import STUDENT, MirrorAveraged, build_model  # noqa: E402
 from model_export.run import main as run_main  # noqa: E402
 from model_export.train import ArraySplit, TrainConfig, Trainer, class_weights, load_run_model, predict_logits  # noqa: E402
 
@@ -100,6 +100,24 @@ def test_export_parity_with_torch(tmp_path: Path, small_real) -> None:
     assert check["max_abs_diff"] < 1e-3 and check["argmax_agreement"] == 1.0
 
 
+def test_mirror_averaged_export_is_the_mean_of_both_views_on_every_variant(tmp_path: Path, small_real) -> None:
+    """The flip-TTA graph: logits are the mean over a face and its mirror, so a face and its mirror score alike, in
+    torch, in the dynamic-batch ONNX file and in the batch-1 WebGL variant."""
+    model = build_model(STUDENT, 8).eval()
+    mirror = MirrorAveraged(model).eval()
+    faces = small_real[1].images[:16]
+    both = (predict_logits(model, faces) + predict_logits(model, faces, flip=True)) / 2
+    assert np.abs(predict_logits(mirror, faces) - both).max() < 1e-5
+    export_onnx(mirror, tmp_path / "raw.onnx")
+    simplify_onnx(tmp_path / "raw.onnx", tmp_path / "m.onnx")
+    to_webgl(tmp_path / "m.onnx", tmp_path / "webgl.onnx")
+    logits = onnx_logits(tmp_path / "m.onnx", faces)
+    assert np.abs(logits - both).max() < 1e-3
+    assert np.abs(onnx_logits(tmp_path / "m.onnx", np.ascontiguousarray(faces[:, :, ::-1])) - logits).max() < 1e-5
+    assert batch1_parity(tmp_path / "m.onnx", tmp_path / "webgl.onnx", faces)["max_abs_diff"] < 1e-5
+    assert np.abs(predict_logits(model, faces) - both).max() > 1e-3  # the views differ: the test can tell
+
+
 @needs_ferplus
 @pytest.mark.dataset
 @pytest.mark.slow
@@ -113,6 +131,7 @@ def test_cli_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     assert sidecar["id"] == shipped.name and (shipped / "model.onnx").is_file() and (shipped / "model.webgl.onnx").is_file()
     assert sidecar["labels"][:2] == ["neutral", "happiness"] and sidecar["input"]["shape"] == [None, 1, 48, 48]
     assert sidecar["export"]["parity"]["max_abs_diff"] < 1e-3
+    assert sidecar["flip_tta_in_graph"] and json.loads((tmp_path / "run" / "run.json").read_text())["flip_tta"]
     for f in ("model_card.md", "confusion_test.png", "learning_curves.png", "metrics.json"):
         assert (shipped / "card" / f).stat().st_size > 0
     assert (tmp_path / "run" / "model.fp16.onnx").exists()
