@@ -92,10 +92,25 @@ train: venv
 # Without a FER+ run here, it starts from the committed checkpoint (checkpoints/README.md).
 $(RUNS)/ferplus48long/student/best.pt:
 	$(VPY) -m model_export.checkpoint unpack checkpoints/ferplus48long.student.pt $(RUNS)/ferplus48long/student
+# FER-2013: four models fine-tuned from FER+ weights on FER-2013 labels (two augmentations, two FER+ starts, one
+# deeper cut; ~1-1.5 h each here) form the teacher ensemble of the shipped model, the first of them distilled from
+# all four for 98 epochs, each augmented batch through every teacher (~2 h here).
+FER2013_ARGS ?= --dataset fer2013-zip --data $(DATASETS)/fer2013.zip $(RECIPE_ARGS) --warmup-epochs 1 --lr 1.5e-3 \
+                --label-smoothing 0.1
+FER2013_TEACHERS = $(RUNS)/fer2013-48gpu $(RUNS)/fer2013-48deep $(RUNS)/fer2013-48fromgpu $(RUNS)/fer2013-48wide
 train-fer2013: venv $(RUNS)/ferplus48long/student/best.pt
-	$(VPY) -m model_export.run --dataset fer2013-zip --data $(DATASETS)/fer2013.zip --out $(RUNS)/fer2013-48gpu \
-	    --init-from $(RUNS)/ferplus48long $(RECIPE_ARGS) --augment geometric --warmup-epochs 1 --student-epochs 56 --lr 1.5e-3 \
-	    --label-smoothing 0.1 --ship web/models
+	$(VPY) -m model_export.run $(FER2013_ARGS) --out $(RUNS)/fer2013-48gpu --init-from $(RUNS)/ferplus48long \
+	    --augment geometric --student-epochs 56 --stages student,report
+	$(VPY) -m model_export.run $(FER2013_ARGS) --out $(RUNS)/fer2013-48deep --init-from checkpoints/ferplus48deep \
+	    --student lite0s6-48 --augment geometric --student-epochs 30 --stages student
+	$(VPY) -m model_export.run $(FER2013_ARGS) --out $(RUNS)/fer2013-48fromgpu --init-from checkpoints/ferplus48gpu \
+	    --augment geometric --student-epochs 30 --stages student
+	$(VPY) -m model_export.run $(FER2013_ARGS) --out $(RUNS)/fer2013-48wide --init-from $(RUNS)/ferplus48long \
+	    --student-epochs 56 --stages student
+	$(VPY) -m model_export.run --dataset fer2013-zip --data $(DATASETS)/fer2013.zip --out $(RUNS)/fer2013-48ckd \
+	    --init-from $(RUNS)/fer2013-48gpu --teacher-from $(addsuffix /student,$(FER2013_TEACHERS)) --student lite0s5-48 \
+	    --batch-size 128 --augment wide --class-weight-power 0 --val-split official --label-smoothing 0 --lr 1e-3 \
+	    --warmup-epochs 0 --student-epochs 98 --ship web/models
 
 # What a GPU lease carries (build/gpu_lease.sh; the machine has no dataset and no PyPI): both datasets at JPEG q90
 # without their test splits (26 + 33 MB) and the start weights in fp16, in the git-ignored packed/ folder.
