@@ -92,7 +92,7 @@ train: venv
 # Without a FER+ run here, it starts from the committed checkpoint (checkpoints/README.md).
 $(RUNS)/ferplus48long/student/best.pt:
 	$(VPY) -m model_export.checkpoint unpack checkpoints/ferplus48long.student.pt $(RUNS)/ferplus48long/student
-# FER-2013: four models fine-tuned from FER+ weights on FER-2013 labels (two augmentations, two FER+ starts, one
+# FER-2013: four models fine-tuned on FER-2013 labels from three FER+ models (two augmentations, one
 # deeper cut; ~1-1.5 h each here) form the teacher ensemble of the shipped model, the first of them distilled from
 # all four for 98 epochs, each augmented batch through every teacher (~2 h here).
 FER2013_ARGS ?= --dataset fer2013-zip --data $(DATASETS)/fer2013.zip $(RECIPE_ARGS) --warmup-epochs 1 --lr 1.5e-3 \
