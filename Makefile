@@ -71,6 +71,9 @@ DATASETS ?= ../shared/datasets
 RUNS     ?= runs
 RECIPE_ARGS ?= --student lite0s5-48 --teachers 0 --no-distill --batch-size 128 --augment wide --class-weight-power 0 \
                --val-split official
+# The last step of each dataset: the 0.78 M student distilled from earlier runs' models (--teacher-from).
+DISTILL_ARGS ?= --student lite0s5-48 --batch-size 128 --augment wide --class-weight-power 0 --val-split official \
+                --label-smoothing 0 --lr 1e-3 --warmup-epochs 0
 train: venv
 	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48 $(RECIPE_ARGS) \
 	    --warmup-epochs 0 --student-epochs 25 --lr 3e-3 --label-smoothing 0 --stages student,report
@@ -84,9 +87,8 @@ train: venv
 	    --init-from $(RUNS)/ferplus48gpu $(RECIPE_ARGS) --student lite0s6-48 --warmup-epochs 1 --student-epochs 48 --lr 1.5e-3 \
 	    --label-smoothing 0 --stages student,report
 	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48ckd \
-	    --init-from $(RUNS)/ferplus48gpu --teacher-from $(RUNS)/ferplus48deep/student --student lite0s5-48 --batch-size 128 \
-	    --augment wide --class-weight-power 0 --val-split official --label-smoothing 0 --lr 1e-3 --warmup-epochs 0 \
-	    --student-epochs 100 --ship web/models
+	    --init-from $(RUNS)/ferplus48gpu --teacher-from $(RUNS)/ferplus48deep/student $(DISTILL_ARGS) --student-epochs 100 \
+	    --ship web/models
 
 # FER-2013 from the FER+ backbone: the classifier rows of the emotions both datasets share carry over by name.
 # Without a FER+ run here, it starts from the committed checkpoint (checkpoints/README.md).
@@ -108,9 +110,8 @@ train-fer2013: venv $(RUNS)/ferplus48long/student/best.pt
 	$(VPY) -m model_export.run $(FER2013_ARGS) --out $(RUNS)/fer2013-48wide --init-from $(RUNS)/ferplus48long \
 	    --student-epochs 56 --stages student
 	$(VPY) -m model_export.run --dataset fer2013-zip --data $(DATASETS)/fer2013.zip --out $(RUNS)/fer2013-48ckd \
-	    --init-from $(RUNS)/fer2013-48gpu --teacher-from $(addsuffix /student,$(FER2013_TEACHERS)) --student lite0s5-48 \
-	    --batch-size 128 --augment wide --class-weight-power 0 --val-split official --label-smoothing 0 --lr 1e-3 \
-	    --warmup-epochs 0 --student-epochs 98 --ship web/models
+	    --init-from $(RUNS)/fer2013-48gpu --teacher-from $(addsuffix /student,$(FER2013_TEACHERS)) $(DISTILL_ARGS) \
+	    --student-epochs 98 --ship web/models
 
 # What a GPU lease carries (build/gpu_lease.sh; the machine has no dataset and no PyPI): both datasets at JPEG q90
 # without their test splits (26 + 33 MB) and the start weights in fp16, in the git-ignored packed/ folder.

@@ -351,7 +351,9 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
 
     flip_in_graph = isinstance(model, MirrorAveraged)
     test = eval_splits[test_key]
-    protocols = score_protocols(logits[test_key], onnx_logits(final, flip_views(test.images)), test.labels, test.votes, classes)
+    # A mirror-averaged graph scores a face and its mirror alike: its flip view is the single view, not a second pass.
+    mirrored = logits[test_key] if flip_in_graph else onnx_logits(final, flip_views(test.images))
+    protocols = score_protocols(logits[test_key], mirrored, test.labels, test.votes, classes)
     accuracy_protocols = {"split": test_key, **{name: {"accuracy": r["single"]["accuracy"], "flip_tta": r["flip_tta"]["accuracy"],
                                                        "macro_f1": r["single"]["macro_f1"], "images": r["single"]["n"]}
                                                 for name, r in protocols.items()}}
