@@ -85,7 +85,10 @@ def format_report(model: Path, sidecar: dict, ds: FaceDataset, split: str, resul
     if ds.notes:
         lines.append(f"notes: {'; '.join(ds.notes)}")
     if sidecar.get("flip_tta_in_graph"):
-        lines.append("the graph averages each face with its mirror image already: its flip TTA rows repeat the single-view rows")
+        zooms = sidecar.get("tta_zooms_in_graph", [1.0])
+        lines.append("the graph averages each face with its mirror image already"
+                     + (f" (at zooms {', '.join(f'{z:g}' for z in zooms)})" if zooms != [1.0] else "")
+                     + ": its flip TTA rows repeat the single-view rows")
     if "reference" not in results:
         lines.append("only protocol (a) applies: the FERPlus reference protocol needs FER+ vote counts, which this dataset lacks")
     width = max(len(n) for n in names.values())

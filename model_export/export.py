@@ -149,15 +149,17 @@ def recorded_commands(out_dir: Path) -> list[str]:
     return earlier + ([run["command"]] if run.get("command") else [])
 
 
-def protocol_lines(protocols: dict, flip_in_graph: bool = False) -> list[str]:
+def protocol_lines(protocols: dict, flip_in_graph: bool = False, zooms: Sequence[float] = (1.0,)) -> list[str]:
     """The card's headline results, one line per evaluation protocol (`accuracy_protocols` of the sidecar), each
     with its flip test-time-augmentation figure (mean logits of the image and its mirror), unless the graph already
-    averages the two views."""
+    averages the two views (at each of `zooms`)."""
     split, fer_plus = protocols["split"], "reference" in protocols
     a = protocols["all_images"]
 
     def flip(r: dict) -> str:
-        return "face and mirror averaged in the graph" if flip_in_graph else f"flip TTA {r['flip_tta']:.2%}"
+        if not flip_in_graph:
+            return f"flip TTA {r['flip_tta']:.2%}"
+        return "face and mirror averaged in the graph" + (f" at zooms {', '.join(f'{z:g}' for z in zooms)}" if list(zooms) != [1.0] else "")
 
     lines = [f"- **{split} accuracy {a['accuracy']:.2%}** on all {a['images']:,} {split} images "
              + ("whose vote argmax is an emotion (protocol a: the dataset's majority labels)" if fer_plus else
@@ -231,6 +233,7 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
     test_key = "test" if "test" in res["student"] else "val"
     shipped = metrics["onnx"]["results"][test_key]
     flip_in_graph = sidecar.get("flip_tta_in_graph", False)
+    zooms = sidecar.get("tta_zooms_in_graph", [1.0])
     lines = [
         f"# Model card: {sidecar['name']}",
         "",
@@ -252,7 +255,7 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         *recipe_lines(run, sidecar),
         "",
         f"## Results (ONNX, {weights['dtype']} weights as shipped, onnxruntime CPU)",
-        *protocol_lines(sidecar["accuracy_protocols"], flip_in_graph),
+        *protocol_lines(sidecar["accuracy_protocols"], flip_in_graph, zooms),
     ]
     for split, acc in sidecar["accuracy"].items():
         if split != test_key:
@@ -273,6 +276,9 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         lines.append("- The graph averages the logits of each face and of its mirror image (flip test-time augmentation built in, "
                      "so every backend of the page gets it): two passes of the network per face. Training flips faces at random, "
                      "so both views are the same face to the network. `--no-flip-tta` exports the single view.")
+        if zooms != [1.0]:
+            lines.append(f"- It does so at zooms {', '.join(f'{z:g}' for z in zooms)} about the face centre (`--tta-zooms`, chosen "
+                         f"on validation; training zooms faces at random too): {2 * len(zooms)} passes of the network per face.")
     if weights["dtype"] == "int8":
         w = weights
         lines.append(f"- Weights stored as int8 with one fp32 scale per output channel (Cast + Mul in the graph, folded back "
@@ -402,6 +408,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         "export": {"opset": OPSET, "nodes_before": before, "nodes_after": after, "parity": check},
         "weights": weights,
         "flip_tta_in_graph": flip_in_graph,
+        "tta_zooms_in_graph": list(model.zooms) if flip_in_graph else [1.0],
         "variants": variants,
     }
     (out_dir / "model.json").write_text(json.dumps(sidecar, indent=1))

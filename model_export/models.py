@@ -158,24 +158,45 @@ def load_imagenet_weights(model: EmotionNet) -> list[str]:
 
 
 class MirrorAveraged(nn.Module):
-    """A classifier whose logits are the mean of its logits for each face and for the face's mirror image.
+    """A classifier whose logits are the mean of its logits for each face and for the face's mirror image, at each
+    zoom in `zooms` (1.0 = the face as given; 1.1 = the central 1/1.1 of it, enlarged to the same size).
 
-    Flip test-time augmentation inside the exported graph: every runtime (WebGPU, WebGL, WASM, the CPython tests)
-    gets it without code of its own, for a second pass of the emotion network per face. Valid because training flips
-    faces at random, so the network is meant to see a face and its mirror alike. The graph stays `input`
-    (N, 1, 48, 48) -> `logits` (N, C).
+    Test-time augmentation inside the exported graph: every runtime (WebGPU, WebGL, WASM, the CPython tests) gets it
+    without code of its own, for 2 x len(zooms) passes of the emotion network per face. Valid because training flips
+    and zooms faces at random, so the network is meant to see these views alike. The graph stays `input`
+    (N, 1, 48, 48) -> `logits` (N, C), and a face and its mirror still score alike (zooming about the centre
+    commutes with mirroring).
     """
 
-    def __init__(self, model: EmotionNet) -> None:
+    def __init__(self, model: EmotionNet, zooms: tuple[float, ...] = (1.0,)) -> None:
         super().__init__()
         self.model = model
         self.spec = model.spec
+        self.zooms = tuple(float(z) for z in zooms)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        faces = torch.cat([x if z == 1.0 else zoom_about_centre(x, z) for z in self.zooms])
         # index_select exports as Gather, which every onnxruntime-web backend runs (a negative-step Slice may not).
-        mirrored = x.index_select(3, torch.arange(x.shape[3] - 1, -1, -1, device=x.device))
-        logits = self.model(torch.cat([x, mirrored]))
-        return logits.view(2, -1, logits.shape[1]).mean(0)
+        mirrored = faces.index_select(3, torch.arange(x.shape[3] - 1, -1, -1, device=x.device))
+        logits = self.model(torch.cat([faces, mirrored]))
+        return logits.view(2 * len(self.zooms), -1, logits.shape[1]).mean(0)
+
+
+def zoom_about_centre(x: torch.Tensor, zoom: float) -> torch.Tensor:
+    """(N, C, H, W) images enlarged `zoom` times about their centre, bilinear, edges repeated: the same pixels as
+    `F.grid_sample(x, affine_grid(scale 1 / zoom), padding_mode="border", align_corners=False)`, written as two
+    Gathers and a weighted sum per axis so that every onnxruntime-web backend runs it (WebGL has no GridSample)."""
+    for dim in (2, 3):
+        n = x.shape[dim]
+        # Source coordinate of each output pixel centre, clamped to the edge pixels (border padding).
+        src = ((torch.arange(n, dtype=torch.float32, device=x.device) + 0.5 - n / 2) / zoom + n / 2 - 0.5).clamp(0, n - 1)
+        lo = src.floor()
+        frac = src - lo
+        lo = lo.long()
+        hi = (lo + 1).clamp(max=n - 1)
+        shape = (n, 1) if dim == 2 else (n,)
+        x = x.index_select(dim, lo) * (1 - frac).view(shape) + x.index_select(dim, hi) * frac.view(shape)
+    return x
 
 
 def build_model(spec: ModelSpec | str, num_classes: int, pretrained: bool = True) -> EmotionNet:

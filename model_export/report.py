@@ -103,6 +103,14 @@ def evaluate_models(models: dict[str, list[nn.Module]], splits: dict[str, ArrayS
     return out
 
 
+def views_title(run_meta: dict) -> str:
+    """How the reported student sees each face, for plot titles: flip TTA (and zooms) built into the graph."""
+    if not run_meta.get("flip_tta"):
+        return ""
+    zooms = run_meta.get("tta_zooms", [1.0])
+    return " (face + mirror" + (f", zooms {'/'.join(f'{z:g}' for z in zooms)})" if zooms != [1.0] else ")")
+
+
 def write_reports(out_dir: Path, student: nn.Module, teachers: list[nn.Module], splits: dict[str, ArraySplit],
                   classes: Sequence[str], run_meta: dict, log: Callable[[str], None] = print) -> dict:
     out_dir = Path(out_dir)
@@ -117,7 +125,7 @@ def write_reports(out_dir: Path, student: nn.Module, teachers: list[nn.Module], 
         if split_name in results["student"]:
             cm = np.asarray(results["student"][split_name]["confusion"])
             acc = results["student"][split_name]["accuracy"]
-            plot_confusion(cm, classes, f"{run_meta['dataset']} student{' (face + mirror)' if run_meta.get('flip_tta') else ''}, {split_name} (acc {acc:.3f})", out_dir / f"confusion_{split_name}.png")
+            plot_confusion(cm, classes, f"{run_meta['dataset']} student{views_title(run_meta)}, {split_name} (acc {acc:.3f})", out_dir / f"confusion_{split_name}.png")
     histories = {}
     for d in sorted(out_dir.glob("teacher*")) + [out_dir / "student"]:
         hist = d / "history.json"

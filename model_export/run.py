@@ -102,12 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
                     help="export a graph that averages each face's logits with its mirror image's (reports and export "
                          "measure that graph; --no-flip-tta exports the single view)")
+    ap.add_argument("--tta-zooms", type=float, nargs="+", default=[1.0], metavar="ZOOM",
+                    help="zooms about the face centre the flip-TTA graph also averages over, each with its mirror "
+                         "(e.g. 1.0 1.1: four views per face; chosen on validation)")
     ap.add_argument("--model-id", default=None, help="id of the shipped model (default <student arch>.<dataset>, e.g. lite0s5-48.ferplus)")
     args = ap.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = set(stages) - set(STAGES)
     if unknown:
         ap.error(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+    if args.tta_zooms != [1.0] and not args.flip_tta:
+        ap.error("--tta-zooms adds views to the flip-TTA graph: drop --no-flip-tta")
+    if any(not 0.5 <= z <= 2.0 for z in args.tta_zooms):
+        ap.error(f"--tta-zooms {args.tta_zooms}: each zoom must lie in 0.5..2.0 (1.0 = the face as cropped)")
 
     try:
         ds = load_dataset(args.dataset, args.data, classes=args.classes.split(",") if args.classes else None)
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 "notes": ds.notes, "config": asdict(base_cfg), "teachers": [str(d) for d in args.teacher_from] if args.teacher_from else args.teachers,
                 "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill,
                 "init_from": str(args.init_from) if args.init_from else None, "model_id": args.model_id,
-                "flip_tta": args.flip_tta}
+                "flip_tta": args.flip_tta, "tta_zooms": args.tta_zooms if args.flip_tta else [1.0]}
     (args.out / "run.json").write_text(json.dumps(run_meta, indent=1, default=str))
 
     def maybe_init(model: torch.nn.Module, name: str) -> None:
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
         student = load_run_model(student_dir, num_classes)
         if args.flip_tta:
-            student = MirrorAveraged(student)  # what ships is what the reports measure
+            student = MirrorAveraged(student, tuple(args.tta_zooms))  # what ships is what the reports measure
         teachers = [load_run_model(d, num_classes) for d in teacher_dirs if (d / "best.pt").exists()]
         metrics = write_reports(args.out, student, teachers, splits, ds.classes, run_meta, log=log)
         if "export" in stages:

@@ -173,7 +173,7 @@ def test_committed_start_weights_are_the_shipped_models(name: str, model_id: str
     model = build_model(run["student"], len(run["classes"]), pretrained=False)
     train.init_from_checkpoint(model, root / "checkpoints" / name / "student" / "best.pt", log=lambda _: None)
     if sidecar.get("flip_tta_in_graph"):
-        model = MirrorAveraged(model)
+        model = MirrorAveraged(model, tuple(sidecar.get("tta_zooms_in_graph", [1.0])))
     x = np.random.default_rng(0).uniform(-1, 1, (64, 1, 48, 48)).astype(np.float32)
     with torch.no_grad():
         torch_logits = model.eval()(torch.from_numpy(x)).numpy()

@@ -62,7 +62,7 @@ def test_card_states_the_tested_accuracy(model_dir: Path, sidecar: dict) -> None
         pytest.skip(PREDATES_PROTOCOLS)
     from model_export.export import protocol_lines
 
-    assert all(line in card for line in protocol_lines(protocols, sidecar.get("flip_tta_in_graph", False))), \
+    assert all(line in card for line in protocol_lines(protocols, sidecar.get("flip_tta_in_graph", False), sidecar.get("tta_zooms_in_graph", [1.0]))), \
         "the card must state every protocol's figures"
     if sidecar["dataset"] == "ferplus":
         assert "FERPlus reference protocol" in card and "whose vote argmax is an emotion" in card
