@@ -181,6 +181,10 @@ def test_the_choice_is_remembered(app):
     assert switch_to(page, default)["model"]["id"] == default
     s = open_app(page, app["url"], "?ep=wasm")
     assert s["model"]["id"] == default
+    # A link may name the model (?model=<id>) without changing what the visitor chose.
+    s = open_app(page, app["url"], f"?ep=wasm&model={FIXTURE_ID}")
+    assert s["state"] == "ready" and s["model"]["id"] == FIXTURE_ID and page.input_value("#model-select") == FIXTURE_ID
+    assert open_app(page, app["url"], "?ep=wasm")["model"]["id"] == default
 
 
 def test_no_request_leaves_the_site(app):

@@ -81,10 +81,11 @@ function readable(err) {
 /** Demo-page overrides: ?ep=webgpu|webgl|wasm puts one EP first (WASM stays the fallback), ?softgpu=1 allows
  *  software GPUs (also implied by ?ep=), ?loadTimeout=ms, ?worker=0 runs the pipeline on the main thread,
  *  ?resample=numpy|browser sets who resizes camera frames and photos (numpy or the browser's canvas),
- *  ?detectEvery=n runs the face detector on camera frames at least every n frames (1: every frame). */
+ *  ?detectEvery=n runs the face detector on camera frames at least every n frames (1: every frame),
+ *  ?model=<id> opens with that emotion model (a study's link; the visitor's stored choice is left as it is). */
 function pageConfig() {
   const ep = params.get('ep');
-  const config = { model: storedModel() };
+  const config = { model: params.get('model') || storedModel() };
   if (ep) {
     const wanted = ep.toLowerCase();
     config.executionProviders = wanted === 'wasm' ? ['wasm'] : [wanted, 'wasm'];
