@@ -273,12 +273,11 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
               f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}"
               + (" (of the fp32 graph)." if weights["dtype"] == "int8" else ".")]
     if flip_in_graph:
-        lines.append("- The graph averages the logits of each face and of its mirror image (flip test-time augmentation built in, "
-                     "so every backend of the page gets it): two passes of the network per face. Training flips faces at random, "
-                     "so both views are the same face to the network. `--no-flip-tta` exports the single view.")
-        if zooms != [1.0]:
-            lines.append(f"- It does so at zooms {', '.join(f'{z:g}' for z in zooms)} about the face centre (`--tta-zooms`, chosen "
-                         f"on validation; training zooms faces at random too): {2 * len(zooms)} passes of the network per face.")
+        zoomed = (f", at zooms {', '.join(f'{z:g}' for z in zooms)} about the face centre (`--tta-zooms`, chosen on validation; "
+                  "training zooms faces at random too)") if zooms != [1.0] else ""
+        lines.append("- The graph averages the logits of each face and of its mirror image" + zoomed + ": test-time augmentation "
+                     f"built in, so every backend of the page gets it, for {2 * len(zooms)} passes of the network per face. Training "
+                     "flips faces at random, so both views are the same face to the network. `--no-flip-tta` exports the single view.")
     if weights["dtype"] == "int8":
         w = weights
         lines.append(f"- Weights stored as int8 with one fp32 scale per output channel (Cast + Mul in the graph, folded back "
