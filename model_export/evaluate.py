@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import DatasetError, FaceDataset, ferplus_reference_labels, iter_kinds, load_dataset
-from .export import onnx_logits
+from .export import onnx_logits, zoom_list
 from .report import summarise
 
 PROTOCOL_NAMES = {
@@ -87,7 +87,7 @@ def format_report(model: Path, sidecar: dict, ds: FaceDataset, split: str, resul
     if sidecar.get("flip_tta_in_graph"):
         zooms = sidecar.get("tta_zooms_in_graph", [1.0])
         lines.append("the graph averages each face with its mirror image already"
-                     + (f" (at zooms {', '.join(f'{z:g}' for z in zooms)})" if zooms != [1.0] else "")
+                     + (f" (at zooms {zoom_list(zooms)})" if zooms != [1.0] else "")
                      + ": its flip TTA rows repeat the single-view rows")
     if "reference" not in results:
         lines.append("only protocol (a) applies: the FERPlus reference protocol needs FER+ vote counts, which this dataset lacks")

@@ -149,6 +149,11 @@ def recorded_commands(out_dir: Path) -> list[str]:
     return earlier + ([run["command"]] if run.get("command") else [])
 
 
+def zoom_list(zooms: Sequence[float]) -> str:
+    """The zooms of a view-averaging graph as cards and reports print them: "1, 1.1"."""
+    return ", ".join(f"{z:g}" for z in zooms)
+
+
 def protocol_lines(protocols: dict, flip_in_graph: bool = False, zooms: Sequence[float] = (1.0,)) -> list[str]:
     """The card's headline results, one line per evaluation protocol (`accuracy_protocols` of the sidecar), each
     with its flip test-time-augmentation figure (mean logits of the image and its mirror), unless the graph already
@@ -159,7 +164,7 @@ def protocol_lines(protocols: dict, flip_in_graph: bool = False, zooms: Sequence
     def flip(r: dict) -> str:
         if not flip_in_graph:
             return f"flip TTA {r['flip_tta']:.2%}"
-        return "face and mirror averaged in the graph" + (f" at zooms {', '.join(f'{z:g}' for z in zooms)}" if list(zooms) != [1.0] else "")
+        return "face and mirror averaged in the graph" + (f" at zooms {zoom_list(zooms)}" if list(zooms) != [1.0] else "")
 
     lines = [f"- **{split} accuracy {a['accuracy']:.2%}** on all {a['images']:,} {split} images "
              + ("whose vote argmax is an emotion (protocol a: the dataset's majority labels)" if fer_plus else
@@ -273,7 +278,7 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
               f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}"
               + (" (of the fp32 graph)." if weights["dtype"] == "int8" else ".")]
     if flip_in_graph:
-        zoomed = (f", at zooms {', '.join(f'{z:g}' for z in zooms)} about the face centre (`--tta-zooms`, chosen on validation; "
+        zoomed = (f", at zooms {zoom_list(zooms)} about the face centre (`--tta-zooms`, chosen on validation; "
                   "training zooms faces at random too)") if zooms != [1.0] else ""
         lines.append("- The graph averages the logits of each face and of its mirror image" + zoomed + ": test-time augmentation "
                      f"built in, so every backend of the page gets it, for {2 * len(zooms)} passes of the network per face. Training "
