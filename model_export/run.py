@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 "notes": ds.notes, "config": asdict(base_cfg), "teachers": [str(d) for d in args.teacher_from] if args.teacher_from else args.teachers,
                 "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs, "distill": not args.no_distill,
                 "init_from": str(args.init_from) if args.init_from else None, "model_id": args.model_id,
-                "flip_tta": args.flip_tta, "tta_zooms": args.tta_zooms if args.flip_tta else [1.0]}
+                "flip_tta": args.flip_tta, "tta_zooms": args.tta_zooms}
     (args.out / "run.json").write_text(json.dumps(run_meta, indent=1, default=str))
 
     def maybe_init(model: torch.nn.Module, name: str) -> None:
