@@ -212,8 +212,9 @@ def recipe_lines(run: dict, sidecar: dict) -> list[str]:
         "cosine schedule with linear warm-up, "
         + (f"label smoothing {smoothing:g}, " if smoothing else "no label smoothing, ")
         + (f"class weights (inverse frequency)^{power:g} clipped to [{lo:g}, {hi:g}], " if power else "no class weights, ")
-        + f"dropout, stochastic depth, weight EMA (decay {cfg.get('ema_decay', 0.998):g}; best of raw/EMA on validation kept). "
-        f"Augmentation `{run.get('augment', 'default')}`: flip p {aug.get('flip', 0):g}, rotation +-{aug.get('rotate_deg', 0):g} deg, "
+        + f"dropout, stochastic depth, weight EMA (decay {cfg.get('ema_decay', 0.998):g}; "
+        + ("the last epoch's EMA weights kept, nothing validates). " if run.get("val_split") == "none" else "best of raw/EMA on validation kept). ")
+        + f"Augmentation `{run.get('augment', 'default')}`: flip p {aug.get('flip', 0):g}, rotation +-{aug.get('rotate_deg', 0):g} deg, "
         f"scale {'-'.join(f'{v:g}' for v in aug.get('scale', ()))}, shift +-{aug.get('shift', 0):.0%}, "
         + (f"shear +-{aug['shear_deg']:g} deg" if aug.get("shear_deg") else "no shear")
         + (f", brightness +-{aug['brightness']:g} / contrast +-{aug['contrast']:g} / gamma +-{aug['gamma']:g} jitter"
@@ -229,6 +230,21 @@ def recipe_lines(run: dict, sidecar: dict) -> list[str]:
         + (f"; started from the weights of the earlier run `{run['init_from']}` (its commands come first below)."
            if run.get("init_from") else "."))
     return lines
+
+
+def split_line(run: dict) -> str:
+    """The card's sentence on which images trained, which validated and which tested."""
+    n, test = run["split"], run["split"].get("test", 0)
+    if run.get("val_split") == "official":
+        return (f"- All of the official training split trains ({n['train']}); the official validation split (FER+ FER2013Valid "
+                f"= FER-2013 PublicTest) validates ({n['val']}); official test set kept intact ({test} images).")
+    if run.get("val_split") == "none":
+        return (f"- The official training and validation splits (FER+ FER2013Train + FER2013Valid = FER-2013 Training + "
+                f"PublicTest) train together ({n['train']}) and nothing validates: a refit of a recipe chosen on validation "
+                f"earlier, keeping the last epoch; official test set kept intact ({test} images).")
+    return (f"- Official training data split stratified {1 - run['val_fraction']:.1%}/{run['val_fraction']:.1%} (seed {run['seed']}) "
+            f"into train ({n['train']}) / validation ({n['val']}); official test set kept intact ({test} images); official "
+            f"public-test/valid set only reported ({n.get('public_test', 0)}).")
 
 
 def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[str] = ()) -> str:
@@ -247,12 +263,7 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         "",
         "## Data and split",
         f"- Source: `{Path(run['source']).name}`; {'; '.join(run['notes']) or 'no rows dropped'}.",
-        (f"- All of the official training split trains ({run['split']['train']}); the official validation split (FER+ "
-         f"FER2013Valid = FER-2013 PublicTest) validates ({run['split']['val']}); official test set kept intact "
-         f"({run['split'].get('test', 0)} images)." if run.get("val_split") == "official" else
-         f"- Official training data split stratified {1 - run['val_fraction']:.1%}/{run['val_fraction']:.1%} (seed {run['seed']}) "
-         f"into train ({run['split']['train']}) / validation ({run['split']['val']}); official test set kept intact "
-         f"({run['split'].get('test', 0)} images); official public-test/valid set only reported ({run['split'].get('public_test', 0)})."),
+        split_line(run),
         f"- Training target: {'FER+ vote distribution (soft)' if run['target'] == 'soft' else 'majority label'}; "
         "evaluation: the majority label of every kept image (protocol a) and, where vote counts exist (FER+), the FERPlus "
         "reference protocol (b); see Results.",

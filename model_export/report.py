@@ -70,10 +70,11 @@ def plot_curves(histories: dict[str, list[dict]], path: Path) -> None:
     for name, hist in histories.items():
         ep = [h["epoch"] for h in hist]
         ax_loss.plot(ep, [h["train_loss"] for h in hist], label=f"{name} train (aug, smoothed)")
-        ax_loss.plot(ep, [h["val_loss"] for h in hist], "--", label=f"{name} val")
         ax_acc.plot(ep, [h["train_acc"] for h in hist], label=f"{name} train (aug)")
-        ax_acc.plot(ep, [h["val_acc"] for h in hist], "--", label=f"{name} val")
-        ax_acc.plot(ep, [h["ema_val_acc"] for h in hist], ":", label=f"{name} val (EMA)")
+        if any(h["val_acc"] is not None for h in hist):  # a refit (--val-split none) has no validation curves
+            ax_loss.plot(ep, [h["val_loss"] for h in hist], "--", label=f"{name} val")
+            ax_acc.plot(ep, [h["val_acc"] for h in hist], "--", label=f"{name} val")
+            ax_acc.plot(ep, [h["ema_val_acc"] for h in hist], ":", label=f"{name} val (EMA)")
         warm = [h["epoch"] for h in hist if h["stage"] == "warmup"]
         if warm:
             ax_acc.axvspan(0.5, max(warm) + 0.5, color="grey", alpha=0.1)

@@ -38,13 +38,18 @@ def make_splits(ds: FaceDataset, val_fraction: float, seed: int, val_split: str 
     "stratified": a stratified `val_fraction` of the training split validates (the published recipe).
     "official": all of the training split trains and the official validation split (FER-2013 PublicTest =
     FER+ FER2013Valid) validates, as FER-2013 papers do; needs a dataset that has one.
+    "none": the training and official validation splits train together and nothing validates: a refit with a
+    schedule already chosen on validation, keeping its last epoch.
     """
     train_all = ds.split("train")
     public = ds.split("public_test")
-    if val_split == "official":
+    if val_split in ("official", "none"):
         if not len(public.labels):
-            raise DatasetError(f"{ds.name}: --val-split official needs an official validation split (PublicTest / FER2013Valid)")
-        splits = {"train": _array_split(train_all), "val": _array_split(public)}
+            raise DatasetError(f"{ds.name}: --val-split {val_split} needs an official validation split (PublicTest / FER2013Valid)")
+        if val_split == "none":
+            splits = {"train": _array_split(train_all).join(_array_split(public))}
+        else:
+            splits = {"train": _array_split(train_all), "val": _array_split(public)}
     else:
         tr, va = stratified_split(train_all.labels, val_fraction, seed)
         splits = {"train": _array_split(train_all, tr), "val": _array_split(train_all, va)}
@@ -80,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="earlier run dir: start each model from its teacherN/ or student/ best.pt (train longer, or "
                          "fine-tune FER+ weights on your own classes; a classifier of another size starts fresh)")
     ap.add_argument("--val-fraction", type=float, default=0.125)
-    ap.add_argument("--val-split", choices=("stratified", "official"), default="stratified",
-                    help="validate on a stratified --val-fraction of the training split, or on the official validation split")
+    ap.add_argument("--val-split", choices=("stratified", "official", "none"), default="stratified",
+                    help="validate on a stratified --val-fraction of the training split or on the official validation split; "
+                         "none: train on both official splits and keep the last epoch (a refit of a recipe chosen on validation)")
     ap.add_argument("--student", choices=sorted(SPECS), default=STUDENT.name, help="student architecture (models.SPECS)")
     ap.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), default="default", help="augmentation preset (augment.AUGMENT_PRESETS)")
     ap.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             model = build_model(TEACHER, num_classes, pretrained=not args.no_pretrained)
             log(f"teacher {i}: {TEACHER.name}, {count_parameters(model) / 1e6:.2f} M params")
             maybe_init(model, d.name)
-            Trainer(model, splits["train"], splits["val"], num_classes, cfg, d, log=log).fit()
+            Trainer(model, splits["train"], splits.get("val"), num_classes, cfg, d, log=log).fit()
             (d / "done").write_text("ok")
 
     student_dir = args.out / "student"
@@ -212,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"student: {student_spec.name}, {count_parameters(model) / 1e6:.2f} M params, distillation "
             + (f"from {', '.join(str(d) for d in teacher_dirs)}" if teachers else "off"))
         maybe_init(model, student_dir.name)
-        Trainer(model, splits["train"], splits["val"], num_classes, cfg, student_dir, teachers=teachers, log=log).fit()
+        Trainer(model, splits["train"], splits.get("val"), num_classes, cfg, student_dir, teachers=teachers, log=log).fit()
         (student_dir / "done").write_text("ok")
 
     if "report" in stages or "export" in stages:

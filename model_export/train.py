@@ -70,6 +70,14 @@ class ArraySplit:
         """The first `n` images (smoke runs)."""
         return self.subset(slice(None, n))
 
+    def join(self, other: "ArraySplit") -> "ArraySplit":
+        """Both splits' images in one (a refit on training + validation data); a field only one of them has is dropped."""
+        def cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else np.concatenate([a, b])
+
+        return ArraySplit(np.concatenate([self.images, other.images]), np.concatenate([self.labels, other.labels]),
+                          cat(self.soft, other.soft), cat(self.votes, other.votes))
+
 
 def to_input(images_u8: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 (N, 48, 48) -> normalised float (N, 1, 48, 48), the runtime's exact contract."""
@@ -140,7 +148,7 @@ class Trainer:
     +-30 deg / 20 % shifted views poorly and cost the student accuracy here (README, `runs/ferplus48kd`).
     """
 
-    def __init__(self, model: EmotionNet, train: ArraySplit, val: ArraySplit, num_classes: int, cfg: TrainConfig,
+    def __init__(self, model: EmotionNet, train: ArraySplit, val: ArraySplit | None, num_classes: int, cfg: TrainConfig,
                  out_dir: Path, teachers: Sequence[nn.Module] = (), log: Callable[[str], None] = print) -> None:
         self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,6 +257,9 @@ class Trainer:
                     "ema_updates": int(self.ema.n_averaged), "rng": random_state(), **(extra or {})}, path)
         return path
 
+    def _save_best(self, state: dict, val_acc: float) -> None:
+        torch.save({"model": state, "spec": asdict(self.model.spec), "epoch": self.epoch, "val_acc": val_acc}, self.out_dir / "best.pt")
+
     def _resume(self) -> int:
         last = self.out_dir / "last.pt"
         if not last.exists():
@@ -267,7 +278,8 @@ class Trainer:
         return self.epoch
 
     def fit(self, resume: bool = True) -> dict:
-        """Runs warm-up then fine-tune epochs; keeps `best.pt` (EMA weights with the best val accuracy)."""
+        """Runs warm-up then fine-tune epochs; keeps `best.pt`: the weights (raw or EMA) with the best validation
+        accuracy, or with no validation split (a refit) the last epoch's EMA weights."""
         torch.manual_seed(self.cfg.seed)
         started = time.time()
         done = self._resume() if resume else 0
@@ -297,8 +309,11 @@ class Trainer:
                 self.epoch += 1
                 epoch_start = time.time()
                 stats = self._run_epoch(stage, opt, sched)
-                val_loss, val_acc = self._validate(self.model)
-                ema_loss, ema_acc = self._validate(self.ema.module)
+                if self.val is None:  # a refit: nothing validates, the last epoch's EMA weights are kept
+                    val_loss = val_acc = ema_loss = ema_acc = None
+                else:
+                    val_loss, val_acc = self._validate(self.model)
+                    ema_loss, ema_acc = self._validate(self.ema.module)
                 epochs_done = self.epoch - first
                 if stage == "finetune" and self.cfg.time_budget_s and (self.planned_epochs is None or epochs_done <= self.planned_epochs // 4):
                     n_epochs = self._plan_epochs(epochs_done, time.time() - epoch_start, time.time() - started)
@@ -306,13 +321,17 @@ class Trainer:
                 row = {"epoch": self.epoch, "stage": stage, "lr": opt.param_groups[0]["lr"], **stats,
                        "val_loss": val_loss, "val_acc": val_acc, "ema_val_loss": ema_loss, "ema_val_acc": ema_acc}
                 self.history.append(row)
+                val_text = "no validation" if val_acc is None else f"val_acc {val_acc:.4f} ema_val_acc {ema_acc:.4f}"
                 self.log(f"epoch {self.epoch}/{first + n_epochs} {stage}: loss {stats['train_loss']:.4f} train_acc {stats['train_acc']:.4f} "
-                         f"val_acc {val_acc:.4f} ema_val_acc {ema_acc:.4f} ({stats['img_per_s']:.0f} img/s, {stats['epoch_s']:.0f} s)")
-                best_acc, best_state = max((val_acc, "model"), (ema_acc, "ema"))
-                if best_acc > self.best["val_acc"]:
-                    self.best = {"val_acc": best_acc, "epoch": self.epoch, "weights": best_state}
-                    state = self.model.state_dict() if best_state == "model" else self.ema.module.state_dict()
-                    torch.save({"model": state, "spec": asdict(self.model.spec), "epoch": self.epoch, "val_acc": best_acc}, self.out_dir / "best.pt")
+                         f"{val_text} ({stats['img_per_s']:.0f} img/s, {stats['epoch_s']:.0f} s)")
+                if val_acc is None:
+                    self.best = {"val_acc": None, "epoch": self.epoch, "weights": "ema"}
+                    self._save_best(self.ema.module.state_dict(), float("nan"))
+                else:
+                    best_acc, best_state = max((val_acc, "model"), (ema_acc, "ema"))
+                    if best_acc > self.best["val_acc"]:
+                        self.best = {"val_acc": best_acc, "epoch": self.epoch, "weights": best_state}
+                        self._save_best(self.model.state_dict() if best_state == "model" else self.ema.module.state_dict(), best_acc)
                 self._save("last.pt", {"optimizer": opt.state_dict(), "stage": stage, "planned_epochs": self.planned_epochs})
                 (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
         return {"history": self.history, "best": self.best}

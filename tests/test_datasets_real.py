@@ -48,3 +48,7 @@ def test_ferplus_reference_protocol_and_official_validation() -> None:
     assert len(splits["val"].labels) == int((ds.splits == "public_test").sum())  # FER2013Valid validates
     assert "public_test" not in splits and len(splits["test"].labels) == int((ds.splits == "test").sum())
     assert splits["test"].votes.shape == (len(splits["test"].labels), 10)
+    refit = make_splits(ds, 0.125, seed=0, val_split="none")  # FER2013Train + FER2013Valid train, nothing validates
+    assert set(refit) == {"train", "test"} and len(refit["test"].labels) == len(splits["test"].labels)
+    assert len(refit["train"].labels) == len(splits["train"].labels) + len(splits["val"].labels)
+    assert refit["train"].soft.shape == (len(refit["train"].labels), 8) and refit["train"].votes.shape[1] == 10

@@ -252,6 +252,46 @@ def test_array_split_subset_keeps_every_field_aligned() -> None:
     assert ArraySplit(split.images, split.labels).subset(np.array([4])).soft is None
 
 
+def test_array_split_join_keeps_the_fields_both_splits_have() -> None:
+    first = ArraySplit(np.zeros((2, 2, 2), np.uint8), np.array([0, 1]), np.eye(2), np.ones((2, 10)))
+    second = ArraySplit(np.ones((3, 2, 2), np.uint8), np.array([1, 1, 0]), np.eye(2)[[1, 1, 0]], np.zeros((3, 10)))
+    both = first.join(second)
+    assert both.labels.tolist() == [0, 1, 1, 1, 0] and both.images[:, 0, 0].tolist() == [0, 0, 1, 1, 1]
+    assert (both.soft.argmax(1) == both.labels).all() and both.votes[:, 0].tolist() == [1, 1, 0, 0, 0]
+    assert first.join(ArraySplit(second.images, second.labels)).soft is None  # no half-filled vote distributions
+
+
+def test_refit_without_validation_keeps_the_last_epochs_ema_weights(tmp_path: Path) -> None:
+    from model_export.report import plot_curves
+
+    rng = np.random.default_rng(0)
+    split = ArraySplit(rng.integers(0, 255, (32, 48, 48), dtype=np.uint8), rng.integers(0, 3, 32))
+    cfg = TrainConfig(warmup_epochs=0, epochs=3, batch_size=16, threads=1, augment=NO_AUGMENT)
+    out = Trainer(build_model(STUDENT, 3, pretrained=False), split, None, 3, cfg, tmp_path, log=lambda _: None).fit(resume=False)
+    assert [h["val_acc"] for h in out["history"]] == [None] * 3 and out["best"] == {"val_acc": None, "epoch": 3, "weights": "ema"}
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    last = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert best["epoch"] == 3 and np.isnan(best["val_acc"])
+    assert all(torch.equal(best["model"][k], v) for k, v in last["ema"].items())  # the EMA weights of the last epoch
+    assert not all(torch.equal(best["model"][k], v) for k, v in last["model"].items())  # not the raw ones
+    plot_curves({"student": out["history"]}, tmp_path / "curves.png")  # training curves only
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_card_says_a_refit_trained_on_validation_and_kept_its_last_epoch() -> None:
+    from dataclasses import asdict
+
+    from model_export.export import recipe_lines, split_line
+
+    run = {"config": asdict(TrainConfig()), "student": "lite0s5-48", "teachers": 0, "distill": False, "target": "soft",
+           "student_epochs": 100, "val_split": "none", "split": {"train": 31940, "test": 3545}}
+    assert "train together (31940) and nothing validates" in split_line(run)
+    assert "the last epoch's EMA weights kept" in "\n".join(recipe_lines(run, {"parameters": 780_000}))
+    validated = {**run, "val_split": "official", "split": {"train": 28385, "val": 3555, "test": 3545}}
+    assert "validates (3555)" in split_line(validated)
+    assert "best of raw/EMA on validation kept" in "\n".join(recipe_lines(validated, {"parameters": 780_000}))
+
+
 def test_model_card_commands_include_the_run_it_was_initialised_from(tmp_path: Path) -> None:
     from model_export.export import recorded_commands
 
