@@ -446,6 +446,8 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         for png in ("confusion_test.png", "confusion_val.png", "learning_curves.png"):
             if (out_dir / png).exists():
                 shutil.copyfile(out_dir / png, docs / png)
+            else:
+                (docs / png).unlink(missing_ok=True)  # a refit has no validation plot: none of the model it replaces stays
         slim = {k: v for k, v in metrics.items() if k != "histories"}
         (docs / "metrics.json").write_text(json.dumps(slim, indent=1, default=str))
         log(f"shipped {ship / final.name} ({sidecar['bytes'] / 1e6:.2f} MB) and its card")

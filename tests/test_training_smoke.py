@@ -384,8 +384,13 @@ def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_
     run = json.loads(shipped_card.read_text())["run"]  # a real run record, for the card's recipe lines
     classes = run["classes"]
     metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
-    sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path, log=lambda m: None)
+    stale = tmp_path / "site" / "emotion" / f"{STUDENT.name}.{run['dataset']}" / "card" / "confusion_val.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"a plot of the model this one replaces")
+    sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path, ship=tmp_path / "site", log=lambda m: None)
     fp32, int8 = tmp_path / "model.fp32.onnx", tmp_path / "model.onnx"
+    assert (stale.parent.parent / "model.onnx").read_bytes() == int8.read_bytes()
+    assert not stale.exists()  # this run wrote no validation plot: the replaced model's does not stay beside its card
     assert sidecar["weights"]["dtype"] == "int8" and sidecar["bytes"] == int8.stat().st_size
     assert int8.stat().st_size < 0.35 * fp32.stat().st_size
     # WebGL cannot run computed weights: no WebGL copy, and the sidecar says why (the page then skips WebGL).
