@@ -156,7 +156,7 @@ def test_init_writes_small_start_weights_that_init_from_takes(tmp_path: Path) ->
     assert checkpoint_main(["init", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
 
 
-@pytest.mark.parametrize("name, model_id", [("ferplus48ckd", "lite0s5-48.ferplus"), ("fer2013-48ckd", "lite0s5-48.fer2013")])
+@pytest.mark.parametrize("name, model_id", [("ferplus48refit", "lite0s5-48.ferplus"), ("fer2013-48ckd", "lite0s5-48.fer2013")])
 def test_committed_start_weights_are_the_shipped_models(name: str, model_id: str) -> None:
     """checkpoints/<name>/ holds the shipped model's own weights (fp16): the same logits as its ONNX file (fp32
     weights, or int8 for a model over the size limit: a looser bound), averaged over each face and its mirror where
