@@ -74,8 +74,9 @@ RECIPE_ARGS ?= --student lite0s5-48 --teachers 0 --no-distill --batch-size 128 -
 # The last step of each dataset: the 0.78 M student distilled from earlier runs' models (--teacher-from).
 DISTILL_ARGS ?= --student lite0s5-48 --batch-size 128 --augment wide --class-weight-power 0 --val-split official \
                 --label-smoothing 0 --lr 1e-3 --warmup-epochs 0
-# FER+: the distillation recipe is chosen on FER2013Valid (ferplus48ckd), then refit on FER2013Train + FER2013Valid
-# (--val-split none, the last epoch kept): that refit ships.
+# FER+: the distillation recipe is chosen on FER2013Valid (ferplus48ckd), then refit with the same arguments on
+# FER2013Train + FER2013Valid (--val-split none, the last epoch kept): that refit ships.
+FERPLUS_KD_ARGS = --init-from $(RUNS)/ferplus48gpu --teacher-from $(RUNS)/ferplus48deep/student $(DISTILL_ARGS) --student-epochs 100
 train: venv
 	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48 $(RECIPE_ARGS) \
 	    --warmup-epochs 0 --student-epochs 25 --lr 3e-3 --label-smoothing 0 --stages student,report
@@ -88,12 +89,10 @@ train: venv
 	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48deep \
 	    --init-from $(RUNS)/ferplus48gpu $(RECIPE_ARGS) --student lite0s6-48 --warmup-epochs 1 --student-epochs 48 --lr 1.5e-3 \
 	    --label-smoothing 0 --stages student,report
-	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48ckd \
-	    --init-from $(RUNS)/ferplus48gpu --teacher-from $(RUNS)/ferplus48deep/student $(DISTILL_ARGS) --student-epochs 100 \
+	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48ckd $(FERPLUS_KD_ARGS) \
 	    --stages student,report
-	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48refit \
-	    --init-from $(RUNS)/ferplus48gpu --teacher-from $(RUNS)/ferplus48deep/student $(DISTILL_ARGS) --val-split none \
-	    --student-epochs 100 --ship web/models
+	$(VPY) -m model_export.run --dataset ferplus --data $(DATASETS)/ferplus.zip --out $(RUNS)/ferplus48refit $(FERPLUS_KD_ARGS) \
+	    --val-split none --ship web/models
 
 # FER-2013 from the FER+ backbone: the classifier rows of the emotions both datasets share carry over by name.
 # Without a FER+ run here, it starts from the committed checkpoint (checkpoints/README.md).
