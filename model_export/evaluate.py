@@ -21,9 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import DatasetError, FaceDataset, ferplus_reference_labels, iter_kinds, load_dataset
-from .export import onnx_logits, zoom_list
-from .report import summarise
+from .data import DatasetError, FaceDataset, iter_kinds, load_dataset
+from .scoring import flip_views, onnx_logits, score_protocols, zoom_list
 
 PROTOCOL_NAMES = {
     "all_images": "(a) all images whose vote argmax is an emotion",
@@ -31,28 +30,6 @@ PROTOCOL_NAMES = {
 }
 NO_VOTES_NAME = "(a) all images of the split, dataset labels"
 VIEWS = {"single": "single view", "flip_tta": "flip TTA"}
-
-
-def protocol_labels(labels: np.ndarray, votes: np.ndarray | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Protocol name -> (mask of the images it scores, their labels). "reference" only where votes exist."""
-    protocols = {"all_images": (np.ones(len(labels), bool), labels)}
-    if votes is not None:
-        reference = ferplus_reference_labels(votes)
-        protocols["reference"] = (reference >= 0, reference)
-    return protocols
-
-
-def flip_views(images: np.ndarray) -> np.ndarray:
-    """Horizontally mirrored copies of (N, H, W) images."""
-    return np.ascontiguousarray(images[:, :, ::-1])
-
-
-def score_protocols(logits: np.ndarray, mirrored_logits: np.ndarray, labels: np.ndarray, votes: np.ndarray | None,
-                    classes: Sequence[str]) -> dict[str, dict[str, dict]]:
-    """protocol -> view ("single", "flip_tta") -> `report.summarise` output (accuracy, macro-F1, per class, confusion)."""
-    views = {"single": logits, "flip_tta": (logits + mirrored_logits) / 2}
-    return {name: {view: summarise(v[keep], target[keep], classes) for view, v in views.items()}
-            for name, (keep, target) in protocol_labels(labels, votes).items()}
 
 
 def evaluate_onnx(model: Path, images: np.ndarray, labels: np.ndarray, votes: np.ndarray | None,

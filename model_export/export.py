@@ -20,6 +20,7 @@ from emotion_runtime import preprocess
 
 from .models import MirrorAveraged, count_parameters
 from .report import summarise
+from .scoring import flip_views, onnx_logits, score_protocols, zoom_list
 from .train import ArraySplit, predict_logits, to_input
 
 OPSET = 17
@@ -110,14 +111,6 @@ def to_fp16(src: Path, dst: Path) -> None:
     onnx.save(float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
 
 
-def onnx_logits(path: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(["logits"], {"input": to_input(images[i : i + batch_size]).numpy()})[0]
-                           for i in range(0, len(images), batch_size)])
-
-
 def logit_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
     return {"max_abs_diff": float(np.abs(reference - other).max()),
             "argmax_agreement": float((reference.argmax(1) == other.argmax(1)).mean()), "n": int(len(reference))}
@@ -147,11 +140,6 @@ def recorded_commands(out_dir: Path) -> list[str]:
     # Start weights from `checkpoint init` (checkpoints/<run>/) keep the run's run.json, whose command holds every
     # training setting (it is the run's last invocation), but not its train.log.
     return earlier + ([run["command"]] if run.get("command") else [])
-
-
-def zoom_list(zooms: Sequence[float]) -> str:
-    """The zooms of a view-averaging graph as cards and reports print them: "1, 1.1"."""
-    return ", ".join(f"{z:g}" for z in zooms)
 
 
 def protocol_lines(protocols: dict, flip_in_graph: bool = False, zooms: Sequence[float] = (1.0,)) -> list[str]:
@@ -368,7 +356,6 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     onnx_results = {k: summarise(logits[k], v.labels, classes) for k, v in eval_splits.items()}
     accuracy = {k: r["accuracy"] for k, r in onnx_results.items()}
     log(f"ONNX ({weights['dtype']} weights) accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))
-    from .evaluate import flip_views, score_protocols  # evaluate imports this module
 
     flip_in_graph = isinstance(model, MirrorAveraged)
     test = eval_splits[test_key]

@@ -12,7 +12,8 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from model_export.data import FERPLUS_CLASSES, ferplus_reference_labels, load_dataset  # noqa: E402
-from model_export.evaluate import evaluate_onnx, main as evaluate_main, score_protocols  # noqa: E402
+from model_export.evaluate import evaluate_onnx, main as evaluate_main  # noqa: E402
+from model_export.scoring import score_protocols  # noqa: E402
 
 from dataset_paths import FERPLUS_ZIP, needs_ferplus, shipped_model_dir  # noqa: E402
 

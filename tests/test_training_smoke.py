@@ -14,7 +14,8 @@ pytest.importorskip("onnxruntime")
 from emotion_runtime.preprocess import NORM_MEAN, NORM_STD  # noqa: E402
 from model_export.augment import AugmentConfig, augment  # noqa: E402
 from model_export.data import load_dataset  # noqa: E402
-from model_export.export import batch1_parity, export_onnx, onnx_logits, parity, simplify_onnx, to_webgl  # noqa: E402
+from model_export.export import batch1_parity, export_onnx, parity, simplify_onnx, to_webgl  # noqa: E402
+from model_export.scoring import onnx_logits  # noqa: E402
 from model_export.models import STUDENT, MirrorAveraged, build_model  # noqa: E402
 from model_export.run import main as run_main  # noqa: E402
 from model_export.train import ArraySplit, TrainConfig, Trainer, class_weights, load_run_model, predict_logits, to_input  # noqa: E402
@@ -396,8 +397,8 @@ def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_
     # WebGL cannot run computed weights: no WebGL copy, and the sidecar says why (the page then skips WebGL).
     assert not sidecar["variants"]["webgl"]["shipped"] and not (tmp_path / "model.webgl.onnx").exists()
     assert {n.op_type for n in onnx.load(str(int8)).graph.node} >= {"Cast", "Mul"}
-    logits = export.onnx_logits(int8, val.images)
+    logits = onnx_logits(int8, val.images)
     assert sidecar["accuracy"]["val"] == summarise(logits, val.labels, classes)["accuracy"]
     assert sidecar["weights"]["vs_fp32"]["argmax_agreement"] >= 0.95
-    assert np.abs(logits - export.onnx_logits(fp32, val.images)).max() == pytest.approx(sidecar["weights"]["vs_fp32"]["max_abs_diff"])
+    assert np.abs(logits - onnx_logits(fp32, val.images)).max() == pytest.approx(sidecar["weights"]["vs_fp32"]["max_abs_diff"])
     assert "int8 with one fp32 scale per output channel" in (tmp_path / "model_card.md").read_text()
