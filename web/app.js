@@ -192,6 +192,7 @@ function onEngineError({ code, message }) {
 // ---------------------------------------------------------------- camera
 
 /** Start the camera (`deviceId`: a given one, e.g. after Switch camera or a pause; else the user-facing one). */
+/** @param {{deviceId?: string}} [options] */
 async function onStartCamera({ deviceId } = {}) {
   pausedDeviceId = null;
   clearFailure();

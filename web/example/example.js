@@ -2,6 +2,9 @@
 import { EVENTS, createEmotionLens } from '../js/emotion-lens.js';
 
 const $ = (id) => document.getElementById(id);
+const video = /** @type {HTMLVideoElement} */ ($('video'));
+const photo = /** @type {HTMLInputElement} */ ($('photo'));
+const [start, stop] = /** @type {HTMLButtonElement[]} */ ([$('start'), $('stop')]);
 const lens = createEmotionLens({ maxFaces: 4 });
 let stopWatching = null;
 
@@ -36,31 +39,30 @@ async function main() {
     $('status').textContent = `Could not load (${err.code}): ${err.message}`;
     return;
   }
-  $('start').disabled = false;
-  $('photo').disabled = false;
+  start.disabled = false;
+  photo.disabled = false;
   // Every result, from the camera or a photo, as an async iterator.
   for await (const result of lens.results()) show(result);
 }
 
-$('start').addEventListener('click', async () => {
-  const video = $('video');
+start.addEventListener('click', async () => {
   video.srcObject = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
   await video.play();
   stopWatching = lens.watch(video);
-  $('start').disabled = true;
-  $('stop').disabled = false;
+  start.disabled = true;
+  stop.disabled = false;
 });
 
-$('stop').addEventListener('click', () => {
+stop.addEventListener('click', () => {
   stopWatching?.();
-  for (const track of $('video').srcObject.getTracks()) track.stop();
-  $('video').srcObject = null;
-  $('start').disabled = false;
-  $('stop').disabled = true;
+  for (const track of /** @type {MediaStream} */ (video.srcObject).getTracks()) track.stop();
+  video.srcObject = null;
+  start.disabled = false;
+  stop.disabled = true;
 });
 
-$('photo').addEventListener('change', async () => {
-  const file = $('photo').files[0];
+photo.addEventListener('change', async () => {
+  const file = photo.files[0];
   if (!file) return;
   stopWatching?.();
   await lens.reset();

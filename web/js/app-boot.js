@@ -10,16 +10,7 @@ import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest } from './manifest.js';
 import { loadPython } from './runtime.js';
 
-/**
- * @typedef {object} LoadProgress
- * @property {'active'|'done'|'failed'} status
- * @property {'python'|'numpy'|'models'|'verify'} step
- * @property {'runtime'|'detector'|'emotion'} [stage]  finer stage: installing emotion_runtime (numpy step);
- *   starting the sessions of the detectors and the emotion model, or of the emotion model alone (verify step)
- * @property {number} [loaded]  bytes downloaded so far (models step)
- * @property {number} [total]  bytes to download (models step)
- * @property {number} [fraction]  overall progress in 0..1, where known
- */
+/** @typedef {import('./emotion-lens.js').LoadProgress} LoadProgress  (the engine's public type) */
 
 /**
  * @typedef {object} ModelEntry  one emotion model of manifest.json's catalog
@@ -184,7 +175,7 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
     throw failed.reason;
   }
   onProgress.finish();
-  const [shortRange, fullRange, emotion] = settled.map((r) => r.value);
+  const [shortRange, fullRange, emotion] = settled.map((r) => /** @type {PromiseFulfilledResult<any>} */ (r).value);
   const catalog = manifest.models.emotion.map(({ id, title, dataset, labels }) => ({ id, title, dataset, labels }));
   return { detectors: { short_range: shortRange, full_range: fullRange }, emotion, catalog };
 }
@@ -227,7 +218,7 @@ export async function loadEverything({ progress, eps, allowSoftwareGpu, timeoutM
   } catch (err) {
     const e = asLensError(err, ERROR_CODES.LOAD);
     e.step ||= 'python';
-    progress({ status: 'failed', step: e.step });
+    progress({ status: 'failed', step: /** @type {LoadProgress['step']} */ (e.step) });
     throw e;
   }
 }

@@ -35,12 +35,14 @@ export const EVENTS = Object.freeze({
   STATE: 'state',
 });
 
+/** @typedef {'webgpu'|'webgl'|'wasm'} ExecutionProvider  an onnxruntime-web backend */
+
 /** The execution providers the engine knows, fastest first. */
-export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
+export const EXECUTION_PROVIDERS = Object.freeze(/** @type {const} */ (['webgpu', 'webgl', 'wasm']));
 
 /** The face detectors (BlazeFace): short_range (128 px input, faces within about 2 m, faster) and full_range
  *  (192 px input, far and small faces, e.g. group photos; about twice the cost). Both are loaded. */
-export const DETECTORS = Object.freeze(['short_range', 'full_range']);
+export const DETECTORS = Object.freeze(/** @type {const} */ (['short_range', 'full_range']));
 
 /**
  * Every option of createEmotionLens and its default. Options are merged over these once, checked, and frozen.
@@ -53,10 +55,12 @@ export const DETECTORS = Object.freeze(['short_range', 'full_range']);
  * @property {{mode: 'ema'|'mean'|'median'|'none', k: number}} smoothing  temporal smoothing of each tracked face's
  *   probabilities over k frames (1..30)
  * @property {string|null} model  id of the emotion model (manifest.json `models.emotion`); null: the build's default
- * @property {string|null} baseUrl  folder holding manifest.json, models/ and vendor/; null: this module's site
+ * @property {string|null} baseUrl  the runtime folder: manifest.json, js/, vendor/, models/ and wheels/, served
+ *   from this page's origin (a URL, absolute or relative to this module); null: the folder above this module (the
+ *   site or npm package it comes from). An app whose bundler moves this module serves that folder and names it here
  * @property {{load: number, workerStart: number}} timeouts  ms: the Python runtime's start; the worker's start
  *   (past it the engine falls back to the main thread)
- * @property {string[]} executionProviders  tried in order (subset of EXECUTION_PROVIDERS)
+ * @property {ExecutionProvider[]} executionProviders  tried in order
  * @property {boolean} allowSoftwareGpu  also use WebGPU/WebGL on a software renderer (SwiftShader); WASM is faster
  * @property {{video: 'browser'|'numpy', image: 'browser'|'numpy'}} resample  who resizes pixels, per kind of frame:
  *   'browser': the canvas fits the frame into the face detector's square input and draws the face crops upright at
@@ -70,6 +74,12 @@ export const DETECTORS = Object.freeze(['short_range', 'full_range']);
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
  * @property {boolean} warmup  run one blank frame through the camera's face detector (detector.video) at load, so
  *   the first camera frame is not the slow one
+ */
+
+/**
+ * What createEmotionLens takes: any options of LensConfig; nested ones (maxSide, detector, resample, smoothing,
+ * timeouts) may give some of their fields, the rest keep their defaults.
+ * @typedef {{[K in keyof LensConfig]?: LensConfig[K] extends any[] ? LensConfig[K] : Partial<LensConfig[K]>}} LensOptions
  */
 
 /** @type {Readonly<LensConfig>} */
@@ -88,6 +98,17 @@ export const DEFAULTS = deepFreeze({
   worker: true,
   warmup: true,
 });
+
+/**
+ * @typedef {object} LoadProgress  a PROGRESS event's detail: one loading step's state
+ * @property {'active'|'done'|'failed'} status
+ * @property {'python'|'numpy'|'models'|'verify'} step
+ * @property {'runtime'|'detector'|'emotion'} [stage]  finer stage: installing emotion_runtime (numpy step);
+ *   starting the sessions of the detectors and the emotion model, or of the emotion model alone (verify step)
+ * @property {number} [loaded]  bytes downloaded so far (models step)
+ * @property {number} [total]  bytes to download (models step)
+ * @property {number} [fraction]  overall progress in 0..1, where known
+ */
 
 /**
  * One face in a FrameResult (built by emotion_runtime.pipeline.FramePipeline.update).
@@ -163,7 +184,7 @@ const SMOOTHING_MODES = ['ema', 'mean', 'median', 'none'];
 
 /**
  * DEFAULTS with `config` merged over them (nested objects one level deep), checked and frozen.
- * @param {Partial<LensConfig>} [config]
+ * @param {LensOptions} [config]
  * @returns {Readonly<LensConfig>}
  * @throws {LensError} code `config`, naming the option
  */
@@ -193,14 +214,19 @@ export function resolveConfig(config = {}) {
   if (![c.resample.video, c.resample.image].every((r) => ['browser', 'numpy'].includes(r))) {
     bad(`resample.video/image must be 'browser' or 'numpy', got ${JSON.stringify(c.resample)}`);
   }
-  c.baseUrl = new URL(c.baseUrl ?? '../', import.meta.url).href;
+  if (c.baseUrl !== null && typeof c.baseUrl !== 'string') bad('baseUrl must be a URL (string) or null');
+  c.baseUrl = new URL(c.baseUrl ?? '../', import.meta.url).href.replace(/\/?$/, '/'); // a folder: 'x' means 'x/'
   return deepFreeze(c);
 }
 
 // ---------------------------------------------------------------- where the pipeline runs
 
+// The pipeline's modules are loaded from the runtime folder (config.baseUrl), not from beside this module: an app
+// that bundles this module (Vite, webpack, ...) serves the runtime folder as static files, and the worker, the
+// Python runtime and the models then come from one place, in one version.
+
 /** The pipeline in a module Web Worker. Resolves once the worker has started, rejects if it cannot. */
-function startWorker(onMessage, timeoutMs) {
+function startWorker(baseUrl, onMessage, timeoutMs) {
   return new Promise((resolve, reject) => {
     if (typeof Worker !== 'function') {
       reject(new Error('this browser has no Web Workers'));
@@ -208,7 +234,7 @@ function startWorker(onMessage, timeoutMs) {
     }
     let worker;
     try {
-      worker = new Worker(new URL('./lens-worker.js', import.meta.url), { type: 'module', name: 'emotion-lens' });
+      worker = new Worker(new URL('js/lens-worker.js', baseUrl), { type: 'module', name: 'emotion-lens' });
     } catch (err) {
       reject(err);
       return;
@@ -242,8 +268,8 @@ function startWorker(onMessage, timeoutMs) {
 }
 
 /** The same pipeline module on this thread (the fallback). Replies are delivered asynchronously, like a worker's. */
-async function startInline(onMessage) {
-  const { createPipelineHost } = await import('./lens-pipeline.js');
+async function startInline(baseUrl, onMessage) {
+  const { createPipelineHost } = await import(/* @vite-ignore */ new URL('js/lens-pipeline.js', baseUrl).href);
   const host = createPipelineHost((message) => setTimeout(() => onMessage(message), 0));
   return { thread: 'main', post: (message) => host.handle(message), terminate: () => {} };
 }
@@ -283,8 +309,20 @@ function shownFrames(video) {
 
 /** @typedef {'idle'|'loading'|'ready'|'error'|'disposed'} LensState */
 
+/**
+ * Each event of EVENTS with its `detail`.
+ * @typedef {object} LensEventMap
+ * @property {CustomEvent<LoadProgress>} progress
+ * @property {CustomEvent<LensInfo>} ready
+ * @property {CustomEvent<FrameResult>} result
+ * @property {CustomEvent<LensInfo>} model
+ * @property {CustomEvent<{code: string, message: string, step?: string}>} error
+ * @property {CustomEvent<{state: LensState}>} state
+ */
+
 export class EmotionLens extends EventTarget {
   #config;
+  /** @type {LensState} */
   #state = 'idle';
   #channel = null;
   #loading = null;
@@ -300,11 +338,60 @@ export class EmotionLens extends EventTarget {
   #stopWatch = null;
   #detector; // {video, image}: config.detector, changed by setDetector()
 
-  /** @param {Partial<LensConfig>} [config] */
+  /** @param {LensOptions} [config] */
   constructor(config) {
     super();
     this.#config = resolveConfig(config);
     this.#detector = { ...this.#config.detector };
+  }
+
+  /**
+   * Listen to one of EVENTS; `event.detail` is typed per event (LensEventMap).
+   * @template {keyof LensEventMap} K
+   * @overload
+   * @param {K} type
+   * @param {(event: LensEventMap[K]) => void} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {string} type
+   * @param {EventListenerOrEventListenerObject|null} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @param {string} type
+   * @param {any} listener
+   * @param {boolean|AddEventListenerOptions} [options]
+   */
+  addEventListener(type, listener, options) {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * @template {keyof LensEventMap} K
+   * @overload
+   * @param {K} type
+   * @param {(event: LensEventMap[K]) => void} listener
+   * @param {boolean|EventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {string} type
+   * @param {EventListenerOrEventListenerObject|null} listener
+   * @param {boolean|EventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @param {string} type
+   * @param {any} listener
+   * @param {boolean|EventListenerOptions} [options]
+   */
+  removeEventListener(type, listener, options) {
+    super.removeEventListener(type, listener, options);
   }
 
   /** @returns {Readonly<LensConfig>} the options in force */
@@ -369,7 +456,7 @@ export class EmotionLens extends EventTarget {
     const c = this.#config;
     if (c.worker) {
       try {
-        const channel = await startWorker(this.#onMessage, c.timeouts.workerStart);
+        const channel = await startWorker(c.baseUrl, this.#onMessage, c.timeouts.workerStart);
         channel.worker.addEventListener('error', (event) => {
           const error = new LensError(ERROR_CODES.WORKER, `The engine's worker crashed: ${event.message || 'unknown error'}`);
           this.#failAll(error);
@@ -378,11 +465,11 @@ export class EmotionLens extends EventTarget {
         });
         return { channel, reason: null };
       } catch (err) {
-        const channel = await startInline(this.#onMessage);
+        const channel = await startInline(c.baseUrl, this.#onMessage);
         return { channel, reason: `${err.message || err}` };
       }
     }
-    return { channel: await startInline(this.#onMessage), reason: 'turned off by the worker option' };
+    return { channel: await startInline(c.baseUrl, this.#onMessage), reason: 'turned off by the worker option' };
   }
 
   /**
@@ -661,7 +748,7 @@ export class EmotionLens extends EventTarget {
 
 /**
  * Create an engine (nothing is loaded until load()).
- * @param {Partial<LensConfig>} [config]  options over DEFAULTS
+ * @param {LensOptions} [config]  options over DEFAULTS
  * @returns {EmotionLens}
  * @throws {LensError} code `config` for an invalid option
  */

@@ -6,7 +6,7 @@ export const JSON_VERSION = 1;
 
 /**
  * One CSV field (RFC 4180): quoted when it holds a comma, quote, CR or LF (quotes doubled). Text that a
- * spreadsheet would run as a formula (starting with = + - @, tab or CR) gets a leading apostrophe first.
+ * spreadsheet would run as a formula (starting with =, +, -, an at sign, tab or CR) gets a leading apostrophe first.
  * Numbers are written as they are.
  * @param {string|number|null|undefined} value
  * @returns {string}

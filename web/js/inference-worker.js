@@ -16,6 +16,7 @@ const sessions = new Map(); // handle -> onnxruntime session
 let nextHandle = 1;
 // Sessions are created one at a time, in the order their files pass their checks: onnxruntime-web's backends
 // initialise on the first creation, and concurrent first creations on WebGPU never finished (headless Chromium).
+/** @type {Promise<unknown>} */
 let creating = Promise.resolve();
 
 function session(handle) {
@@ -60,7 +61,7 @@ self.addEventListener('message', async ({ data: { id, op, ...args } }) => {
     if (!Object.hasOwn(ops, op)) throw new LensError(ERROR_CODES.LOAD, `unknown inference request "${op}"`);
     const result = await ops[op](args, ({ loaded, total }) => self.postMessage({ id, progress: { loaded, total } }));
     const transfer = op === 'run' ? Object.values(result).map(({ data }) => data.buffer) : [];
-    self.postMessage({ id, result, spans: op === 'open' ? takeSpans() : [] }, transfer);
+    self.postMessage({ id, result, spans: op === 'open' ? takeSpans() : [] }, { transfer });
   } catch (err) {
     self.postMessage({ id, error: asLensError(err, ERROR_CODES.LOAD).toJSON() });
   }

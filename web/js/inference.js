@@ -36,7 +36,7 @@ function wasmThreads() {
 
 /**
  * Import and configure the ort bundle serving `ep` (once per bundle).
- * @param {'webgpu'|'webgl'|'wasm'} [ep]
+ * @param {string} [ep]  'webgpu', 'webgl' or 'wasm'
  * @returns {Promise<object>} the ort namespace
  */
 export function loadOrt(ep = 'wasm') {
@@ -116,7 +116,7 @@ function allFinite(outputs) {
  * throws, or when a warm-up run on zeros throws or returns non-finite numbers (WebGL lacks some ops and
  * may fail only at run time).
  * @param {ArrayBuffer|Uint8Array} modelBytes  the ONNX file (e.g. from fetchVerified)
- * @param {{preferred?: string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean,
+ * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean,
  *          variants?: Record<string, {load: () => Promise<ArrayBuffer|Uint8Array>, batch?: number}>,
  *          onAttempt?: (a: {ep: string, ok: boolean, reason?: string, ms: number}) => void}} [options]
  *   variants: per EP, another file of the same network, loaded only when that EP is tried (WebGL takes
@@ -247,7 +247,7 @@ let roomUnavailable = typeof Worker !== 'function';
  * Download a model file of the site (checked against manifest.json) and create its session with createSession's
  * EP chain: in the inference worker where one can start, else on this thread.
  * @param {string} path  site path of the ONNX file, as listed in manifest.json
- * @param {{preferred?: string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean}} options
+ * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean}} options
  *   createSession's options (plain data: they cross to the worker)
  * @param {{webgl?: {path: string, batch: number}|null, onProgress?: (p: {path: string, loaded: number,
  *          total: number}) => void}} [more]  webgl: a fixed-shape copy of the network for the WebGL EP
@@ -309,6 +309,7 @@ export async function runFeeds(session, feeds) {
     tensors[name] = new ort.Tensor('float32', data, dims);
   }
   const results = await session.run(tensors);
+  /** @type {Record<string, {data: Float32Array, dims: number[]}>} */
   const out = {};
   for (const [name, tensor] of Object.entries(results)) {
     out[name] = { data: tensor.location === 'cpu' ? tensor.data : await tensor.getData(true), dims: tensor.dims };

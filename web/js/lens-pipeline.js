@@ -417,6 +417,7 @@ export function createPipelineHost(send) {
     memory: () => pipeline.memory(),
     dispose: () => pipeline.dispose(),
   };
+  /** @param {{type: string, id: number, data?: any}} message */
   const handleOne = async ({ type, id, data }) => {
     try {
       const handler = handlers[type];

@@ -13,6 +13,6 @@ import './luma-crops.js';
 import './manifest.js';
 import './runtime.js';
 
-const host = createPipelineHost((message, transfer) => self.postMessage(message, transfer ?? []));
+const host = createPipelineHost((message, transfer) => self.postMessage(message, { transfer: transfer ?? [] }));
 self.addEventListener('message', (event) => host.handle(event.data));
 self.postMessage({ status: 'started', id: null });

@@ -30,11 +30,11 @@ const $ = (id) => document.getElementById(id);
 export function createSessionPanel({ getModel, faceList }) {
   const els = {
     panel: $('session'),
-    record: $('record-start'),
-    stop: $('record-stop'),
-    csv: $('download-csv'),
-    json: $('download-json'),
-    clear: $('session-clear'),
+    record: /** @type {HTMLButtonElement} */ ($('record-start')),
+    stop: /** @type {HTMLButtonElement} */ ($('record-stop')),
+    csv: /** @type {HTMLButtonElement} */ ($('download-csv')),
+    json: /** @type {HTMLButtonElement} */ ($('download-json')),
+    clear: /** @type {HTMLButtonElement} */ ($('session-clear')),
     status: $('record-status'),
     counts: $('record-counts'),
     table: $('summary-table'),
@@ -131,9 +131,9 @@ export function createSessionPanel({ getModel, faceList }) {
   // ------------------------------------------------------------ per frame
 
   function drawTimelines(info, now) {
-    for (const card of faceList.querySelectorAll('li[data-face-id]')) {
+    for (const card of /** @type {NodeListOf<HTMLLIElement>} */ (faceList.querySelectorAll('li[data-face-id]'))) {
       const id = Number(card.dataset.faceId);
-      let canvas = card.querySelector('canvas.timeline');
+      let canvas = /** @type {HTMLCanvasElement|null} */ (card.querySelector('canvas.timeline'));
       if (!canvas) {
         canvas = document.createElement('canvas');
         canvas.className = 'timeline';

@@ -35,7 +35,7 @@ export class ExpressionSummary {
    */
   add(t, run, faces) {
     this.flush(t);
-    this.pending = { t, run, tops: faces.map((f) => [`${run}:${f.id}`, f.id, this.labels.indexOf(f.label)]) };
+    this.pending = { t, run, tops: faces.map((f) => /** @type {[string, number, number]} */ ([`${run}:${f.id}`, f.id, this.labels.indexOf(f.label)])) };
   }
 
   /** Count the pending frame up to `t` (a stop: pass the stop time). */

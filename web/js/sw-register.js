@@ -6,7 +6,7 @@
 (() => {
   if (!('serviceWorker' in navigator) || !window.isSecureContext) return;
   const RELOAD_KEY = 'emotion-lens:isolation-reload';
-  const workerUrl = new URL('../sw.js', document.currentScript.src);
+  const workerUrl = new URL('../sw.js', /** @type {HTMLScriptElement} */ (document.currentScript).src);
   const reloadOnce = () => {
     if (window.crossOriginIsolated || sessionStorage.getItem(RELOAD_KEY)) return;
     sessionStorage.setItem(RELOAD_KEY, '1');

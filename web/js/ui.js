@@ -4,30 +4,30 @@ const $ = (id) => document.getElementById(id);
 
 export const els = {
   loading: $('loading'),
-  progress: $('load-progress'),
+  progress: /** @type {HTMLProgressElement} */ ($('load-progress')),
   steps: $('load-steps'),
   loadStatus: $('load-status'),
   error: $('error'),
   errorText: $('error-text'),
-  retry: $('retry-load'),
+  retry: /** @type {HTMLButtonElement} */ ($('retry-load')),
   notice: $('notice'),
-  start: $('start-camera'),
-  stop: $('stop-camera'),
-  switchCamera: $('switch-camera'),
-  upload: $('upload'),
+  start: /** @type {HTMLButtonElement} */ ($('start-camera')),
+  stop: /** @type {HTMLButtonElement} */ ($('stop-camera')),
+  switchCamera: /** @type {HTMLButtonElement} */ ($('switch-camera')),
+  upload: /** @type {HTMLInputElement} */ ($('upload')),
   uploadLabel: $('upload-label'),
   viewport: $('viewport'),
-  video: $('video'),
-  still: $('still'),
-  overlay: $('overlay'),
+  video: /** @type {HTMLVideoElement} */ ($('video')),
+  still: /** @type {HTMLCanvasElement} */ ($('still')),
+  overlay: /** @type {HTMLCanvasElement} */ ($('overlay')),
   faceList: $('face-list'),
   faceCount: $('face-count'),
-  settingsForm: $('settings-form'),
-  smoothingMode: $('smoothing-mode'),
-  smoothingK: $('smoothing-k'),
-  cameraDetector: $('camera-detector'),
+  settingsForm: /** @type {HTMLFormElement} */ ($('settings-form')),
+  smoothingMode: /** @type {HTMLSelectElement} */ ($('smoothing-mode')),
+  smoothingK: /** @type {HTMLInputElement} */ ($('smoothing-k')),
+  cameraDetector: /** @type {HTMLSelectElement} */ ($('camera-detector')),
   settingsStatus: $('settings-status'),
-  modelSelect: $('model-select'),
+  modelSelect: /** @type {HTMLSelectElement} */ ($('model-select')),
   modelStatus: $('model-status'),
   ro: {
     ep: $('ro-ep'),
@@ -43,7 +43,7 @@ export const STEPS = ['python', 'numpy', 'models', 'verify'];
 
 /** Mark one loading step (pending | active | done | failed) and update bar + status text. */
 export function setStep(step, state, text, fraction) {
-  const li = els.steps.querySelector(`li[data-step="${step}"]`);
+  const li = /** @type {HTMLLIElement|null} */ (els.steps.querySelector(`li[data-step="${step}"]`));
   if (li) li.dataset.state = state;
   if (text) els.loadStatus.textContent = text;
   if (typeof fraction === 'number') {
@@ -144,7 +144,7 @@ export function setLoadDone(text) {
 export function resetLoading() {
   els.loading.dataset.done = 'false';
   els.progress.value = 0;
-  for (const li of els.steps.children) li.dataset.state = 'pending';
+  for (const li of /** @type {HTMLCollectionOf<HTMLLIElement>} */ (els.steps.children)) li.dataset.state = 'pending';
 }
 
 /** Show an error (role=alert). `retry` shows the "Retry loading" button. Never hides the rest of the UI. */
