@@ -17,7 +17,7 @@ SITE_STAMP := $(SITE)/manifest.json
 SITE_INPUTS := $(shell find web py_src build/vendor -type f -not -path '*/__pycache__/*' 2>/dev/null) \
                build/build_site.py serve.py pyproject.toml
 
-.PHONY: all venv node_modules site serve browser-deps test bench train train-fer2013 gpu-pack clean distclean
+.PHONY: all venv node_modules site package serve browser-deps test bench train train-fer2013 gpu-pack clean distclean
 
 all: site
 
@@ -40,6 +40,10 @@ site: $(SITE_STAMP)
 $(SITE_STAMP): $(NODE_STAMP) $(SITE_INPUTS)
 	$(PYTHON) build/build_site.py --out $(SITE)
 
+# The npm package (dist/emotion-lens-<version>.tgz): the engine, its runtime files and its types, from the site.
+package: site
+	$(PYTHON) build/build_package.py --site $(SITE) --out dist/package --pack-to dist
+
 # serve.py is standard-library only too: serving needs neither torch nor the test tools.
 serve: site
 	$(PYTHON) serve.py --dir $(SITE) --host $(HOST) --port $(PORT)
@@ -60,7 +64,7 @@ bench: venv node_modules site browser-deps
 
 # Training is build-time only and not part of `make test`. DATASETS points at the folder holding ferplus.zip /
 # fer2013.zip; RUNS keeps checkpoints: an interrupted command continues where it stopped when run again.
-# The shipped models' recipe (README "Accuracy"): a 25-epoch FER+ run and a 50-epoch FER+ run from its weights (one
+# The shipped models' recipe (docs/accuracy.md): a 25-epoch FER+ run and a 50-epoch FER+ run from its weights (one
 # student at 48 px, no teacher; about 2.5 h on 2 CPU cores), then, from that backbone, a 56-epoch FER+ restart and the
 # FER-2013 model (both ran on a GPU lease, build/gpu_lease.sh, about 7 min; here ~1.5 h each); then the FER+ restart's
 # stages in the one-stage-deeper lite0s6-48 (1 + 48 epochs, ~1 h here; the later --student wins), the teacher of the
