@@ -145,7 +145,7 @@ class Trainer:
 
     The teachers see the very batch the student sees, augmentation included, and their mean tempered softmax is the
     soft target ("consistent teaching", Beyer et al. 2022): targets computed once on the un-augmented faces fit
-    +-30 deg / 20 % shifted views poorly and cost the student accuracy here (README, `runs/ferplus48kd`).
+    +-30 deg / 20 % shifted views poorly and cost the student accuracy here (docs/accuracy.md, `runs/ferplus48kd`).
     """
 
     def __init__(self, model: EmotionNet, train: ArraySplit, val: ArraySplit | None, num_classes: int, cfg: TrainConfig,
