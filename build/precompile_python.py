@@ -8,6 +8,14 @@ by Pyodide's own CPython (run in node, so the bytecode is exactly the runtime's)
 lists the new members. The outputs and a record of their inputs go to build/vendor/pyc/, which is committed:
 build_site.py ships them after checking that their inputs are still the current ones.
 
+Both archives are also trimmed to what the runtime uses (issue 23: bytes of a cold visit). Pyodide is started in
+node exactly as web/js/runtime.js starts it (the numpy wheel unpacked, the modules of `import numpy` loaded), then
+emotion_runtime (py_src/) is imported and run through every step of its per-frame API (EXERCISE_PY). The modules
+Python then holds decide what stays: a standard-library package or module stays whole when any module of it was
+imported; numpy keeps every subpackage that was imported and drops the others (random, fft, ma, polynomial, f2py,
+testing, typing), its test suites and its typing stubs. tests/test_python_trim.py checks that every module py_src
+imports is still there.
+
 Usage (repository root, after `npm ci`): python build/precompile_python.py
 Needs node; standard-library Python otherwise.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +38,7 @@ RECORD_FILE = "sources.json"
 
 # Runs inside Pyodide. /io/in holds the archives, /io/out receives them compiled; argv: [stdlib zip, wheel].
 COMPILE_PY = r'''
-import base64, hashlib, importlib.util, marshal, sys, zipfile
+import base64, hashlib, importlib.util, json, marshal, sys, zipfile
 
 def pyc(source, path):
     code = compile(source, path, "exec", dont_inherit=True)
@@ -39,10 +48,12 @@ def pyc(source, path):
 def record_hash(data):
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
-def compile_archive(name, runtime_prefix, is_wheel):
+def compile_archive(name, runtime_prefix, is_wheel, keep):
     members = []
     with zipfile.ZipFile(f"/io/in/{name}") as zin:
         for info in zin.infolist():
+            if not keep(info.filename):
+                continue
             data = zin.read(info)
             if info.filename.endswith(".py"):
                 out = zipfile.ZipInfo(info.filename + "c", info.date_time)
@@ -61,11 +72,116 @@ def compile_archive(name, runtime_prefix, is_wheel):
             zout.writestr(info, data, compresslevel=9)
     return sum(1 for i, _ in members if i.filename.endswith(".pyc"))
 
+def top(name):
+    """'json/decoder.py' -> 'json'; 'string.py' -> 'string'; 'numpy/linalg/x.py' -> 'numpy/linalg'."""
+    parts = name.split("/")
+    if parts[0] == "numpy" and len(parts) > 2:
+        return "numpy/" + parts[1]
+    return parts[0].split(".")[0]
+
 stdlib, wheel = sys.argv
+used = json.load(open("/io/used.json"))
+stdlib_tops = {top(m) for m in used["stdlib"]}
+numpy_tops = {top(m) for m in used["numpy"]}
+
+def keep_stdlib(name):
+    return top(name) in stdlib_tops
+
+def keep_numpy(name):
+    parts = name.split("/")
+    if parts[0] != "numpy":
+        return True  # dist-info
+    if "tests" in parts or name.endswith((".pyi", ".pxd")):
+        return False
+    if len(parts) > 2 and top(name) not in numpy_tops:
+        return False  # a subpackage nothing imported (random, fft, ma, ...)
+    # numpy/_core's test extension modules, unless `import numpy` opens them (it opens _multiarray_tests)
+    return not (name.endswith(".so") and "_tests" in parts[-1] and name not in used["numpy"])
+
 major, minor = sys.version_info[:2]
-n1 = compile_archive(stdlib, f"/lib/python{major}{minor}.zip/", False)
-n2 = compile_archive(wheel, f"/lib/python{major}.{minor}/site-packages/", True)
+n1 = compile_archive(stdlib, f"/lib/python{major}{minor}.zip/", False, keep_stdlib)
+n2 = compile_archive(wheel, f"/lib/python{major}.{minor}/site-packages/", True, keep_numpy)
 print(f"{stdlib}: {n1} modules, {wheel}: {n2} modules compiled by Python {sys.version.split()[0]}")
+'''
+
+# Runs inside Pyodide after numpy and emotion_runtime are imported: every step of the per-frame API, so that modules
+# imported on first use are loaded too.
+EXERCISE_PY = r'''
+import json
+import numpy as np
+import emotion_runtime as er
+
+W, H = 160, 96
+frame = (np.arange(H * W * 4, dtype=np.uint32) % 251).astype(np.uint8)
+labels = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+
+def classify(bridge, faces, numpy_path):
+    if faces and numpy_path:
+        bridge.emotion_input()
+    elif faces:
+        bridge.crop_geometry_json()
+        bridge.emotion_input_drawn(np.zeros(faces * 48 * 48 * 4, np.uint8), 48)
+    logits = np.linspace(-1, 1, faces * len(labels), dtype=np.float32).reshape(faces, -1) if faces else None
+    bridge.update_json(logits)
+
+for mode in ("ema", "mean", "median", "none"):
+    for detector in ("short_range", "full_range"):
+        for numpy_path in (True, False):
+            bridge = er.AppBridge(json.dumps({"labels": labels}), max_faces=4, smoothing=mode, span=5)
+            bridge.set_detector(detector)
+            spec = er.DETECTORS[detector]
+            regressors = np.zeros((1, spec.num_anchors, 16), np.float32)
+            regressors[0, :, 2:4] = 40.0
+            scores = np.full((1, spec.num_anchors, 1), -10.0, np.float32)
+            scores[0, spec.num_anchors // 2, 0] = 5.0
+            for _ in range(4):
+                if bridge.detection_due(W, H, 2):
+                    if numpy_path:
+                        bridge.detector_input(frame, W, H)
+                    else:
+                        bridge.letterbox_json(W, H)
+                        bridge.detector_input_square(np.zeros(spec.input_size ** 2 * 4, np.uint8), W, H)
+                    faces = bridge.decode_faces(regressors, scores)
+                else:
+                    faces = bridge.keep_faces(W, H, frame if numpy_path else None)
+                classify(bridge, faces, numpy_path)
+            bridge.labels_json()
+            bridge.smoothing_json()
+            bridge.reset()
+'''
+
+# Starts Pyodide as web/js/runtime.js does and prints the archive members of every module Python then holds.
+USED_JS = r'''
+const [pyodideDir, wheel, runtimeWheel, refresh, exercise, ...startLibs] = process.argv.slice(1);
+const fs = await import('node:fs');
+const { loadPyodide } = await import(`${pyodideDir}/pyodide.mjs`);
+const py = await loadPyodide({ indexURL: `${pyodideDir}/` });
+const sitePackages = py.runPython('import site; site.getsitepackages()[0]');
+py.unpackArchive(new Uint8Array(fs.readFileSync(wheel)), 'wheel', { extractDir: sitePackages });
+const suffix = py.runPython('import importlib.machinery; importlib.machinery.EXTENSION_SUFFIXES[0]');
+for (const lib of startLibs) await py._api.loadDynlib(`${sitePackages}/${lib}${suffix}`, false);
+py.unpackArchive(new Uint8Array(fs.readFileSync(runtimeWheel)), 'wheel', { extractDir: sitePackages });
+py.runPython(refresh, { locals: py.toPy({ path: sitePackages }) });
+py.pyimport('emotion_runtime');
+try {
+  py.runPython(exercise);
+} catch (err) {
+  process.stderr.write(`the exercise failed: ${err.message}\n`);  // node would print the minified source line
+  process.exit(1);
+}
+const files = py.runPython(`
+import json, sys
+files = [getattr(m, "__file__", None) or "" for m in list(sys.modules.values())]
+json.dumps(sorted(set(files)))
+`);
+const stdlib = [], numpy = [];
+for (const file of JSON.parse(files)) {
+  const lib = file.match(/^\/lib\/python\d+\.zip\/(.*)$/);
+  if (lib) stdlib.push(lib[1]);
+  const site = file.startsWith(`${sitePackages}/numpy/`) ? file.slice(sitePackages.length + 1) : null;
+  if (site) numpy.push(site);
+}
+process.stdout.write(JSON.stringify({ stdlib, numpy }));
 '''
 
 NODE_JS = r'''
@@ -95,6 +211,41 @@ def inputs() -> dict[str, Path]:
     return {"python_stdlib.zip": PYODIDE / "python_stdlib.zip", wheel: VENDOR_DIR / wheel}
 
 
+def runtime_js_constant(name: str) -> str:
+    """The text of a constant of web/js/runtime.js (a list or a template string), so the census runs its values."""
+    source = (ROOT / "web" / "js" / "runtime.js").read_text()
+    found = re.search(rf"const {name} = (\[[^\]]*\]|`[^`]*`);", source)
+    if not found:
+        raise SystemExit(f"web/js/runtime.js has no constant {name}")
+    return found.group(1).strip("`")
+
+
+def numpy_start_libs() -> list[str]:
+    """The numpy extension modules web/js/runtime.js loads before `import numpy` (its NUMPY_START_LIBS)."""
+    return re.findall(r"'([^']+)'", runtime_js_constant("NUMPY_START_LIBS"))
+
+
+def used_modules(numpy_wheel: Path) -> dict[str, list[str]]:
+    """Archive members ({stdlib: [...], numpy: [...]}) of the modules Python holds once Pyodide has started as
+    web/js/runtime.js starts it and emotion_runtime has run EXERCISE_PY."""
+    sys.path.insert(0, str(ROOT / "build"))
+    from build_site import build_runtime_wheel
+
+    _, runtime_wheel, _ = build_runtime_wheel(ROOT / "pyproject.toml", ROOT / "py_src")
+    with tempfile.NamedTemporaryFile(suffix=".whl") as wheel:
+        wheel.write(runtime_wheel)
+        wheel.flush()
+        done = subprocess.run(["node", "--input-type=module", "-e", USED_JS, str(PYODIDE), str(numpy_wheel), wheel.name,
+                               runtime_js_constant("REFRESH_SITE_PACKAGES"), EXERCISE_PY, *numpy_start_libs()],
+                              capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the module census failed: {done.stderr.strip().splitlines()[-1][:2000]}")
+    used = json.loads(done.stdout)
+    if not any(m.startswith("numpy/_core/") for m in used["numpy"]) or "json/__init__.py" not in used["stdlib"]:
+        raise SystemExit(f"the module census looks wrong (no numpy._core or json): {done.stdout[:500]}")
+    return used
+
+
 def main() -> int:
     if not (PYODIDE / "pyodide.mjs").is_file():
         raise SystemExit(f"{PYODIDE} is missing: run `npm ci` first.")
@@ -111,6 +262,8 @@ def main() -> int:
         (io_dir / "out").mkdir()
         for name, src in sources.items():
             shutil.copyfile(src, io_dir / "in" / name)
+        used = used_modules(sources[wheel_name])
+        (io_dir / "used.json").write_text(json.dumps(used))
         subprocess.run(["node", "--input-type=module", "-e", NODE_JS, str(PYODIDE), str(io_dir), COMPILE_PY,
                         *sources], check=True)
         OUT_DIR.mkdir(parents=True, exist_ok=True)

@@ -122,8 +122,9 @@ def test_standard_library_is_pyodides_compiled(site):
 
 
 def assert_compiled_from(compiled: Path, source: Path, what: str) -> None:
-    """Every .py of `source` is a .pyc for Pyodide's CPython in `compiled` (hash-based, unchecked); the rest is
-    unchanged; build/vendor/pyc/sources.json names `source` as the input."""
+    """Every member of `compiled` comes from `source`: a .py as a .pyc for Pyodide's CPython (hash-based,
+    unchecked), anything else unchanged; members the runtime does not use are left out (tests/test_python_trim.py);
+    build/vendor/pyc/sources.json names `source` as the input."""
     record = json.loads((ROOT / "build/vendor/pyc/sources.json").read_text())
     assert record["inputs"][compiled.name] == sha256(source), f"{what}: compiled from another file"
     assert record["outputs"][compiled.name] == sha256(compiled)
@@ -131,11 +132,12 @@ def assert_compiled_from(compiled: Path, source: Path, what: str) -> None:
     major, minor = map(int, python.split(".")[:2])
     magic = {(3, 12): 3531}[(major, minor)].to_bytes(2, "little") + b"\r\n"
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(compiled) as out:
-        names = set(out.namelist())
-        for name in src.namelist():
-            if name.endswith(".py"):
-                assert name not in names and name + "c" in names, name
-                head = out.read(name + "c")[:8]
+        sources = set(src.namelist())
+        assert not [name for name in out.namelist() if name.endswith(".py")], f"{what}: source left in"
+        for name in out.namelist():
+            if name.endswith(".pyc"):
+                assert name[:-1] in sources, name
+                head = out.read(name)[:8]
                 assert head[:4] == magic and int.from_bytes(head[4:], "little") == 0b01, name
             elif not name.endswith(".dist-info/RECORD"):
                 assert out.read(name) == src.read(name), name

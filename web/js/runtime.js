@@ -1,8 +1,9 @@
 // Start Python in the page: Pyodide from this origin, then the vendored numpy wheel and the emotion_runtime wheel
 // (both checked against manifest.json) unpacked into site-packages. Nothing is fetched from any other origin.
 // Both wheels download while Pyodide starts, and numpy is installed without pyodide.loadPackage: that would compile
-// and instantiate all 19 of numpy's WebAssembly extension modules (7.4 MB: random, fft, test helpers...), where
-// `import numpy` needs three (NUMPY_START_LIBS); the others load if and when Python imports them.
+// and instantiate every WebAssembly extension module of the wheel, where `import numpy` needs three
+// (NUMPY_START_LIBS); the others load if and when Python imports them. The standard library and numpy arrive
+// trimmed to what the runtime imports (build/precompile_python.py: no random, fft, email, unittest, ...).
 import { ERROR_CODES, LensError } from './errors.js';
 import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest, siteUrl } from './manifest.js';
@@ -13,6 +14,16 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 // platform suffix. Loaded ahead (asynchronously, as loadPackage would): a synchronous compile on import is refused
 // on a browser's main thread past a size limit (the ?worker=0 fallback).
 const NUMPY_START_LIBS = ['numpy/_core/_multiarray_umath', 'numpy/_core/_multiarray_tests', 'numpy/linalg/_umath_linalg'];
+
+// After unpacking a wheel, Python's finder for site-packages must look again. Only that finder:
+// importlib.invalidate_caches() would also import importlib.metadata (and with it csv and email), which the trimmed
+// standard library leaves out (build/precompile_python.py runs this same sequence to decide what it keeps).
+const REFRESH_SITE_PACKAGES = `
+import sys
+finder = sys.path_importer_cache.get(path)
+if finder is not None:
+    finder.invalidate_caches()
+`;
 
 let pending = null;
 
@@ -95,8 +106,8 @@ async function start(onProgress) {
   const t2 = performance.now();
   const runtimeWheel = await wheels[1];
   const runtime = await timed('emotion_runtime', () => {
-    unpackWheel(pyodide, runtimeWheel);
-    pyodide.runPython('import importlib; importlib.invalidate_caches()');
+    const sitePackages = unpackWheel(pyodide, runtimeWheel);
+    pyodide.runPython(REFRESH_SITE_PACKAGES, { locals: pyodide.toPy({ path: sitePackages }) });
     return pyodide.pyimport('emotion_runtime');
   });
   timings.runtimeMs = performance.now() - t2;
