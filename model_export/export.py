@@ -79,16 +79,32 @@ def to_webgl(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def to_int8_weights(src: Path, dst: Path) -> None:
-    """A model over SHIP_MAX_BYTES as fp32 ships with int8 weights (onnx_edit.int8_weights: per output channel,
-    rebuilt as fp32 when the session loads); its accuracy is measured on that file."""
+def to_stored_weights(src: Path, dst: Path, dtype: str) -> None:
+    """The graph `src` with its weights stored as `dtype` and rebuilt as fp32 when the session loads: "int8" for a
+    model over SHIP_MAX_BYTES as fp32 (onnx_edit.int8_weights, per output channel), "fp16" otherwise
+    (onnx_edit.fp16_weights: half the download). Accuracy is always measured on the file that ships."""
     import onnx
 
-    from .onnx_edit import int8_weights
+    from .onnx_edit import fp16_weights, int8_weights
 
-    model = int8_weights(onnx.load(str(src)))
+    model = {"int8": int8_weights, "fp16": fp16_weights}[dtype](onnx.load(str(src)))
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
+
+
+def stored_weights_line(weights: dict) -> str:
+    """The card's sentence on how the shipped file stores its weights (int8 or fp16) and what that changed."""
+    v = weights["vs_fp32"]
+    agreement = (f"Against the fp32 graph on {v['n']} {v.get('split', 'test')} images: argmax agreement "
+                 f"{v['argmax_agreement']:.2%}, max |logit diff| {v['max_abs_diff']:.3f}; every figure above is of the "
+                 f"{weights['dtype']} file.")
+    if weights["dtype"] == "int8":
+        return (f"- Weights stored as int8 with one fp32 scale per output channel (Cast + Mul in the graph, folded back "
+                f"to fp32 when onnxruntime loads it): the fp32 graph is {weights['fp32_bytes'] / 1e6:.2f} MB, over the "
+                f"{SHIP_MAX_BYTES / 2**20:.0f} MiB limit per shipped file. {agreement}")
+    return (f"- Weights stored as fp16 (a Cast in the graph, folded back to fp32 when onnxruntime loads it; the network "
+            f"computes in fp32): half the {weights['fp32_bytes'] / 1e6:.2f} MB of the fp32 graph to download, shipped "
+            f"because they changed no prediction on the check split. {agreement} The WebGL copy keeps fp32 weights.")
 
 
 def batch1_parity(reference: Path, batch1: Path, images: np.ndarray) -> dict:
@@ -275,20 +291,16 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
               f"simplified with onnxsim ({sidecar['export']['nodes_before']} -> {sidecar['export']['nodes_after']} nodes).",
               f"- Parity vs torch on {sidecar['export']['parity']['n']} test images: max |logit diff| "
               f"{sidecar['export']['parity']['max_abs_diff']:.2e}, argmax agreement {sidecar['export']['parity']['argmax_agreement']:.2%}"
-              + (" (of the fp32 graph)." if weights["dtype"] == "int8" else ".")]
+              + (" (of the fp32 graph)." if weights["dtype"] != "fp32" else ".")]
     if flip_in_graph:
         zoomed = (f", at zooms {zoom_list(zooms)} about the face centre (`--tta-zooms`, chosen on validation; "
                   "training zooms faces at random too)") if zooms != [1.0] else ""
         lines.append("- The graph averages the logits of each face and of its mirror image" + zoomed + ": test-time augmentation "
                      f"built in, so every backend of the page gets it, for {2 * len(zooms)} passes of the network per face. Training "
                      "flips faces at random, so both views are the same face to the network. `--no-flip-tta` exports the single view.")
-    if weights["dtype"] == "int8":
-        w = weights
-        lines.append(f"- Weights stored as int8 with one fp32 scale per output channel (Cast + Mul in the graph, folded back "
-                     f"to fp32 when onnxruntime loads it): the fp32 graph is {w['fp32_bytes'] / 1e6:.2f} MB, over the "
-                     f"{SHIP_MAX_BYTES / 2**20:.0f} MiB limit per shipped file. Against fp32 on {w['vs_fp32']['n']} {test_key} "
-                     f"images: argmax agreement {w['vs_fp32']['argmax_agreement']:.2%}, max |logit diff| {w['vs_fp32']['max_abs_diff']:.3f}; "
-                     "every figure above is of the int8 file.")
+    if weights["dtype"] != "fp32":
+        lines.append(stored_weights_line(weights))
+    reference = f"`{sidecar['file']}`" if weights["dtype"] == "fp32" else "the fp32 graph"  # what the WebGL copy matches
     for name, v in variants.items():
         if name == "webgl" and not v.get("shipped"):
             lines.append(f"- No WebGL variant: {v['reason']}.")
@@ -296,7 +308,7 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         if name == "webgl":
             lines.append(f"- Variant webgl (`{v['file']}`, shipped): {v['bytes'] / 1e6:.2f} MB, batch fixed to 1 and Resize with float "
                          "scales, the shapes onnxruntime-web's WebGL backend accepts; the page uses it on WebGL, one face per run. "
-                         f"Max |logit diff| vs `{sidecar['file']}` {v['parity']['max_abs_diff']:.2e} on {v['parity']['n']} test images.")
+                         f"Max |logit diff| vs {reference} {v['parity']['max_abs_diff']:.2e} on {v['parity']['n']} test images.")
             continue
         lines.append(f"- Variant {name}: {v['bytes'] / 1e6:.2f} MB, {test_key} accuracy {v.get('accuracy', float('nan')):.2%} "
                      f"(drop {v.get('accuracy_drop', float('nan')) * 100:+.2f} points){'; ' + v['error'] if 'error' in v else ''}. Not shipped.")
@@ -329,6 +341,13 @@ def model_title(dataset: str, num_classes: int, parameters: int) -> str:
     return f"{dataset} · {num_classes} classes · {size}"
 
 
+def protocol_summary(protocols: dict, test_key: str) -> dict:
+    """The sidecar's `accuracy_protocols`: per protocol, accuracy (single and flip view), macro-F1 and images."""
+    return {"split": test_key, **{name: {"accuracy": r["single"]["accuracy"], "flip_tta": r["flip_tta"]["accuracy"],
+                                         "macro_f1": r["single"]["macro_f1"], "images": r["single"]["n"]}
+                                  for name, r in protocols.items()}}
+
+
 def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Sequence[str], metrics: dict, out_dir: Path,
                  ship: Path | None = None, log: Callable[[str], None] = print) -> dict:
     out_dir = Path(out_dir)
@@ -340,19 +359,25 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     check = parity(model, final, eval_splits[test_key].images[:256])
     log(f"ONNX parity vs torch: max abs diff {check['max_abs_diff']:.2e}, argmax agreement {check['argmax_agreement']:.4f}")
     require_parity(check, "ONNX export differs from torch")
-    fp32 = final
-    weights = {"dtype": "fp32"}
-    if final.stat().st_size > SHIP_MAX_BYTES:
-        fp32 = out_dir / "model.fp32.onnx"
-        shutil.move(final, fp32)
-        to_int8_weights(fp32, final)
-    # The shipped file's logits on every split, computed once: accuracy, protocols and the int8 agreement read them.
+    fp32 = out_dir / "model.fp32.onnx"
+    shutil.move(final, fp32)
+    # Over the limit: int8 weights, whatever they cost (measured and stated). Otherwise fp16 weights where they change
+    # no prediction on the check split (validation; the test split only where a refit has none), else fp32.
+    dtype = "int8" if fp32.stat().st_size > SHIP_MAX_BYTES else "fp16"
+    check_key = "val" if "val" in eval_splits else test_key
+    to_stored_weights(fp32, final, dtype)
+    agreement = {**logit_agreement(onnx_logits(fp32, eval_splits[check_key].images),
+                                   onnx_logits(final, eval_splits[check_key].images)), "split": check_key}
+    if dtype == "fp16" and agreement["argmax_agreement"] < 1.0:
+        log(f"fp16 weights changed predictions on {check_key} ({agreement}): ships fp32 weights")
+        shutil.copyfile(fp32, final)
+        weights = {"dtype": "fp32"}
+    else:
+        weights = {"dtype": dtype, "fp32_bytes": fp32.stat().st_size, "vs_fp32": agreement}
+        log(f"ships {dtype} weights ({final.stat().st_size / 1e6:.2f} MB, fp32 {fp32.stat().st_size / 1e6:.2f} MB): "
+            f"argmax agreement with fp32 {agreement['argmax_agreement']:.2%} on {check_key}")
+    # The shipped file's logits on every split, computed once: accuracy and protocols read them.
     logits = {k: onnx_logits(final, v.images) for k, v in eval_splits.items()}
-    if fp32 != final:
-        agreement = logit_agreement(onnx_logits(fp32, eval_splits[test_key].images), logits[test_key])
-        weights = {"dtype": "int8", "fp32_bytes": fp32.stat().st_size, "vs_fp32": agreement}
-        log(f"fp32 model {fp32.stat().st_size / 1e6:.2f} MB > {SHIP_MAX_BYTES / 1e6:.2f} MB: ships with int8 weights "
-            f"({final.stat().st_size / 1e6:.2f} MB), argmax agreement with fp32 {agreement['argmax_agreement']:.4f} on {test_key}")
     onnx_results = {k: summarise(logits[k], v.labels, classes) for k, v in eval_splits.items()}
     accuracy = {k: r["accuracy"] for k, r in onnx_results.items()}
     log(f"ONNX ({weights['dtype']} weights) accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))
@@ -362,9 +387,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     # A mirror-averaged graph scores a face and its mirror alike: its flip view is the single view, not a second pass.
     mirrored = logits[test_key] if flip_in_graph else onnx_logits(final, flip_views(test.images))
     protocols = score_protocols(logits[test_key], mirrored, test.labels, test.votes, classes)
-    accuracy_protocols = {"split": test_key, **{name: {"accuracy": r["single"]["accuracy"], "flip_tta": r["flip_tta"]["accuracy"],
-                                                       "macro_f1": r["single"]["macro_f1"], "images": r["single"]["n"]}
-                                                for name, r in protocols.items()}}
+    accuracy_protocols = protocol_summary(protocols, test_key)
     log(f"ONNX ({weights['dtype']} weights) {test_key} accuracy by protocol: {json.dumps(accuracy_protocols)}")
 
     variants: dict = {}
@@ -380,8 +403,8 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         webgl.unlink(missing_ok=True)
         variants["webgl"] = {"shipped": False, "reason": NO_WEBGL_INT8}
     else:
-        to_webgl(final, webgl)
-        check_webgl = batch1_parity(final, webgl, eval_splits[test_key].images[:256])
+        to_webgl(fp32, webgl)  # WebGL misreads computed weights: its copy keeps fp32 ones
+        check_webgl = batch1_parity(fp32, webgl, eval_splits[test_key].images[:256])
         require_parity(check_webgl, "the WebGL (batch 1) variant differs from the exported model")
         variants["webgl"] = {"file": webgl.name, "bytes": webgl.stat().st_size, "sha256": sha256_file(webgl), "batch": 1,
                              "parity": check_webgl, "shipped": True}

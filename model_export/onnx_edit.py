@@ -53,3 +53,22 @@ def int8_weights(model, min_elements: int = 4096):
     for node in reversed(rebuilt):  # before every consumer: the graph stays topologically sorted
         model.graph.node.insert(0, node)
     return model
+
+
+def fp16_weights(model, min_elements: int = 1024):
+    """Store every large fp32 weight tensor as fp16 and rebuild it in the graph with a Cast: half the bytes of the
+    download, while the network still computes in fp32 (onnxruntime folds the Cast into an fp32 weight when the
+    session loads). The same WebGL caveat as int8_weights applies: a computed weight is misread there."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rebuilt = []
+    for init in list(model.graph.initializer):
+        w = numpy_helper.to_array(init)
+        if init.data_type != TensorProto.FLOAT or w.size < min_elements:
+            continue
+        model.graph.initializer.remove(init)
+        model.graph.initializer.append(numpy_helper.from_array(w.astype(np.float16), f"{init.name}_fp16"))
+        rebuilt.append(helper.make_node("Cast", [f"{init.name}_fp16"], [init.name], to=TensorProto.FLOAT))
+    for node in reversed(rebuilt):  # before every consumer: the graph stays topologically sorted
+        model.graph.node.insert(0, node)
+    return model

@@ -151,4 +151,6 @@ def test_webgl_variant_is_the_same_network_at_batch_one(model_dir: Path, sidecar
     x = np.random.default_rng(1).uniform(-1, 1, (8, 1, 48, 48)).astype(np.float32)
     ref = session.run(["logits"], {"input": x})[0]
     got = np.concatenate([one.run(["logits"], {"input": x[i : i + 1]})[0] for i in range(len(x))])
-    np.testing.assert_allclose(got, ref, atol=1e-4)
+    # The WebGL copy keeps fp32 weights: against fp16 stored weights the logits differ by their rounding.
+    stored = sidecar.get("weights", {}).get("dtype", "fp32")
+    np.testing.assert_allclose(got, ref, atol=1e-4 if stored == "fp32" else 0.05)

@@ -402,3 +402,45 @@ def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_
     assert sidecar["weights"]["vs_fp32"]["argmax_agreement"] >= 0.95
     assert np.abs(logits - onnx_logits(fp32, val.images)).max() == pytest.approx(sidecar["weights"]["vs_fp32"]["max_abs_diff"])
     assert "int8 with one fp32 scale per output channel" in (tmp_path / "model_card.md").read_text()
+
+
+@needs_ferplus
+@pytest.mark.dataset
+def test_a_model_under_the_size_limit_ships_fp16_weights_unless_they_change_a_prediction(tmp_path: Path, small_real,
+                                                                                         monkeypatch) -> None:
+    """model.onnx stores its weights as fp16 (half the download, fp32 compute) when that changes no prediction on the
+    validation split; the WebGL copy keeps fp32 weights; where fp16 would change one, fp32 ships."""
+    import onnx
+
+    from model_export import export
+    from model_export.report import summarise
+
+    torch.manual_seed(0)
+    model = build_model(STUDENT, 8).eval()
+    _, val = small_real
+    run = json.loads((shipped_model_dir("ferplus") / "card" / "metrics.json").read_text())["run"]
+    classes = run["classes"]
+    metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path / "a", log=lambda m: None)
+    fp32, shipped, webgl = (tmp_path / "a" / n for n in ("model.fp32.onnx", "model.onnx", "model.webgl.onnx"))
+    assert sidecar["weights"]["dtype"] == "fp16" and sidecar["weights"]["vs_fp32"]["argmax_agreement"] == 1.0
+    assert shipped.stat().st_size < 0.55 * fp32.stat().st_size == 0.55 * sidecar["weights"]["fp32_bytes"]
+    stored = {t.data_type for t in onnx.load(str(shipped)).graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in stored and "Cast" in {n.op_type for n in onnx.load(str(shipped)).graph.node}
+    assert onnx.TensorProto.FLOAT16 not in {t.data_type for t in onnx.load(str(webgl)).graph.initializer}
+    assert sidecar["accuracy"]["val"] == summarise(onnx_logits(shipped, val.images), val.labels, classes)["accuracy"]
+    assert "Weights stored as fp16" in (tmp_path / "a" / "model_card.md").read_text()
+
+    def flip_a_prediction(src, dst, dtype):  # "fp16 weights" that change the top class: the logits negated
+        m = onnx.load(str(src))
+        for node in m.graph.node:
+            node.output[:] = ["raw" if o == "logits" else o for o in node.output]
+        m.graph.node.append(onnx.helper.make_node("Neg", ["raw"], ["logits"]))
+        onnx.save(m, str(dst))
+
+    monkeypatch.setattr(export, "to_stored_weights", flip_a_prediction)
+    sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path / "b", log=lambda m: None)
+    assert sidecar["weights"] == {"dtype": "fp32"}
+    assert (tmp_path / "b" / "model.onnx").read_bytes() == (tmp_path / "b" / "model.fp32.onnx").read_bytes()
