@@ -59,8 +59,14 @@ browser-deps:
 test: venv node_modules site browser-deps
 	$(VPY) -m pytest -q
 
+# Speed, bytes and memory (prints figures; not a test): 3 fresh browsers each at full CPU, under the phone-class proxy
+# (the whole browser held to half a core by ../shared/tools/phone-cpu), and under the proxy on a 20 Mbit/s, 40 ms link.
+PHONE_ARGS ?= --cpu-cores 0.5
 bench: venv node_modules site browser-deps
-	$(VPY) build/bench_browser.py --site $(SITE) --no-build $(BENCH_ARGS)
+	$(VPY) build/bench_browser.py --site $(SITE) --no-build --camera-seconds 60 $(BENCH_ARGS)
+	$(VPY) build/bench_browser.py --site $(SITE) --no-build --camera-seconds 60 $(PHONE_ARGS) $(BENCH_ARGS)
+	$(VPY) build/bench_browser.py --site $(SITE) --no-build --camera-seconds 5 --baseline-seconds 0 $(PHONE_ARGS) \
+	    --link 20mbit,40ms $(BENCH_ARGS)
 
 # Training is build-time only and not part of `make test`. DATASETS points at the folder holding ferplus.zip /
 # fer2013.zip; RUNS keeps checkpoints: an interrupted command continues where it stopped when run again.

@@ -4,20 +4,28 @@ Each run starts a fresh browser (empty cache) and measures, reading the page's o
   - page ready: cold (first visit) and warm (a second visit, cached), first navigation -> ready (with --pages-like
     the site is served without COOP/COEP like GitHub Pages, and the service worker's one isolation reload counts);
     and where that time went: the engine's `lens:<phase>` User Timing measures (js/load-timing.js), per visit;
+  - open -> first labelled face (cold visit): the camera is started as soon as the page allows it;
+  - bytes of the cold visit: on the wire as served (serve.py gzips like GitHub Pages unless --no-gzip), and the
+    same files' bytes from a host that gzips and from one that does not;
   - a camera run of --camera-seconds: per-frame stages (grab on the main thread; capture, detect, Python pre,
     classify, Python post, total in the engine; the frame's lag = grab -> result), processed FPS, dropped frames,
-    main-thread long tasks (> 50 ms, PerformanceObserver) and main-thread busy time per processed frame (Chromium's
-    TaskDuration metric over the run, divided by the frames processed; and the main thread's CPU time, from /proc);
-  - with the CPU throttled --throttle times (CDP Emulation.setCPUThrottlingRate, a mid-range phone proxy): processed
-    FPS and click-response latency (a click's event time -> the next animation frame after it was handled).
-Every figure is printed per run and as the median of --runs runs. --soak-seconds N adds one long camera run that
-prints, every --soak-interval s, the main thread's JS heap, Python's WebAssembly heap (in the engine's worker), the
-renderer processes' resident memory, FPS and frame lag, and their growth after warm-up. --trace FILE adds, in the
-first run, a few seconds of camera with a Chrome trace (written to FILE, for chrome://tracing or ui.perfetto.dev) and
-prints where the page's main thread spent them.
+    main-thread long tasks (> 50 ms, PerformanceObserver), main-thread busy time per processed frame (Chromium's
+    TaskDuration metric over the run, divided by the frames processed; and the main thread's CPU time, from /proc),
+    --clicks clicks' response latency (the event -> the next animation frame after it was handled), and the peak
+    memory of all the browser's processes (PSS, sampled every second), beside a page that only shows the camera.
+Slow devices: --cpu-cores 0.5 runs every browser under ../shared/tools/phone-cpu (a CPU quota over the whole process
+tree, workers included; DevTools CPU throttling slows the page's main thread only, so it is not used). --link
+20mbit,40ms serves through an emulated network link. Every figure is printed per run and as the median of --runs
+runs, beside native onnxruntime's ms per face for the default emotion model on this machine (machines of this kind
+differ ~2x). --soak-seconds N adds one long camera run that prints, every --soak-interval s, the main thread's JS
+heap, Python's WebAssembly heap (in the engine's worker), the renderer processes' resident memory, FPS and frame
+lag, and their growth after warm-up. --trace FILE adds, in the first run, a few seconds of camera with a Chrome
+trace (written to FILE, for chrome://tracing or ui.perfetto.dev) and prints where the page's main thread spent them.
 
 Usage (repo root, venv with playwright; /usr/bin/chromium and ffmpeg installed):
     python build/bench_browser.py                          # builds dist/site if missing; wasm, 3 runs
+    python build/bench_browser.py --cpu-cores 0.5 --camera-seconds 60     # the phone-class proxy
+    python build/bench_browser.py --cpu-cores 0.5 --link 20mbit,40ms      # ... on a mobile-like link
     python build/bench_browser.py --eps wasm,auto --runs 3 --camera-seconds 60 --json bench.json
     python build/bench_browser.py --runs 0 --soak-seconds 600
     python build/bench_browser.py --query worker=0         # the main-thread fallback, for comparison
@@ -31,11 +39,13 @@ allowed, so headless SwiftShader is measured too; add --webgpu-flag for WebGPU i
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +56,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 STAGES = ("grab", "capture", "detect", "pre", "preDetector", "classify", "post", "total", "roundTrip")
 QUERIES = {"wasm": "ep=wasm", "auto": "", "webgl": "ep=webgl", "webgpu": "ep=webgpu"}
 LONG_TASK_MS = 50
+PHONE_CPU = ROOT.parent / "shared" / "tools" / "phone-cpu"
+# A page with nothing but the camera: the memory baseline the engine's share is measured against.
+BARE_CAMERA_HTML = """<!doctype html><meta charset="utf-8"><title>camera only</title>
+<video id="video" playsinline muted autoplay width="640" height="480"></video><script src="bare.js"></script>"""
+BARE_CAMERA_JS = """navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } }).then((stream) => {
+  const video = document.getElementById('video'); video.srcObject = stream; return video.play();
+}).then(() => { window.cameraOn = true; });"""
 
 # Installed before any page script: long tasks and click latency, recorded where the benchmark can read them.
 PROBES = """
@@ -121,6 +138,45 @@ def renderers(profile_dir: str) -> list[int] | None:
     return found
 
 
+def browser_pids(profile_dir: str) -> list[int]:
+    """The browser process of the Chromium using `profile_dir` and every process below it (renderers, GPU,
+    utility, zygotes): what the device's memory holds for the page."""
+    parents: dict[int, int] = {}
+    roots = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            pid = int(entry.name)
+            parents[pid] = int(_proc(pid, "stat").rsplit(")", 1)[1].split()[1])
+            cmd = _proc(pid, "cmdline").replace("\0", " ")
+        except (OSError, IndexError, ValueError):
+            continue
+        if f"--user-data-dir={profile_dir}" in cmd and "--type=" not in cmd:
+            roots.append(pid)
+    found = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                changed = True
+    return sorted(found)
+
+
+def browser_pss_bytes(profile_dir: str) -> int:
+    """Proportional set size of all the browser's processes (shared pages split among their sharers)."""
+    total = 0
+    for pid in browser_pids(profile_dir):
+        try:
+            pss = next(line for line in _proc(pid, "smaps_rollup").splitlines() if line.startswith("Pss:"))
+            total += int(pss.split()[1]) * 1024
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
 def renderer_rss_bytes(profile_dir: str) -> int | None:
     """Resident memory of the renderer processes of the Chromium using `profile_dir` (the page and its workers)."""
     pids = renderers(profile_dir)
@@ -156,17 +212,18 @@ def renderer_main_cpu_s(profile_dir: str) -> float | None:
 
 # ---------------------------------------------------------------- one run
 
-def open_ready(page, url: str, timeout_s: float) -> dict:
+def open_ready(page, url: str | None, timeout_s: float) -> dict:
     """Open `url` as a new visit and wait until the page is ready (or failed). Adds `readyMs` (the visit's first
     navigation -> ready, an isolation reload included) and `phases` (the engine's load measures, ms from the last
     navigation: [{name, start, ms}])."""
     from fixtures.e2e import status, wait_for
 
-    if page.url.startswith("http"):
-        page.evaluate("() => sessionStorage.removeItem('bench:origin')")
-    page.goto(url)
-    wait_for(page, "() => window.__emotionApp && ['ready', 'error'].includes(window.__emotionApp.state)",
-             int(timeout_s * 1000))
+    if url is not None:  # a new visit (None: the visit in progress)
+        if page.url.startswith("http"):
+            page.evaluate("() => sessionStorage.removeItem('bench:origin')")
+        page.goto(url)
+    wait_for(page, "() => window.__emotionApp && (window.__emotionApp.loadMs !== null || "
+                   "window.__emotionApp.state === 'error')", int(timeout_s * 1000))
     s = status(page)
     timing = page.evaluate("""() => ({
       firstOrigin: Number(sessionStorage.getItem('bench:origin')) || performance.timeOrigin,
@@ -198,20 +255,29 @@ def task_seconds(cdp) -> float:
     return metrics["TaskDuration"]
 
 
-def camera_window(page, cdp, seconds: float, profile_dir: str) -> dict:
-    """Run the camera for `seconds` (after a short settling time) and measure the main thread meanwhile."""
+def camera_window(page, cdp, seconds: float, profile_dir: str, clicks: int) -> dict:
+    """Run the camera for `seconds` (after a short settling time) and measure the main thread, `clicks` clicks'
+    response and the browser's memory (PSS every second) meanwhile."""
     from fixtures.e2e import status, wait_for
 
     page.click("#start-camera")
-    wait_for(page, "() => window.__emotionApp.frames >= 5 || window.__emotionApp.error !== null", 120_000)
+    wait_for(page, "() => window.__emotionApp.frames >= 5 || window.__emotionApp.error !== null", 180_000)
     s0 = status(page)
     busy0, cpu0, t0 = task_seconds(cdp), renderer_main_cpu_s(profile_dir), time.perf_counter()
-    page_t0 = page.evaluate("() => performance.now()")
-    page.wait_for_timeout(seconds * 1000)
+    page_t0 = page.evaluate("() => { window.__bench.clicks = []; return performance.now(); }")
+    pss = [browser_pss_bytes(profile_dir)]
+    next_click = seconds / (clicks + 1)
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        page.wait_for_timeout(min(1000, max(1, (seconds - elapsed) * 1000)))
+        pss.append(browser_pss_bytes(profile_dir))
+        if clicks and time.perf_counter() - t0 >= next_click:
+            page.click(".settings summary")  # opens / closes the settings: a visible answer to the click
+            next_click += seconds / (clicks + 1)
     busy1, cpu1, t1 = task_seconds(cdp), renderer_main_cpu_s(profile_dir), time.perf_counter()
     s1 = status(page)
     long_tasks = page.evaluate(f"() => window.__bench.longTasks && window.__bench.longTasks.filter("
                                f"(t) => t.start >= {page_t0} && t.ms > {LONG_TASK_MS})")
+    click_ms = page.evaluate("() => window.__bench.clicks")
     frames = s1["frames"] - s0["frames"]
     history = s1["history"][-max(1, min(frames, 300)):]
     ran = [h for h in history if h.get("detectorRan", True)]  # frames the face detector ran on
@@ -227,6 +293,8 @@ def camera_window(page, cdp, seconds: float, profile_dir: str) -> dict:
         "main_busy_ms_per_frame": (busy1 - busy0) * 1000 / max(1, frames),
         "main_cpu_ms_per_frame": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) * 1000 / max(1, frames),
         "long_tasks": long_tasks,
+        "click_ms": click_ms,
+        "peak_pss": max(pss),
         "stages": {k: {"median": statistics.median(h[k] for h in history),
                        "p90": percentile([h[k] for h in history], 90)}
                    for k in STAGES if history and all(k in h for h in history)},
@@ -238,29 +306,25 @@ def camera_window(page, cdp, seconds: float, profile_dir: str) -> dict:
     }
 
 
-def throttled_window(page, cdp, rate: float, seconds: float, clicks: int) -> dict:
-    from fixtures.e2e import status, wait_for
+def first_label(page, url: str, timeout_s: float) -> dict:
+    """A cold visit as a person makes it: open the page, start the camera as soon as the page allows, and wait for
+    the first labelled face. Returns open_ready's status plus `firstLabelMs` (the visit's first navigation -> the
+    first result with a face, an isolation reload included)."""
+    from fixtures.e2e import wait_for
 
-    cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
-    try:
-        page.click("#start-camera")
-        wait_for(page, "() => window.__emotionApp.frames >= 3 || window.__emotionApp.error !== null", 180_000)
-        page.wait_for_timeout(2000)  # settle
-        f0, t0 = status(page)["frames"], time.perf_counter()
-        page.evaluate("() => { window.__bench.clicks = []; }")
-        gap_ms = seconds * 1000 / (clicks + 1)
-        for _ in range(clicks):
-            page.wait_for_timeout(gap_ms)
-            page.click(".settings summary")  # opens / closes the settings: a visible answer to the click
-        page.wait_for_timeout(gap_ms)
-        s = status(page)
-        f1, t1 = s["frames"], time.perf_counter()
-        latencies = page.evaluate("() => window.__bench.clicks")
-        page.click("#stop-camera")
-        wait_for(page, "() => window.__emotionApp.state === 'ready'")
-    finally:
-        cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
-    return {"rate": rate, "fps": (f1 - f0) / (t1 - t0), "click_ms": latencies, "error": s["error"]}
+    page.goto(url)
+    wait_for(page, "() => window.__emotionApp && (window.__emotionApp.state === 'error' || "
+                   "!document.getElementById('start-camera').disabled)", int(timeout_s * 1000))
+    page.click("#start-camera")
+    wait_for(page, "() => window.__emotionApp.error !== null || window.__emotionApp.history.some((h) => h.faces > 0)",
+             int(timeout_s * 1000))
+    out = page.evaluate("""() => {
+      const first = window.__emotionApp.history.find((h) => h.faces > 0);
+      const firstOrigin = Number(sessionStorage.getItem('bench:origin')) || performance.timeOrigin;
+      return { error: window.__emotionApp.error, at: first ? first.at : null,
+               offset: performance.timeOrigin - firstOrigin };
+    }""")
+    return {"firstLabelMs": None if out["at"] is None else out["offset"] + out["at"], "error": out["error"]}
 
 
 TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtools.timeline", "v8.execute", "blink",
@@ -344,27 +408,43 @@ def print_trace(trace: dict, path: Path) -> None:
         print(f"{name[:44]:44s} {'':6s} {ms:8.1f} {ms / n:8.2f}")
 
 
-def bench_one(playwright, url: str, setting: str, extra_query: str, video: Path, args, first: bool = False) -> dict:
+def chromium_under_quota(cores: float, folder: Path) -> Path:
+    """A Chromium launcher that runs the whole browser (every process and worker) under phone-cpu's CPU quota."""
+    if not PHONE_CPU.exists():
+        raise SystemExit(f"{PHONE_CPU} missing: --cpu-cores needs the shared phone-cpu tool")
+    from browser_fixtures import CHROMIUM
+
+    launcher = folder / "chromium-quota"
+    launcher.write_text(f"#!/bin/sh\nexec {PHONE_CPU} --cores {cores} -- {CHROMIUM} \"$@\" 2>/dev/null\n")
+    launcher.chmod(0o755)
+    return launcher
+
+
+def bench_one(playwright, server, url: str, setting: str, extra_query: str, video: Path, args,
+              first: bool = False) -> dict:
     from fixtures.e2e import launch_app_browser
 
     flags = ["--enable-unsafe-webgpu"] if args.webgpu_flag or setting == "webgpu" else []
-    browser = launch_app_browser(playwright, *flags, fake_video=video)
+    browser = launch_app_browser(playwright, *flags, fake_video=video, executable=args.executable)
     try:
         browser.context.add_init_script(PROBES)
         page = browser.new_page()
         cdp = browser.context.new_cdp_session(page)
         cdp.send("Performance.enable")
         address = url + query_string(setting, extra_query)
-        s = open_ready(page, address, args.timeout)
-        if s["state"] != "ready":
-            return {"setting": setting, "error": s["error"]}
+        sent0 = server.bytes_sent
+        opened = first_label(page, address, args.timeout)
+        if opened["error"]:
+            return {"setting": setting, "error": opened["error"]}
+        wire = server.bytes_sent - sent0
+        s = open_ready(page, None, args.timeout)  # the same visit: its ready time and load phases
         out = {"setting": setting, "ep": s["ep"], "thread": s["thread"], "cold_ready_ms": s["readyMs"],
-               "cold_phases": s["phases"]}
+               "cold_phases": s["phases"], "first_label_ms": opened["firstLabelMs"], "wire_bytes": wire}
         fetched = [u[len(url):].split("?")[0] for u in browser.requests if u.startswith(url)]
         out["fetched_paths"] = sorted(set(fetched))
+        page.click("#stop-camera")
         choose_camera_detector(page, args.camera_detector)
-        out["camera"] = camera_window(page, cdp, args.camera_seconds, browser._profile.name)
-        out["throttled"] = throttled_window(page, cdp, args.throttle, args.throttle_seconds, args.clicks)
+        out["camera"] = camera_window(page, cdp, args.camera_seconds, browser._profile.name, args.clicks)
         if args.trace and first:
             out["trace"] = traced_camera(page, cdp, args.trace_seconds, args.trace)
         s = open_ready(page, address, args.timeout)  # a second visit: HTTP cache and service worker warm
@@ -373,6 +453,31 @@ def bench_one(playwright, url: str, setting: str, extra_query: str, video: Path,
         return out
     finally:
         browser.close()
+
+
+def bare_camera_pss(playwright, video: Path, args, seconds: float = 10.0) -> int:
+    """Peak PSS of a fresh browser showing only the camera (the same fake webcam and flags): the baseline the
+    engine's own memory is the difference to."""
+    from fixtures.e2e import launch_app_browser, serve_dir, wait_for
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "index.html").write_text(BARE_CAMERA_HTML)
+        (Path(folder) / "bare.js").write_text(BARE_CAMERA_JS)
+        server, url = serve_dir(Path(folder))
+        browser = launch_app_browser(playwright, fake_video=video, executable=args.executable)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            wait_for(page, "() => window.cameraOn === true", 120_000)
+            peak, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                page.wait_for_timeout(1000)
+                peak = max(peak, browser_pss_bytes(browser._profile.name))
+            return peak
+        finally:
+            browser.close()
+            server.shutdown()
+            server.server_close()
 
 
 # ---------------------------------------------------------------- soak
@@ -444,6 +549,31 @@ def fetched_bytes(manifest: dict, paths: list[str]) -> int:
     return sum(files[p]["bytes"] for p in paths if p in files)
 
 
+def gzip_host_bytes(site: Path, paths: list[str]) -> int:
+    """What the fetched files weigh from a host that gzips what GitHub Pages gzips (serve.GZIP_TYPES)."""
+    from serve import GZIP_LEVEL, GZIP_TYPES, SiteHandler
+
+    total = 0
+    for rel in paths:
+        path = site / (rel or "index.html")
+        if path.is_file():
+            data = path.read_bytes()
+            gz = SiteHandler.guess_type(None, str(path)).startswith(GZIP_TYPES)
+            total += len(gzip.compress(data, GZIP_LEVEL, mtime=0)) if gz else len(data)
+    return total
+
+
+def native_ms_per_face(site: Path, manifest: dict) -> float | None:
+    """Native onnxruntime's median ms for one face through the site's default emotion model (1 thread): the figure
+    that says how fast this machine is, printed beside every absolute time."""
+    try:
+        from model_export.bench import bench
+    except ImportError:
+        return None
+    default = next(m for m in manifest["models"]["emotion"] if m["id"] == manifest["models"]["emotion_default"])
+    return bench(site / default["model"], runs=300, threads=1)["median_ms"]
+
+
 def machine_line() -> str:
     chromium = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -477,14 +607,20 @@ def print_phases(rs: list[dict]) -> None:
         print(f"{n[:58]:58s} {c0:7.0f} {c1:6.0f} {w0:7.0f} {w1:6.0f}")
 
 
-def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
+def print_report(manifest: dict, runs: list[dict], args, video: Path, native_ms: float | None,
+                 baseline: int | None) -> None:
     mb = lambda n: f"{n / 1e6:.1f}"  # noqa: E731
     t = manifest["totals"]
-    print(f"\n{machine_line()}\nfake webcam {video.name}; camera face detector {args.camera_detector}; "
-          f"camera run {args.camera_seconds:g} s; "
-          f"throttled {args.throttle:g}x for {args.throttle_seconds:g} s with {args.clicks} clicks; served "
-          f"{'like GitHub Pages (no COOP/COEP: the isolation reload counts)' if args.pages_like else 'by serve.py'}\n")
-    print(f"Page weight (manifest.json): {t['files']} files, {mb(t['bytes'])} MB raw, {mb(t['gzip_bytes'])} MB gzip")
+    cpu = f"every browser held to {args.cpu_cores:g} core(s) by phone-cpu" if args.cpu_cores else "full CPU"
+    print(f"\n{machine_line()}\n{cpu}; native onnxruntime {native_ms or float('nan'):.2f} ms a face (default emotion "
+          f"model, 1 thread, idle conditions assumed)\nfake webcam {video.name}; camera face detector "
+          f"{args.camera_detector}; camera run {args.camera_seconds:g} s with {args.clicks} clicks; served "
+          f"{'like GitHub Pages (no COOP/COEP: the isolation reload counts)' if args.pages_like else 'by serve.py'}"
+          f"{', uncompressed' if args.no_gzip else ', gzip like GitHub Pages'}"
+          f"{f', through a {args.link} link' if args.link else ''}\n")
+    print(f"Site weight (manifest.json): {t['files']} files, {mb(t['bytes'])} MB raw, {mb(t['gzip_bytes'])} MB gzip")
+    if baseline:
+        print(f"Memory baseline: a page showing only the camera peaks at {baseline / 1e6:.0f} MB PSS (all processes)")
     ok = [r for r in runs if "error" not in r and not r["camera"]["error"]]
     for r in runs:
         if r not in ok:
@@ -493,24 +629,30 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
         rs = [r for r in ok if r["setting"] == setting]
         print(f"\n== {setting}: EP {rs[0]['ep']['detector']}/{rs[0]['ep']['emotion']}, pipeline in the "
               f"{rs[0]['thread']} thread, {len(rs)} run(s); per run, then the median")
-        head = (f"{'run':>4s} {'cold s':>6s} {'warm s':>6s} {'FPS':>5s} {'dropped':>7s} {'long tasks':>10s} "
-                f"{'main ms/frame':>13s} {'main CPU':>8s} {'4x FPS':>6s} {'click med/max ms':>16s} {'fetched MB':>10s}")
+        head = (f"{'run':>4s} {'cold s':>6s} {'warm s':>6s} {'label s':>7s} {'FPS':>5s} {'dropped':>7s} "
+                f"{'long tasks':>10s} {'main ms/frame':>13s} {'main CPU':>8s} {'click med/max ms':>16s} "
+                f"{'wire MB':>7s} {'gzip MB':>7s} {'raw MB':>6s} {'peak PSS MB':>11s}")
         print(head)
         rows = []
         for i, r in enumerate(rs, 1):
-            c, th = r["camera"], r["throttled"]
+            c = r["camera"]
             n_long = None if c["long_tasks"] is None else len(c["long_tasks"])
             cpu = c.get("main_cpu_ms_per_frame")
-            row = [r["cold_ready_ms"] / 1000, r["warm_ready_ms"] / 1000, c["fps"], c["dropped"], n_long,
-                   c["main_busy_ms_per_frame"], cpu, th["fps"], med(th["click_ms"]), max(th["click_ms"], default=None)]
+            row = [r["cold_ready_ms"] / 1000, r["warm_ready_ms"] / 1000, (r["first_label_ms"] or float("nan")) / 1000,
+                   c["fps"], c["dropped"], n_long, c["main_busy_ms_per_frame"], cpu, med(c["click_ms"]),
+                   max(c["click_ms"], default=None), r["wire_bytes"] / 1e6,
+                   gzip_host_bytes(args.site, r["fetched_paths"]) / 1e6,
+                   fetched_bytes(manifest, r["fetched_paths"]) / 1e6, c["peak_pss"] / 1e6]
             rows.append(row)
-            print(f"{i:>4d} {row[0]:6.2f} {row[1]:6.2f} {row[2]:5.1f} {row[3]:7d} {str(row[4]):>10s} {row[5]:13.2f} "
-                  f"{row[6] if row[6] is not None else float('nan'):8.2f} "
-                  f"{row[7]:6.1f} {row[8]:7.0f} / {row[9] or float('nan'):<6.0f} "
-                  f"{mb(fetched_bytes(manifest, r['fetched_paths'])):>10s}")
+            print(f"{i:>4d} {row[0]:6.2f} {row[1]:6.2f} {row[2]:7.2f} {row[3]:5.1f} {row[4]:7d} {str(row[5]):>10s} "
+                  f"{row[6]:13.2f} {row[7] if row[7] is not None else float('nan'):8.2f} "
+                  f"{row[8]:7.0f} / {row[9] or float('nan'):<6.0f} {row[10]:7.1f} {row[11]:7.1f} {row[12]:6.1f} "
+                  f"{row[13]:11.0f}")
         m = [med([row[k] for row in rows]) for k in range(len(rows[0]))]
-        print(f"{'med':>4s} {m[0]:6.2f} {m[1]:6.2f} {m[2]:5.1f} {m[3]:7.0f} {m[4]:>10.0f} {m[5]:13.2f} {m[6]:8.2f} "
-              f"{m[7]:6.1f} {m[8]:7.0f} / {m[9]:<6.0f}")
+        print(f"{'med':>4s} {m[0]:6.2f} {m[1]:6.2f} {m[2]:7.2f} {m[3]:5.1f} {m[4]:7.0f} {m[5]:>10.0f} {m[6]:13.2f} "
+              f"{m[7]:8.2f} {m[8]:7.0f} / {m[9]:<6.0f} {m[10]:7.1f} {m[11]:7.1f} {m[12]:6.1f} {m[13]:11.0f}")
+        if baseline:
+            print(f"the page's share of memory (peak PSS - camera-only baseline): {m[13] - baseline / 1e6:.0f} MB")
         longest = max((t["ms"] for r in rs for t in (r["camera"]["long_tasks"] or [])), default=0)
         print(f"longest main-thread task during the camera runs: {longest:.0f} ms")
         print(f"\n{'stage':10s} {'median ms':>9s} {'p90 ms':>7s}   (median over runs of each run's median / p90)")
@@ -526,7 +668,11 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path) -> None:
                   f"where it ran {med(split['ran']) if split['ran'] else float('nan'):.1f} ms, where the last "
                   f"detection's faces were kept {med(split['kept']) if split['kept'] else float('nan'):.1f} ms")
         print_phases(rs)
-    print("\ngrab = taking the frame on the main thread; capture = reading its pixels (engine); pre = detector_input +"
+    print("\ncold / warm s = first navigation -> ready, first and second visit; label s = first navigation -> the first"
+          " labelled face, the camera started as soon as the page allows; wire MB = bytes the server sent for the cold"
+          " visit; gzip MB / raw MB = the same files from a host that gzips like GitHub Pages / one that does not;"
+          " peak PSS = all the browser's processes during the camera run.")
+    print("grab = taking the frame on the main thread; capture = reading its pixels (engine); pre = detector_input +"
           " decode_faces + emotion_input (Python; preDetector: detector_input alone); post = update (Python); detect / classify = onnxruntime-web;"
           " total = the engine's whole frame; roundTrip = grab -> result on the main thread (the frame's lag)."
           " main ms/frame = Chromium's main-thread TaskDuration over the camera run / frames processed;"
@@ -542,9 +688,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="fresh-browser runs per EP setting (median printed)")
     parser.add_argument("--query", default="", help="extra page parameters, e.g. worker=0")
     parser.add_argument("--camera-seconds", type=float, default=20.0)
-    parser.add_argument("--throttle", type=float, default=4.0, help="CPU throttling rate for the throttled run")
-    parser.add_argument("--throttle-seconds", type=float, default=10.0)
-    parser.add_argument("--clicks", type=int, default=8, help="clicks during the throttled run")
+    parser.add_argument("--clicks", type=int, default=8, help="clicks during the camera run (response latency)")
+    parser.add_argument("--cpu-cores", type=float, help="hold every browser to this CPU quota (phone-cpu; e.g. 0.5)")
+    parser.add_argument("--link", help="serve through an emulated network link, e.g. 20mbit,40ms")
+    parser.add_argument("--no-gzip", action="store_true", help="serve every file uncompressed")
+    parser.add_argument("--baseline-seconds", type=float, default=10.0,
+                        help="the camera-only page's run, for the memory baseline (0: skip)")
     parser.add_argument("--soak-seconds", type=float, default=0.0, help="add a long camera run (e.g. 600)")
     parser.add_argument("--soak-interval", type=float, default=30.0, help="seconds between soak samples")
     parser.add_argument("--webgpu-flag", action="store_true", help="launch Chromium with --enable-unsafe-webgpu")
@@ -575,27 +724,36 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown EP settings {unknown}; use {sorted(QUERIES)}")
     manifest = ensure_site(args.site, not args.no_build)
     video = videos.y4m(videos.HAPPY) if args.camera_clip == "still" else videos.y4m(videos.HAPPY_MOVING, frames=60)
-    server, url = serve_dir(args.site, pages_like=args.pages_like)
-    runs, soak_samples = [], []
+    from serve import Link
+
+    native_ms = native_ms_per_face(args.site, manifest)
+    server, url = serve_dir(args.site, pages_like=args.pages_like, gzip=not args.no_gzip,
+                            link=Link.parse(args.link) if args.link else None)
+    runs, soak_samples, baseline = [], [], None
     try:
-        with sync_playwright() as p:
+        with tempfile.TemporaryDirectory() as folder, sync_playwright() as p:
+            args.executable = chromium_under_quota(args.cpu_cores, Path(folder)) if args.cpu_cores else None
+            if args.baseline_seconds > 0 and args.runs > 0:
+                print("running the camera-only page (memory baseline) ...", flush=True)
+                baseline = bare_camera_pss(p, video, args, args.baseline_seconds)
             for setting in settings:
                 for i in range(args.runs):
                     print(f"running {setting} ({i + 1}/{args.runs}) ...", flush=True)
-                    runs.append(bench_one(p, url, setting, args.query, video, args, first=not runs))
+                    runs.append(bench_one(p, server, url, setting, args.query, video, args, first=not runs))
             if args.soak_seconds > 0:
                 soak_samples = soak(p, url, settings[0], args.query, video, args)
     finally:
         server.shutdown()
         server.server_close()
     if runs:
-        print_report(manifest, runs, args, video)
+        print_report(manifest, runs, args, video, native_ms, baseline)
         traced = next((r for r in runs if "trace" in r), None)
         if traced:
             print_trace(traced["trace"], args.trace)
     if args.json:
         args.json.write_text(json.dumps({"manifest_totals": manifest["totals"], "groups": manifest["groups"],
-                                         "machine": machine_line(), "runs": runs, "soak": soak_samples}, indent=1))
+                                         "machine": machine_line(), "native_ms_per_face": native_ms,
+                                         "baseline_pss": baseline, "runs": runs, "soak": soak_samples}, indent=1))
     return 0 if all("error" not in r for r in runs) else 1
 
 

@@ -107,3 +107,53 @@ def test_refuses_a_folder_without_index_html(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "build the site first" in result.stderr
+
+
+def fetch_encoded(url: str, encoding: str = "gzip") -> tuple[dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers={"Accept-Encoding": encoding})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return _lower(response.headers), response.read()
+
+
+def test_gzips_text_javascript_json_and_wasm_like_github_pages(server):
+    import gzip
+
+    base, site = server
+    for rel in ("app.js", "vendor/pyodide/pyodide.asm.wasm", "manifest.json", "index.html"):
+        headers, body = fetch_encoded(base + rel)
+        assert headers.get("content-encoding") == "gzip" and headers["vary"] == "Accept-Encoding", rel
+        assert int(headers["content-length"]) == len(body) and gzip.decompress(body) == (site / rel).read_bytes()
+    for rel in ("models/face_detector.onnx", "vendor/pyodide/python_stdlib.zip", "wheels/x-0.1-py3-none-any.whl"):
+        headers, body = fetch_encoded(base + rel)
+        assert "content-encoding" not in headers and body == (site / rel).read_bytes(), rel
+    headers, body = fetch_encoded(base + "app.js", "identity")  # a client that does not accept gzip
+    assert "content-encoding" not in headers and body == (site / "app.js").read_bytes()
+
+
+def test_no_gzip_and_an_emulated_link(tmp_path):
+    """--no-gzip sends files as they are; --link delays every response by its round trip and paces it to its
+    bandwidth; the server counts the bytes it sent."""
+    import threading
+    import time
+
+    from serve import Link, make_server
+
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    (tmp_path / "big.js").write_bytes(bytes(range(256)) * 1000)  # 256 KB of text-typed content: gzip would shrink it
+    server = make_server(tmp_path, port=0, quiet=True, gzip=False, link=Link.parse("10mbit,50ms"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        t0 = time.perf_counter()
+        headers, body = fetch_encoded(url + "index.html")
+        assert time.perf_counter() - t0 >= 0.05 and "content-encoding" not in headers
+        t0 = time.perf_counter()
+        headers, body = fetch_encoded(url + "big.js")
+        # 256,000 bytes at 10 Mbit/s take 0.2 s (+ the 50 ms round trip)
+        assert time.perf_counter() - t0 >= 0.25 and "content-encoding" not in headers and len(body) == 256_000
+        assert server.bytes_sent == 256_000 + len("<!doctype html>")
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(Exception, match="20mbit,40ms"):
+        Link.parse("fast")

@@ -350,7 +350,7 @@ function showResult(result, { mirror, live }) {
   const { faces, detected, detectorRan, width, height, timings } = result;
   const { display } = currentModel;
   const maxFaces = lens.config.maxFaces;
-  status.pushTimings({ ...timings, faces: faces.length, detectorRan });
+  status.pushTimings({ ...timings, faces: faces.length, detectorRan, at: performance.now() });
   status.update({ lastResults: faces, faceCount: faces.length, timings, detector: result.detector });
   overlay.draw(faces, display, { srcW: width, srcH: height, mirror });
   renderFacePanel(els.faceList, faces, display);

@@ -29,7 +29,7 @@ const state = {
   cameraClickMs: null, // when Start camera was last pressed
   firstFrameMs: null, // first processed frame after that
   source: null, // camera | image
-  history: [], // per-frame timings of the last 300 frames (for the benchmark)
+  history: [], // per-frame timings, face count and time (at, ms) of the last 300 frames (for the benchmark)
 };
 
 const HISTORY = 300;
