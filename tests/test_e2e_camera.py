@@ -265,3 +265,58 @@ def test_camera_unplugged(cam):
     s = wait_frames(page, 3)
     assert s["state"] == "running" and s["error"] is None and not page.is_visible("#error")
     page.click("#stop-camera")
+
+
+@pytest.fixture(scope="module")
+def slow_link_url(app_server):  # noqa: F811
+    """The same site through an emulated 20 Mbit/s link: loading takes seconds, as on a phone on a mobile network."""
+    from fixtures.e2e import serve_dir
+    from serve import Link
+
+    server, url = serve_dir(app_server.dir, link=Link.parse("20mbit,40ms"))
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_camera_starts_while_the_models_load_and_labels_follow(playwright_driver, slow_link_url, happy_video):  # noqa: F811
+    """On a slow phone the start is seconds long: Start camera works during loading (the picture shows at once) and
+    the first labelled face comes as soon as the engine is ready."""
+    browser = launch_app_browser(playwright_driver, fake_video=happy_video)
+    try:
+        page = browser.new_page()
+        page.goto(slow_link_url)
+        wait_for(page, "() => window.__emotionApp && !document.getElementById('start-camera').disabled", 60_000)
+        assert status(page)["state"] == "loading"
+        page.click("#start-camera")
+        wait_for(page, "() => document.getElementById('video').readyState >= 2 && "
+                       "document.getElementById('viewport').dataset.mode === 'camera'")
+        s = status(page)
+        assert s["state"] == "loading" and s["frames"] == 0, s  # the picture, no labels yet
+        assert page.is_enabled("#stop-camera") and not page.is_enabled("#start-camera")
+        wait_for(page, "() => window.__emotionApp.state === 'running' && window.__emotionApp.frames >= 3 && "
+                       "window.__emotionApp.faceCount === 1", 180_000)
+        assert status(page)["loadMs"] is not None and status(page)["error"] is None
+        page.click("#stop-camera")
+        wait_for(page, "() => window.__emotionApp.state === 'ready'")
+        assert page.is_enabled("#start-camera")
+    finally:
+        browser.close()
+
+
+def test_stopping_the_camera_while_loading_leaves_a_ready_page(playwright_driver, slow_link_url, happy_video):  # noqa: F811
+    browser = launch_app_browser(playwright_driver, fake_video=happy_video)
+    try:
+        page = browser.new_page()
+        page.goto(slow_link_url)
+        wait_for(page, "() => window.__emotionApp && !document.getElementById('start-camera').disabled", 60_000)
+        page.click("#start-camera")
+        wait_for(page, "() => !document.getElementById('stop-camera').disabled")
+        assert status(page)["state"] == "loading"
+        page.click("#stop-camera")
+        wait_for(page, "() => window.__emotionApp.state === 'ready'", 180_000)
+        s = status(page)
+        assert s["frames"] == 0 and s["error"] is None and page.is_enabled("#start-camera")
+        assert page.evaluate("() => document.getElementById('video').srcObject") is None
+    finally:
+        browser.close()

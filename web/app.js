@@ -21,7 +21,8 @@ const READOUT_MS = 250;
 
 let lens = null;
 let currentModel = null; // the engine's emotion model in use (ModelInfo), kept from its READY / MODEL info
-let camera = null; // {stream, stopWatch, deviceId, mirror}
+let camera = null; // {stream, stopWatch (null until the engine watches it), deviceId, mirror}
+let cameraStarting = false; // the browser is opening the camera (permission prompt, device start)
 let pausedDeviceId = null; // the camera to resume when the page is shown again (paused while hidden)
 let lastStill = null; // result of the photo on screen, for re-drawing on resize
 let noFaceFrames = 0;
@@ -153,13 +154,15 @@ async function boot() {
   }
   try {
     lens ??= createLens();
+    // The camera may start while the engine loads (on a phone that hides seconds of loading behind its own start).
+    ui.setControls({ ready: false, loading: true, cameraOn: Boolean(camera), cameraBusy: cameraStarting });
     const info = await lens.load();
     applyInfo(info);
     status.update({ state: 'ready', loadMs: Math.round(performance.now()) });
     ui.setLoadDone(ui.readyText(info));
-    ui.setControls({ ready: true, cameraOn: false });
+    ui.setControls({ ready: true, cameraOn: Boolean(camera), cameraBusy: cameraStarting });
     session.modelReady();
-    if (!cameraSupportProblem()) els.start.focus({ preventScroll: true });
+    if (!camera && !cameraStarting && !cameraSupportProblem()) els.start.focus({ preventScroll: true });
   } catch (err) {
     console.error(err);
     status.update({ state: 'error' });
@@ -202,27 +205,42 @@ async function onStartCamera({ deviceId } = {}) {
     fail('NotFoundError', problem);
     return;
   }
-  ui.setControls({ ready: true, cameraOn: false, cameraBusy: true });
+  const ready = lens.state === 'ready';
+  cameraStarting = true;
+  ui.setControls({ ready, loading: !ready, cameraOn: false, cameraBusy: true });
   status.update({
-    state: 'camera-starting', cameraClickMs: Math.round(performance.now()), firstFrameMs: null, frames: 0, dropped: 0,
+    state: ready ? 'camera-starting' : status.get('state'), cameraClickMs: Math.round(performance.now()),
+    firstFrameMs: null, frames: 0, dropped: 0,
   });
   ui.setLoadText('Starting the camera…');
   try {
     const stream = await startCamera(els.video, { deviceId });
+    cameraStarting = false;
     lastStill = null;
+    const source = cameraOf(stream);
+    // A back camera is not a mirror: show it (and draw its boxes) the right way round.
+    els.viewport.dataset.facing = source.facing || 'user';
+    ui.setViewportMode('camera');
+    camera = { stream, stopWatch: null, deviceId: source.deviceId, mirror: source.facing !== 'environment' };
+    ui.setControls({ ready: lens.state === 'ready', loading: lens.state !== 'ready', cameraOn: true });
+    if (lens.state !== 'ready') {
+      // Started before the engine was ready: the picture shows now, the labels from the first frame after.
+      ui.setLoadText('Camera on; the models are still loading.');
+      const loaded = await lens.load().then(() => true, () => false); // boot() reports a failure
+      if (camera?.stream !== stream) return; // stopped meanwhile
+      if (!loaded) {
+        onStopCamera();
+        return;
+      }
+    }
     await lens.reset();
     resetFrameStats();
     session.cameraStarted(performance.now());
-    ui.setViewportMode('camera');
     status.update({ state: 'running', source: 'camera', frames: 0, dropped: 0 });
     ui.setControls({ ready: true, cameraOn: true });
     ui.setLoadText('Camera on. Frames are processed on this device only.');
     cameraBase = lens.stats;
-    const source = cameraOf(stream);
-    // A back camera is not a mirror: show it (and draw its boxes) the right way round.
-    const mirror = source.facing !== 'environment';
-    els.viewport.dataset.facing = source.facing || 'user';
-    camera = { stream, stopWatch: lens.watch(els.video), deviceId: source.deviceId, mirror };
+    camera.stopWatch = lens.watch(els.video);
     for (const track of stream.getVideoTracks()) {
       track.addEventListener('ended', () => {
         if (!camera || camera.stream !== stream) return;
@@ -234,9 +252,11 @@ async function onStartCamera({ deviceId } = {}) {
     await showCameraSwitch();
     if (document.visibilityState === 'hidden') pauseCamera(); // hidden while the camera was starting
   } catch (err) {
+    cameraStarting = false;
     const { code, message } = describeCameraError(err);
-    status.update({ state: 'ready' });
-    ui.setControls({ ready: true, cameraOn: false });
+    const ready = lens.state === 'ready';
+    if (ready) status.update({ state: 'ready' });
+    ui.setControls({ ready, loading: lens.state === 'loading', cameraOn: false });
     ui.setLoadText('Camera not started.');
     fail(code, message);
   }
@@ -245,18 +265,21 @@ async function onStartCamera({ deviceId } = {}) {
 /** Stop the camera. `paused`: the page was hidden; say so, and keep the focus where it is. */
 function onStopCamera({ paused = false } = {}) {
   if (!camera) return;
-  camera.stopWatch();
+  const watched = camera.stopWatch !== null; // null: stopped before the engine was ready to take its frames
+  camera.stopWatch?.();
   stopCamera(els.video, camera.stream);
   camera = null; // results of frames still in flight are ignored from here on
-  session.cameraStopped(performance.now());
+  if (watched) session.cameraStopped(performance.now());
   clearFaces();
   ui.setFaceCount(0);
   ui.setReadouts({ fps: null });
   notify(null, '');
   ui.setViewportMode('idle');
-  ui.setControls({ ready: true, cameraOn: false });
+  const ready = lens?.state === 'ready';
+  ui.setControls({ ready, loading: lens?.state === 'loading', cameraOn: false });
   els.switchCamera.hidden = true;
   status.update({ source: null, lastResults: [], faceCount: 0, fps: null });
+  if (!ready) return; // stopped while loading (or after loading failed): boot() owns the state and the messages
   if (paused) {
     ui.setLoadText('Camera paused while the page is hidden; it starts again when you come back.');
     status.update({ state: 'paused' });

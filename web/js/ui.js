@@ -169,8 +169,9 @@ export function setNotice(message) {
 }
 
 /** Enable/disable controls for the app state. */
-export function setControls({ ready, cameraOn, cameraBusy = false }) {
-  els.start.disabled = !ready || cameraOn || cameraBusy;
+/** `loading`: the engine is still loading; the camera may start already (its picture shows, labels follow). */
+export function setControls({ ready, cameraOn, cameraBusy = false, loading = false }) {
+  els.start.disabled = !(ready || loading) || cameraOn || cameraBusy;
   els.stop.disabled = !cameraOn;
   els.upload.disabled = !ready;
   els.uploadLabel.dataset.disabled = String(!ready);
