@@ -166,6 +166,7 @@ async function boot() {
   } catch (err) {
     console.error(err);
     status.update({ state: 'error' });
+    ui.setControls({ ready: false, cameraOn: Boolean(camera) }); // a camera started meanwhile is stopped by its start
     ui.showProgress({ status: 'failed', step: err.step || 'python' });
     ui.setLoadText('Loading failed.');
     fail(err.code || 'load', `Loading failed: ${readable(err)}`, { retry: true });
