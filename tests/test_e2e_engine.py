@@ -163,3 +163,33 @@ def test_browser_resampling_finds_the_same_faces_as_numpy():
     assert ious[0] >= 0.7 and ious[len(ious) // 2] >= 0.9
     prob_diffs.sort()
     assert prob_diffs[-1] < 0.45 and prob_diffs[-2] < 0.2 and same_top >= len(ious) - 2
+
+
+def test_the_main_thread_start_survives_cpu_contention(playwright_driver, app_server):  # noqa: F811
+    """Without workers every onnxruntime session starts on the page's own thread. Their creations and warm-ups once
+    overlapped there, and under load a warm-up failed ("Cannot read properties of null (reading '3')") and the page
+    stayed unusable. Five fresh starts while two busy processes hold both cores: every one gets ready."""
+    import multiprocessing
+
+    def spin(stop):
+        while not stop.is_set():
+            sum(i * i for i in range(10_000))
+
+    stop = multiprocessing.Event()
+    hogs = [multiprocessing.Process(target=spin, args=(stop,), daemon=True) for _ in range(2)]
+    for hog in hogs:
+        hog.start()
+    try:
+        for attempt in range(5):
+            browser = launch_app_browser(playwright_driver, service_workers="block")
+            try:
+                page = browser.new_page()
+                page.add_init_script("delete globalThis.Worker;")
+                s = open_app(page, app_server.url, "?ep=wasm")
+                assert s["state"] == "ready" and s["inference"] == "same-thread", (attempt, s["error"])
+            finally:
+                browser.close()
+    finally:
+        stop.set()
+        for hog in hogs:
+            hog.join(timeout=5)

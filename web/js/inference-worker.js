@@ -14,10 +14,6 @@ import { fetchVerified, setSiteRoot } from './manifest.js';
 
 const sessions = new Map(); // handle -> onnxruntime session
 let nextHandle = 1;
-// Sessions are created one at a time, in the order their files pass their checks: onnxruntime-web's backends
-// initialise on the first creation, and concurrent first creations on WebGPU never finished (headless Chromium).
-/** @type {Promise<unknown>} */
-let creating = Promise.resolve();
 
 function session(handle) {
   const found = sessions.get(handle);
@@ -37,9 +33,8 @@ const ops = {
     setSiteRoot(siteRoot);
     const bytes = await fetchVerified(path, { onProgress: progress });
     const variants = webgl ? { webgl: { load: () => fetchVerified(webgl.path), batch: webgl.batch } } : {};
-    const turn = creating.then(() => createSession(bytes, { ...options, variants }));
-    creating = turn.catch(() => {});
-    const { session: created, ep, batch, attempts, createMs, warmupMs } = await turn;
+    // createSession takes one creation at a time, in the order the files pass their checks.
+    const { session: created, ep, batch, attempts, createMs, warmupMs } = await createSession(bytes, { ...options, variants });
     const handle = nextHandle++;
     sessions.set(handle, created);
     return { handle, ep, batch, attempts, createMs, warmupMs, inputNames: created.inputNames,

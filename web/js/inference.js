@@ -110,6 +110,13 @@ function allFinite(outputs) {
   return Object.values(outputs).every(({ data }) => data.every(Number.isFinite));
 }
 
+// Sessions are created one at a time, in the order they are asked for, in the inference worker and on a thread
+// without one alike: onnxruntime-web's backends initialise on the first creation, and overlapping creations failed
+// (on WebGPU they never finished; on WASM on the page's own thread, under CPU load, a warm-up run read a null buffer:
+// "Cannot read properties of null (reading '3')", tests/test_e2e_engine.py).
+/** @type {Promise<unknown>} */
+let creating = Promise.resolve();
+
 /**
  * Create an inference session on the first execution provider that works. An EP is skipped when the
  * browser lacks it, when its GPU is a software renderer (unless allowSoftwareGpu), when session creation
@@ -129,7 +136,18 @@ function allFinite(outputs) {
  *          null when the session takes any batch
  * @throws {Error} when no EP works, listing why each one failed
  */
-export async function createSession(modelBytes, { preferred = EXECUTION_PROVIDERS, warmupDims, name = 'model',
+export function createSession(modelBytes, options = {}) {
+  const turn = creating.then(() => createSessionNow(modelBytes, options));
+  creating = turn.catch(() => {});
+  return turn;
+}
+
+/**
+ * createSession's work, for one session at a time.
+ * @param {Parameters<typeof createSession>[0]} modelBytes
+ * @param {Parameters<typeof createSession>[1]} [options]
+ */
+async function createSessionNow(modelBytes, { preferred = EXECUTION_PROVIDERS, warmupDims, name = 'model',
   allowSoftwareGpu = false, variants = {}, onAttempt } = {}) {
   const bytes = modelBytes instanceof Uint8Array ? modelBytes : new Uint8Array(modelBytes);
   const attempts = [];
