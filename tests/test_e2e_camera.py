@@ -320,3 +320,43 @@ def test_stopping_the_camera_while_loading_leaves_a_ready_page(playwright_driver
         assert page.evaluate("() => document.getElementById('video').srcObject") is None
     finally:
         browser.close()
+
+
+def test_a_camera_whose_frames_cannot_be_wrapped_keeps_running(playwright_driver, app_server, happy_video):  # noqa: F811
+    """Safari has failed `new VideoFrame(video)` for some camera formats: the engine then takes each frame as an
+    ImageBitmap instead of stopping the camera."""
+    browser = launch_app_browser(playwright_driver, fake_video=happy_video)
+    try:
+        page = browser.new_page()
+        page.add_init_script("globalThis.VideoFrame = class { constructor() { throw new TypeError('no VideoFrame'); } };")
+        assert open_app(page, app_server.url)["state"] == "ready"
+        page.click("#start-camera")
+        s = wait_frames(page, 10)
+        assert s["error"] is None and s["state"] == "running" and s["faceCount"] == 1, s
+    finally:
+        browser.close()
+
+
+def test_a_frame_whose_luma_cannot_be_copied_is_drawn_instead(playwright_driver, app_server, happy_video, tmp_path):  # noqa: F811
+    """VideoFrame.copyTo failing in the engine's worker (reported on iPhones) falls back to drawing the crops."""
+    import shutil
+
+    from fixtures.e2e import serve_dir
+
+    site = tmp_path / "site"
+    shutil.copytree(app_server.dir, site)
+    luma = site / "js" / "luma-crops.js"
+    luma.write_text(luma.read_text().replace("const [plane] = await frame.copyTo(",
+                                             "throw new Error('copyTo failed'); const [plane] = await frame.copyTo("))
+    server, url = serve_dir(site)
+    browser = launch_app_browser(playwright_driver, fake_video=happy_video, service_workers="block")
+    try:
+        page = browser.new_page()
+        assert open_app(page, url)["state"] == "ready"
+        page.click("#start-camera")
+        s = wait_frames(page, 10)
+        assert s["error"] is None and s["state"] == "running" and s["faceCount"] == 1, s
+    finally:
+        browser.close()
+        server.shutdown()
+        server.server_close()

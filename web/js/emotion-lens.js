@@ -276,15 +276,24 @@ async function startInline(baseUrl, onMessage) {
 
 // ---------------------------------------------------------------- frames
 
+let videoFramesWork = true; // false once `new VideoFrame(video)` has failed in this page
+
 /** The frame to send for `source`: {frame: VideoFrame|ImageBitmap, kind}. The caller's own bitmap/frame is consumed. */
 async function grabFrame(source) {
   if (typeof VideoFrame === 'function' && source instanceof VideoFrame) return { frame: source, kind: 'video' };
   if (typeof ImageBitmap === 'function' && source instanceof ImageBitmap) return { frame: source, kind: 'image' };
   if (typeof HTMLVideoElement === 'function' && source instanceof HTMLVideoElement) {
     if (!source.videoWidth) throw new LensError(ERROR_CODES.INPUT, 'The video has no frame yet (not playing?).');
-    // A VideoFrame refers to the decoded frame: no pixel copy on this thread.
-    const frame = typeof VideoFrame === 'function' ? new VideoFrame(source) : await createImageBitmap(source);
-    return { frame, kind: 'video' };
+    // A VideoFrame refers to the decoded frame: no pixel copy on this thread. Where making one fails (seen in Safari
+    // with some camera formats), an ImageBitmap of the video does the same job, from then on.
+    if (typeof VideoFrame === 'function' && videoFramesWork) {
+      try {
+        return { frame: new VideoFrame(source), kind: 'video' };
+      } catch {
+        videoFramesWork = false;
+      }
+    }
+    return { frame: await createImageBitmap(source), kind: 'video' };
   }
   const readable = ['HTMLCanvasElement', 'OffscreenCanvas', 'HTMLImageElement', 'SVGImageElement', 'ImageData', 'Blob']
     .some((name) => typeof globalThis[name] === 'function' && source instanceof globalThis[name]);

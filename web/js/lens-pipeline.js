@@ -79,6 +79,7 @@ class Pipeline {
     this.options = null;
     this.canvases = {}; // pixel canvases by use (frame, rgb, square, crops), kept from frame to frame
     this.lumaBuffer = {}; // {buffer}: a camera frame's planes (readLuma), kept from frame to frame
+    this.lumaWorks = true; // false once copying a frame's luma plane has failed
   }
 
   async load(data, progress) {
@@ -212,7 +213,10 @@ class Pipeline {
     const detectorRan = bridge.detection_due(width, height, detectEvery);
     const videoFrame = byBrowser && typeof VideoFrame === 'function' && source instanceof VideoFrame;
     // A camera's YUV frame: the crops come from its luma plane, so only the detector's square needs RGB pixels.
-    const luma = videoFrame ? await readLuma(source, this.lumaBuffer) : null;
+    // A luma plane that cannot be copied out (VideoFrame.copyTo failing, as in some Safari versions) leaves the
+    // canvas to draw the crops, from then on.
+    const luma = videoFrame && this.lumaWorks
+      ? await readLuma(source, this.lumaBuffer).catch(() => { this.lumaWorks = false; return null; }) : null;
     if (videoFrame && (detectorRan || !luma)) source = this.rgbCopy(source, srcWidth, srcHeight);
     let n = 0;
     const stage = { read: 0, input: 0, detect: 0, decode: 0 }; // ms of the detector's steps, 0 when it is skipped
