@@ -235,6 +235,23 @@ def test_runtime_load_timeout(playwright_driver, app_server):  # noqa: F811
         browser.close()
 
 
+@pytest.mark.parametrize("missing, script", [
+    ("WebAssembly SIMD", "WebAssembly.validate = () => false;"),  # the check compiles a one-instruction SIMD module
+    ("OffscreenCanvas", "delete globalThis.OffscreenCanvas;"),
+])
+def test_an_older_browser_is_told_which_versions_work(playwright_driver, app_server, missing, script):  # noqa: F811
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        page.add_init_script(script)
+        s = open_app(page, app_server.url)
+        assert s["state"] == "error" and s["error"]["code"] == "unsupported"
+        text = page.inner_text("#error")
+        assert f"lacks {missing}" in text and "Safari 16.4" in text and "Firefox 105" in text, text
+    finally:
+        browser.close()
+
+
 def test_browser_without_webassembly(playwright_driver, app_server):  # noqa: F811
     browser = launch_app_browser(playwright_driver)
     try:

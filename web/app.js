@@ -5,9 +5,9 @@
 
 import * as status from './js/app-status.js';
 import {
-  browserSupportProblem, cameraOf, cameraSupportProblem, describeCameraError, startCamera, stopCamera, videoInputs,
+  cameraOf, cameraSupportProblem, describeCameraError, startCamera, stopCamera, videoInputs,
 } from './js/camera.js';
-import { EVENTS, createEmotionLens, fitSize } from './js/emotion-lens.js';
+import { EVENTS, browserSupportProblem, createEmotionLens, fitSize } from './js/emotion-lens.js';
 import { createOverlay } from './js/overlay.js';
 import { renderFacePanel, whenResized } from './js/render.js';
 import * as ui from './js/ui.js';

@@ -11,15 +11,6 @@ export function cameraSupportProblem() {
   return null;
 }
 
-/** What the browser lacks to run the app at all, or null. */
-export function browserSupportProblem() {
-  if (typeof WebAssembly !== 'object' || typeof WebAssembly.instantiate !== 'function') {
-    return 'Unsupported browser: WebAssembly is not available, so the on-device models cannot run. ' +
-      'Please use a current version of Chrome, Edge, Firefox or Safari.';
-  }
-  return null;
-}
-
 /**
  * Map a getUserMedia error to {code, message}. Codes are the DOMException names, so tests and the
  * status object can tell the cases apart without parsing prose.

@@ -19,6 +19,27 @@ import { serviceWorkerControl } from './sw-control.js';
 
 export { ERROR_CODES, LensError, fitSize };
 
+/** The browsers that have everything the engine needs (WebAssembly with SIMD, OffscreenCanvas 2D, module workers). */
+export const MINIMUM_BROWSERS = 'Chrome or Edge 91, Firefox 105, Safari 16.4 (iPhone and iPad: iOS 16.4)';
+
+// The smallest module that uses a SIMD instruction: onnxruntime-web's WebAssembly build needs SIMD.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65,
+  0, 253, 15, 253, 98, 11]);
+
+/**
+ * Why this browser cannot run the engine, in plain words naming the versions that can, or null when it can.
+ * @returns {string|null}
+ */
+export function browserSupportProblem() {
+  const missing = [];
+  if (typeof WebAssembly !== 'object' || typeof WebAssembly.instantiate !== 'function') missing.push('WebAssembly');
+  else if (!WebAssembly.validate(SIMD_PROBE)) missing.push('WebAssembly SIMD');
+  if (typeof OffscreenCanvas !== 'function') missing.push('OffscreenCanvas');
+  if (!missing.length) return null;
+  return `Unsupported browser: it lacks ${missing.join(' and ')}, so the on-device models cannot run. They need ` +
+    `${MINIMUM_BROWSERS} or newer: please update this browser, or open the page in one of those.`;
+}
+
 /** Names of the events an EmotionLens dispatches (CustomEvent; the payload is `event.detail`). */
 export const EVENTS = Object.freeze({
   /** detail: LoadProgress, while load() or setModel() runs */
@@ -493,11 +514,8 @@ export class EmotionLens extends EventTarget {
     if (this.#loading) return this.#loading;
     this.#setState('loading');
     this.#loading = (async () => {
-      if (typeof WebAssembly !== 'object' || typeof WebAssembly.instantiate !== 'function') {
-        throw new LensError(ERROR_CODES.UNSUPPORTED, 'Unsupported browser: WebAssembly is not available, so the ' +
-          'on-device models cannot run. Please use a current version of Chrome, Edge, Firefox or Safari.',
-        { step: 'python' });
-      }
+      const unsupported = browserSupportProblem();
+      if (unsupported) throw new LensError(ERROR_CODES.UNSUPPORTED, unsupported, { step: 'python' });
       // First visit: let the site's service worker see (and keep) the big downloads.
       await timed('service worker control', () => serviceWorkerControl());
       if (!this.#channel) {
