@@ -209,3 +209,14 @@ def test_sessions_asked_for_at_once_are_created_one_at_a_time(site_server, brows
     assert len(spans) == 3 and all(s["ended"] is not None for s in spans), spans
     for before, after in zip(spans, spans[1:]):
         assert after["started"] >= before["ended"] - 1, spans  # 1 ms: the clocks' rounding
+
+
+def test_a_backend_that_never_answers_gives_way_after_its_time_limit(site_server, browser_context):
+    """Every EP has a time limit (inference.EP_TIME_LIMIT_MS): a hang (Safari 26's WebGPU has run away) moves the
+    chain on to the next EP instead of leaving the page loading; here WebGL's model file never arrives."""
+    page = _open_boot_page(browser_context(), site_server.url)
+    result = page.evaluate("() => window.hangingBackend(1500)")
+    assert result["ep"] == "wasm", result
+    webgl = result["attempts"][0]
+    assert webgl["ep"] == "webgl" and not webgl["ok"] and webgl["reason"] == "no answer within 1.5 s", result
+    assert 1500 <= webgl["ms"] < 10_000

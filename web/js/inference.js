@@ -15,6 +15,9 @@ import { recordSpans, timed } from './load-timing.js';
 import { fetchVerified, siteUrl } from './manifest.js';
 
 export const EXECUTION_PROVIDERS = Object.freeze(['webgpu', 'webgl', 'wasm']);
+/** How long one EP may take to create and warm up a session before the next is tried (ms): a GPU backend that is
+ *  slower than this has nothing to offer over WASM; WASM, the last resort, gets as long as a slow phone needs. */
+export const EP_TIME_LIMIT_MS = Object.freeze({ webgpu: 15_000, webgl: 15_000, wasm: 90_000 });
 
 const ORT_DIR = 'vendor/ort/';
 const BUNDLES = Object.freeze({ webgpu: 'ort.min.mjs', webgl: 'ort.webgl.min.mjs', wasm: 'ort.wasm.min.mjs' });
@@ -125,12 +128,14 @@ let creating = Promise.resolve();
  * @param {ArrayBuffer|Uint8Array} modelBytes  the ONNX file (e.g. from fetchVerified)
  * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean,
  *          variants?: Record<string, {load: () => Promise<ArrayBuffer|Uint8Array>, batch?: number}>,
- *          onAttempt?: (a: {ep: string, ok: boolean, reason?: string, ms: number}) => void}} [options]
+ *          onAttempt?: (a: {ep: string, ok: boolean, reason?: string, ms: number}) => void,
+ *          timeLimitMs?: number}} [options]
  *   variants: per EP, another file of the same network, loaded only when that EP is tried (WebGL takes
  *   only fixed shapes, so it gets a batch-1 copy); `batch` is the batch size that file is fixed to.
  *   preferred: EPs in order (default ['webgpu', 'webgl', 'wasm']); warmupDims: shape of the warm-up input
  *   (pass it: WebGL cannot report input shapes; default: from the model's metadata, symbolic dims set to 1);
- *   name: used in error messages; allowSoftwareGpu: also use SwiftShader-like GPUs (tests of the chain).
+ *   name: used in error messages; allowSoftwareGpu: also use SwiftShader-like GPUs (tests of the chain);
+ *   timeLimitMs: how long one EP may take to create and warm up the session (default EP_TIME_LIMIT_MS).
  * @returns {Promise<{session: object, ep: string, batch: number|null, attempts: Array<{ep: string, ok: boolean,
  *          reason?: string, ms: number}>, createMs: number, warmupMs: number}>}  batch: fixed batch size, or
  *          null when the session takes any batch
@@ -148,7 +153,7 @@ export function createSession(modelBytes, options = {}) {
  * @param {Parameters<typeof createSession>[1]} [options]
  */
 async function createSessionNow(modelBytes, { preferred = EXECUTION_PROVIDERS, warmupDims, name = 'model',
-  allowSoftwareGpu = false, variants = {}, onAttempt } = {}) {
+  allowSoftwareGpu = false, variants = {}, onAttempt, timeLimitMs } = {}) {
   const bytes = modelBytes instanceof Uint8Array ? modelBytes : new Uint8Array(modelBytes);
   const attempts = [];
   const record = (attempt) => { attempts.push(attempt); onAttempt?.(attempt); };
@@ -159,43 +164,64 @@ async function createSessionNow(modelBytes, { preferred = EXECUTION_PROVIDERS, w
       record({ ep, ok: false, reason, ms: performance.now() - t0 });
       continue;
     }
-    let session;
-    const variant = variants[ep];
-    try {
-      const ort = await loadOrt(ep);
-      // A copy per attempt: a backend may keep or detach the buffer it was given.
-      const epBytes = variant ? new Uint8Array(await variant.load()) : bytes.slice();
-      session = await timed(`session ${name} (${ep})`, () => ort.InferenceSession.create(epBytes, {
-        executionProviders: [ep],
-        graphOptimizationLevel: 'all',
-      }));
-      sessionOrt.set(session, ort);
-    } catch (err) {
-      record({ ep, ok: false, reason: `session creation failed: ${err.message ?? err}`, ms: performance.now() - t0 });
+    // A backend that hangs (Safari's WebGPU has run away) must not keep the page loading: past its time limit the
+    // next EP is tried, and a session that still arrives later is released.
+    const limitMs = timeLimitMs ?? EP_TIME_LIMIT_MS[ep];
+    const attempt = startOnEp(ep, bytes, variants[ep], { name, warmupDims });
+    let timer;
+    const timeout = new Promise((resolve) => { timer = setTimeout(resolve, limitMs, null); });
+    const outcome = await Promise.race([attempt, timeout]).finally(() => clearTimeout(timer));
+    if (outcome === null) {
+      attempt.then((late) => late.session?.release().catch(() => {}), () => {});
+      record({ ep, ok: false, reason: `no answer within ${limitMs / 1000} s`, ms: performance.now() - t0 });
       continue;
     }
-    const createMs = performance.now() - t0;
-    const t1 = performance.now();
-    const batch = variant?.batch ?? null;
-    const dims = warmupDims ?? warmupDimsFromMetadata(session);
-    try {
-      if (dims) {
-        const size = dims.reduce((a, b) => a * b, 1);
-        const outputs = await timed(`warm-up ${name} (${ep})`,
-          () => run(session, session.inputNames[0], new Float32Array(size), dims));
-        if (!allFinite(outputs)) throw new Error('warm-up output has NaN or infinite values');
-      }
-    } catch (err) {
-      record({ ep, ok: false, reason: `warm-up run failed: ${err.message ?? err}`, ms: performance.now() - t0 });
-      await session.release().catch(() => {});
+    if (outcome.reason) {
+      record({ ep, ok: false, reason: outcome.reason, ms: performance.now() - t0 });
       continue;
     }
-    const warmupMs = performance.now() - t1;
-    record({ ep, ok: true, ms: performance.now() - t0, ...(dims ? {} : { reason: 'no warm-up: input shape unknown' }) });
-    return { session, ep, batch, attempts, createMs, warmupMs };
+    const { session, createMs, warmupMs, warmedUp } = outcome;
+    record({ ep, ok: true, ms: performance.now() - t0, ...(warmedUp ? {} : { reason: 'no warm-up: input shape unknown' }) });
+    return { session, ep, batch: variants[ep]?.batch ?? null, attempts, createMs, warmupMs };
   }
   const why = attempts.map((a) => `${a.ep}: ${a.reason}`).join('; ');
   throw new Error(`No execution provider could run the ${name} (${why}).`);
+}
+
+/**
+ * One EP's try: its session, created and warmed up on zeros. Resolves {session, createMs, warmupMs, warmedUp} or
+ * {reason} (why this EP cannot run the model); never rejects.
+ */
+async function startOnEp(ep, bytes, variant, { name, warmupDims }) {
+  const t0 = performance.now();
+  let session;
+  try {
+    const ort = await loadOrt(ep);
+    // A copy per attempt: a backend may keep or detach the buffer it was given.
+    const epBytes = variant ? new Uint8Array(await variant.load()) : bytes.slice();
+    session = await timed(`session ${name} (${ep})`, () => ort.InferenceSession.create(epBytes, {
+      executionProviders: [ep],
+      graphOptimizationLevel: 'all',
+    }));
+    sessionOrt.set(session, ort);
+  } catch (err) {
+    return { reason: `session creation failed: ${err.message ?? err}` };
+  }
+  const createMs = performance.now() - t0;
+  const t1 = performance.now();
+  const dims = warmupDims ?? warmupDimsFromMetadata(session);
+  try {
+    if (dims) {
+      const size = dims.reduce((a, b) => a * b, 1);
+      const outputs = await timed(`warm-up ${name} (${ep})`,
+        () => run(session, session.inputNames[0], new Float32Array(size), dims));
+      if (!allFinite(outputs)) throw new Error('warm-up output has NaN or infinite values');
+    }
+  } catch (err) {
+    await session.release().catch(() => {});
+    return { reason: `warm-up run failed: ${err.message ?? err}` };
+  }
+  return { session, createMs, warmupMs: performance.now() - t1, warmedUp: Boolean(dims) };
 }
 
 /** The inference worker (js/inference-worker.js), one per thread that opens sessions, and its pending requests. */
