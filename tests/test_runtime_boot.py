@@ -220,3 +220,18 @@ def test_a_backend_that_never_answers_gives_way_after_its_time_limit(site_server
     webgl = result["attempts"][0]
     assert webgl["ep"] == "webgl" and not webgl["ok"] and webgl["reason"] == "no answer within 1.5 s", result
     assert 1500 <= webgl["ms"] < 10_000
+
+
+SAFARI_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+             "Version/18.1 Mobile/15E148 Safari/604.1")
+
+
+@pytest.mark.parametrize("user_agent, threads", [(None, 3), (SAFARI_UA, 1)])
+def test_onnxruntime_runs_single_threaded_on_webkit(site_server, browser_context, user_agent, threads):
+    """On an isolated 4-core device onnxruntime takes 3 threads, except on WebKit (Safari, every iOS browser), whose
+    threaded WebAssembly memory has failed with "Out of memory": one thread there."""
+    context = browser_context(**({"user_agent": user_agent} if user_agent else {}))
+    context.add_init_script("Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { get: () => 4 });")
+    page = _open_boot_page(context, site_server.url)
+    assert page.evaluate("() => crossOriginIsolated") is True
+    assert page.evaluate("() => window.ortThreads()") == threads

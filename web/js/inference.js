@@ -33,8 +33,16 @@ const sessionOrt = new WeakMap(); // session -> the ort namespace that created i
  *  need one (on 2 cores, 2 onnxruntime threads left the page's thread waiting for a core: 4.4 ms of main-thread
  *  tasks a frame against ~2.6-3.1 with 1, and 19 against 27 FPS at 4x CPU throttling, for the same time a frame). */
 function wasmThreads() {
-  if (!globalThis.crossOriginIsolated || typeof Worker !== 'function') return 1;
+  if (!globalThis.crossOriginIsolated || typeof Worker !== 'function' || isWebKit()) return 1;
   return Math.max(1, Math.min(MAX_THREADS, (navigator.hardwareConcurrency || 1) - 1));
+}
+
+/** Safari, and every browser on iOS (all are WebKit there): its multi-threaded WebAssembly memory has failed with
+ *  "RangeError: Out of memory" once the page is isolated, and a failed onnxruntime start cannot be retried in the
+ *  same page (onnxruntime#11679, #22086; emscripten#19144), so onnxruntime runs single-threaded there. */
+function isWebKit() {
+  const ua = globalThis.navigator?.userAgent ?? '';
+  return /AppleWebKit/.test(ua) && !/Chrome|Chromium|Edg\/|OPR\//.test(ua);
 }
 
 /**
