@@ -211,3 +211,55 @@ def test_engine_api(example):
     assert out["smoothing"] == {"mode": "median", "k": 30}
     assert out["iterated"] == 1 and out["iteratorDone"] is True
     assert out["stateAfter"] == "disposed" and out["afterDispose"] == "not-ready"
+
+
+ROTATED_FRAME_CHECK = """async (pngBase64) => {
+  const m = await import('../js/emotion-lens.js');
+  const bitmap = await createImageBitmap(new Blob([Uint8Array.from(atob(pngBase64), (c) => c.charCodeAt(0))]));
+  const W = bitmap.width, H = bitmap.height;
+  // As a phone's camera delivers it: the picture stored turned a quarter clockwise (H x W coded), and the frame's
+  // rotation (270, clockwise) turning it back upright for display.
+  const turned = new OffscreenCanvas(H, W);
+  const g = turned.getContext('2d');
+  g.translate(H, 0);
+  g.rotate(Math.PI / 2);
+  g.drawImage(bitmap, 0, 0);
+  const rgba = g.getImageData(0, 0, H, W).data;
+  const frameOf = (rotation) => {  // I420, as cameras deliver: a luma plane the engine reads directly
+    const cw = H, ch = W;
+    const data = new Uint8Array(cw * ch * 3 / 2);
+    for (let i = 0; i < cw * ch; i++) {
+      data[i] = Math.round(0.257 * rgba[4 * i] + 0.504 * rgba[4 * i + 1] + 0.098 * rgba[4 * i + 2] + 16);
+    }
+    data.fill(128, cw * ch);
+    return new VideoFrame(data, { format: 'I420', codedWidth: cw, codedHeight: ch, timestamp: 0, rotation });
+  };
+  const lens = m.createEmotionLens({ executionProviders: ['wasm'], smoothing: { mode: 'none', k: 1 } });
+  await lens.load();
+  const upright = await lens.detect(bitmap);
+  await lens.reset();
+  const frame = frameOf(270);
+  const shape = [frame.displayWidth, frame.displayHeight];
+  const rotated = await lens.detect(frame);
+  await lens.dispose();
+  const face = (r) => r.faces.map((f) => ({ box: f.box, label: f.label }));
+  return { shape, upright: face(upright), uprightSize: [upright.width, upright.height], rotated: face(rotated),
+           rotatedSize: [rotated.width, rotated.height] };
+}"""
+
+
+def test_a_rotated_camera_frame_is_read_the_right_way_up(example):
+    """Phones deliver portrait camera frames stored turned, with rotation metadata (VideoFrame.rotation): the engine
+    must read them as displayed, the faces found and labelled as in the upright picture (the luma plane, which is
+    stored as coded, is not used for them)."""
+    page = example["page"]
+    happy = base64.b64encode(videos.still_png(videos.HAPPY).read_bytes()).decode()
+    out = page.evaluate(ROTATED_FRAME_CHECK, happy)
+    assert out["shape"] == out["uprightSize"] == out["rotatedSize"], out
+    assert len(out["upright"]) == len(out["rotated"]) == 1, out
+    (a,), (b,) = out["upright"], out["rotated"]
+    centre = lambda box: (box[0] + box[2] / 2, box[1] + box[3] / 2)  # noqa: E731
+    (ax, ay), (bx, by) = centre(a["box"]), centre(b["box"])
+    assert abs(ax - bx) < 0.1 * a["box"][2] and abs(ay - by) < 0.1 * a["box"][3], out
+    if example["app"].real_model:
+        assert a["label"] == b["label"], out

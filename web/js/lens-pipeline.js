@@ -215,7 +215,10 @@ class Pipeline {
     // A camera's YUV frame: the crops come from its luma plane, so only the detector's square needs RGB pixels.
     // A luma plane that cannot be copied out (VideoFrame.copyTo failing, as in some Safari versions) leaves the
     // canvas to draw the crops, from then on.
-    const luma = videoFrame && this.lumaWorks
+    // A frame stored turned or mirrored (VideoFrame.rotation / flip: a phone's portrait camera) keeps its planes as
+    // coded, not as displayed: the canvas, which draws it as displayed, cuts its crops.
+    const upright = videoFrame && !source.rotation && !source.flip;
+    const luma = upright && this.lumaWorks
       ? await readLuma(source, this.lumaBuffer).catch(() => { this.lumaWorks = false; return null; }) : null;
     if (videoFrame && (detectorRan || !luma)) source = this.rgbCopy(source, srcWidth, srcHeight);
     let n = 0;
