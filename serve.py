@@ -63,8 +63,8 @@ MIME_TYPES: dict[str, str] = {
 }
 
 
-# The types GitHub Pages compresses on the fly (as observed for text, JavaScript, JSON and WebAssembly); binary
-# octet-stream files are sent as they are.
+# What GitHub Pages compresses on the fly (text, JavaScript, JSON and WebAssembly; issue 23); binary octet-stream
+# files (models, wheels, the zipped standard library) are sent as they are.
 GZIP_TYPES = ("text/", "application/json", "application/manifest+json", "application/wasm", "image/svg+xml")
 GZIP_LEVEL = 6
 
