@@ -19,7 +19,8 @@ import { serviceWorkerControl } from './sw-control.js';
 
 export { ERROR_CODES, LensError, fitSize };
 
-/** The browsers that have everything the engine needs (WebAssembly with SIMD, OffscreenCanvas 2D, module workers). */
+/** The browsers that have everything the engine needs: WebAssembly with SIMD and OffscreenCanvas 2D (without module
+ *  workers, e.g. Firefox before 114, the pipeline runs on the page's thread). */
 export const MINIMUM_BROWSERS = 'Chrome or Edge 91, Firefox 105, Safari 16.4 (iPhone and iPad: iOS 16.4)';
 
 // The smallest module that uses a SIMD instruction: onnxruntime-web's WebAssembly build needs SIMD.

@@ -123,16 +123,16 @@ function allFinite(outputs) {
 
 // Sessions are created one at a time, in the order they are asked for, in the inference worker and on a thread
 // without one alike: onnxruntime-web's backends initialise on the first creation, and overlapping creations failed
-// (on WebGPU they never finished; on WASM on the page's own thread, under CPU load, a warm-up run read a null buffer:
-// "Cannot read properties of null (reading '3')", tests/test_e2e_engine.py).
+// (on WebGPU they never finished) or are the likely cause of a failed warm-up on the page's own thread under CPU load
+// ("Cannot read properties of null (reading '3')", issue 24; tests/test_e2e_engine.py repeats that start).
 /** @type {Promise<unknown>} */
 let creating = Promise.resolve();
 
 /**
  * Create an inference session on the first execution provider that works. An EP is skipped when the
  * browser lacks it, when its GPU is a software renderer (unless allowSoftwareGpu), when session creation
- * throws, or when a warm-up run on zeros throws or returns non-finite numbers (WebGL lacks some ops and
- * may fail only at run time).
+ * throws, when a warm-up run on zeros throws or returns non-finite numbers (WebGL lacks some ops and
+ * may fail only at run time), or when the two take longer than the EP's time limit.
  * @param {ArrayBuffer|Uint8Array} modelBytes  the ONNX file (e.g. from fetchVerified)
  * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean,
  *          variants?: Record<string, {load: () => Promise<ArrayBuffer|Uint8Array>, batch?: number}>,
