@@ -97,6 +97,16 @@ class Link:
         return Link(float(found.group(1)) * 1e6, float(found.group(2)) / 1000)
 
 
+def content_type(path: str | Path) -> str:
+    """The Content-Type the site serves a file with (by its suffix)."""
+    return MIME_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
+
+
+def host_gzips(path: str | Path) -> bool:
+    """Whether a host that compresses like GitHub Pages sends this file gzipped."""
+    return content_type(path).startswith(GZIP_TYPES)
+
+
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with fixed MIME types and the site's security headers; gzip and an emulated link where the
     server is set up for them (make_server)."""
@@ -104,7 +114,7 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = MIME_TYPES
 
     def guess_type(self, path: str) -> str:  # type: ignore[override]
-        return MIME_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
+        return content_type(path)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         path = Path(self.translate_path(self.path))
@@ -116,12 +126,11 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         if not path.is_file():
             super().do_GET()  # directory redirects and listings, 404
             return
-        ctype = self.guess_type(str(path))
-        compress = (getattr(self.server, "gzip", False) and ctype.startswith(GZIP_TYPES)
+        compress = (getattr(self.server, "gzip", False) and host_gzips(path)
                     and "gzip" in self.headers.get("Accept-Encoding", ""))
         data = gzipped(path) if compress else path.read_bytes()
         self.send_response(200)
-        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Type", content_type(path))
         self.send_header("Content-Length", str(len(data)))
         if compress:
             self.send_header("Content-Encoding", "gzip")

@@ -39,7 +39,6 @@ allowed, so headless SwiftShader is measured too; add --webgpu-flag for WebGPU i
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -111,58 +110,41 @@ def _proc(pid: int, name: str) -> str:
     return (Path("/proc") / str(pid) / name).read_text(errors="replace")
 
 
-def renderers(profile_dir: str) -> list[int] | None:
-    """Pids of the renderer processes (the page and its workers) of the Chromium using `profile_dir`."""
+def process_table() -> dict[int, tuple[int, str]]:
+    """Every process: pid -> (parent pid, command line)."""
     procs: dict[int, tuple[int, str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            ppid = int(_proc(int(entry.name), "stat").rsplit(")", 1)[1].split()[1])
-            procs[int(entry.name)] = (ppid, _proc(int(entry.name), "cmdline").replace("\0", " "))
-        except (OSError, IndexError, ValueError):
-            continue
-    roots = {pid for pid, (_, cmd) in procs.items() if f"--user-data-dir={profile_dir}" in cmd and "--type=" not in cmd}
-    if not roots:
-        return None
-    found = []
-    for pid, (_, cmd) in procs.items():
-        if "--type=renderer" not in cmd:
-            continue
-        parent = pid
-        for _ in range(5):  # renderers are children (or grandchildren, via the zygote) of the browser process
-            parent = procs.get(parent, (0, ""))[0]
-            if parent in roots:
-                found.append(pid)
-                break
-    return found
-
-
-def browser_pids(profile_dir: str) -> list[int]:
-    """The browser process of the Chromium using `profile_dir` and every process below it (renderers, GPU,
-    utility, zygotes): what the device's memory holds for the page."""
-    parents: dict[int, int] = {}
-    roots = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
             pid = int(entry.name)
-            parents[pid] = int(_proc(pid, "stat").rsplit(")", 1)[1].split()[1])
-            cmd = _proc(pid, "cmdline").replace("\0", " ")
+            procs[pid] = (int(_proc(pid, "stat").rsplit(")", 1)[1].split()[1]), _proc(pid, "cmdline").replace("\0", " "))
         except (OSError, IndexError, ValueError):
             continue
-        if f"--user-data-dir={profile_dir}" in cmd and "--type=" not in cmd:
-            roots.append(pid)
-    found = set(roots)
-    changed = True
+    return procs
+
+
+def browser_pids(profile_dir: str, procs: dict[int, tuple[int, str]] | None = None) -> list[int]:
+    """The browser process of the Chromium using `profile_dir` and every process below it (renderers, GPU,
+    utility, zygotes): what the device's memory holds for the page. Empty when no such browser runs."""
+    procs = process_table() if procs is None else procs
+    found = {pid for pid, (_, cmd) in procs.items() if f"--user-data-dir={profile_dir}" in cmd and "--type=" not in cmd}
+    changed = bool(found)
     while changed:
         changed = False
-        for pid, ppid in parents.items():
+        for pid, (ppid, _) in procs.items():
             if ppid in found and pid not in found:
                 found.add(pid)
                 changed = True
     return sorted(found)
+
+
+def renderers(profile_dir: str) -> list[int] | None:
+    """Pids of the renderer processes (the page and its workers) of the Chromium using `profile_dir`; None when no
+    such browser runs."""
+    procs = process_table()
+    pids = browser_pids(profile_dir, procs)
+    return [pid for pid in pids if "--type=renderer" in procs[pid][1]] if pids else None
 
 
 def browser_pss_bytes(profile_dir: str) -> int:
@@ -308,8 +290,8 @@ def camera_window(page, cdp, seconds: float, profile_dir: str, clicks: int) -> d
 
 def first_label(page, url: str, timeout_s: float) -> dict:
     """A cold visit as a person makes it: open the page, start the camera as soon as the page allows, and wait for
-    the first labelled face. Returns open_ready's status plus `firstLabelMs` (the visit's first navigation -> the
-    first result with a face, an isolation reload included)."""
+    the first labelled face. Returns {firstLabelMs (the visit's first navigation -> the first result with a face, an
+    isolation reload included; None if none came), error (the page's, or None)}."""
     from fixtures.e2e import wait_for
 
     page.goto(url)
@@ -550,17 +532,11 @@ def fetched_bytes(manifest: dict, paths: list[str]) -> int:
 
 
 def gzip_host_bytes(site: Path, paths: list[str]) -> int:
-    """What the fetched files weigh from a host that gzips what GitHub Pages gzips (serve.GZIP_TYPES)."""
-    from serve import GZIP_LEVEL, GZIP_TYPES, SiteHandler
+    """What the fetched files weigh from a host that gzips what GitHub Pages gzips (as serve.py does)."""
+    from serve import gzipped, host_gzips
 
-    total = 0
-    for rel in paths:
-        path = site / (rel or "index.html")
-        if path.is_file():
-            data = path.read_bytes()
-            gz = SiteHandler.guess_type(None, str(path)).startswith(GZIP_TYPES)
-            total += len(gzip.compress(data, GZIP_LEVEL, mtime=0)) if gz else len(data)
-    return total
+    files = [site / (rel or "index.html") for rel in paths]
+    return sum(len(gzipped(f)) if host_gzips(f) else f.stat().st_size for f in files if f.is_file())
 
 
 def native_ms_per_face(site: Path, manifest: dict) -> float | None:

@@ -92,6 +92,24 @@ def to_stored_weights(src: Path, dst: Path, dtype: str) -> None:
     onnx.save(model, str(dst))
 
 
+def check_split(splits, test_key: str) -> str:
+    """The split the stored weights are checked on: validation, or the test split where a refit has none."""
+    return "val" if "val" in splits else test_key
+
+
+def store_weights(fp32: Path, dst: Path, dtype: str, check_key: str, images: np.ndarray) -> tuple[dict | None, dict, np.ndarray]:
+    """Write the graph `fp32` to `dst` with its weights stored as `dtype` and compare the two on the check split's
+    `images`. Returns the sidecar's `weights` record, or None where fp16 weights changed a prediction (that file must
+    not ship; int8 ships whatever it costs, being the only way under SHIP_MAX_BYTES), the agreement, and `dst`'s
+    logits on `images`."""
+    to_stored_weights(fp32, dst, dtype)
+    logits = onnx_logits(dst, images)
+    agreement = {**logit_agreement(onnx_logits(fp32, images), logits), "split": check_key}
+    if dtype == "fp16" and agreement["argmax_agreement"] < 1.0:
+        return None, agreement, logits
+    return {"dtype": dtype, "fp32_bytes": fp32.stat().st_size, "vs_fp32": agreement}, agreement, logits
+
+
 def stored_weights_line(weights: dict) -> str:
     """The card's sentence on how the shipped file stores its weights (int8 or fp16) and what that changed."""
     v = weights["vs_fp32"]
@@ -364,20 +382,18 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     # Over the limit: int8 weights, whatever they cost (measured and stated). Otherwise fp16 weights where they change
     # no prediction on the check split (validation; the test split only where a refit has none), else fp32.
     dtype = "int8" if fp32.stat().st_size > SHIP_MAX_BYTES else "fp16"
-    check_key = "val" if "val" in eval_splits else test_key
-    to_stored_weights(fp32, final, dtype)
-    agreement = {**logit_agreement(onnx_logits(fp32, eval_splits[check_key].images),
-                                   onnx_logits(final, eval_splits[check_key].images)), "split": check_key}
-    if dtype == "fp16" and agreement["argmax_agreement"] < 1.0:
+    check_key = check_split(eval_splits, test_key)
+    weights, agreement, check_logits = store_weights(fp32, final, dtype, check_key, eval_splits[check_key].images)
+    if weights is None:
         log(f"fp16 weights changed predictions on {check_key} ({agreement}): ships fp32 weights")
         shutil.copyfile(fp32, final)
-        weights = {"dtype": "fp32"}
+        weights, check_logits = {"dtype": "fp32"}, None
     else:
-        weights = {"dtype": dtype, "fp32_bytes": fp32.stat().st_size, "vs_fp32": agreement}
         log(f"ships {dtype} weights ({final.stat().st_size / 1e6:.2f} MB, fp32 {fp32.stat().st_size / 1e6:.2f} MB): "
             f"argmax agreement with fp32 {agreement['argmax_agreement']:.2%} on {check_key}")
     # The shipped file's logits on every split, computed once: accuracy and protocols read them.
-    logits = {k: onnx_logits(final, v.images) for k, v in eval_splits.items()}
+    logits = {k: check_logits if k == check_key and check_logits is not None else onnx_logits(final, v.images)
+              for k, v in eval_splits.items()}
     onnx_results = {k: summarise(logits[k], v.labels, classes) for k, v in eval_splits.items()}
     accuracy = {k: r["accuracy"] for k, r in onnx_results.items()}
     log(f"ONNX ({weights['dtype']} weights) accuracy: " + ", ".join(f"{k} {a:.4f}" for k, a in accuracy.items()))

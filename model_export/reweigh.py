@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .data import load_dataset
-from .export import logit_agreement, model_card, protocol_summary, sha256_file, to_stored_weights
+from .export import check_split, model_card, protocol_summary, sha256_file, store_weights
 from .report import summarise
 from .run import make_splits
 from .scoring import flip_views, onnx_logits, score_protocols
@@ -41,22 +41,19 @@ def reweigh(folder: Path, dataset: str, data: str, log=print) -> dict:
     splits = make_splits(ds, run["val_fraction"], run["seed"], run["val_split"])
     eval_splits = {k: splits[k] for k in sidecar["accuracy"]}
     test_key = sidecar["test_split"]
-    check_key = "val" if "val" in eval_splits else test_key
+    check_key = check_split(eval_splits, test_key)
     fp32 = folder / "model.onnx"
     flip_in_graph = sidecar.get("flip_tta_in_graph", False)
     with tempfile.TemporaryDirectory() as tmp:
         fp16 = Path(tmp) / "model.onnx"
-        to_stored_weights(fp32, fp16, "fp16")
-        agreement = {**logit_agreement(onnx_logits(fp32, eval_splits[check_key].images),
-                                       onnx_logits(fp16, eval_splits[check_key].images)), "split": check_key}
+        weights, agreement, check_logits = store_weights(fp32, fp16, "fp16", check_key, eval_splits[check_key].images)
         log(f"fp16 weights against fp32 on {check_key}: {agreement}")
-        if agreement["argmax_agreement"] < 1.0:
+        if weights is None:
             raise SystemExit(f"{folder}: fp16 weights change predictions on {check_key}; it keeps fp32 weights")
-        logits = {k: onnx_logits(fp16, v.images) for k, v in eval_splits.items()}
+        logits = {k: check_logits if k == check_key else onnx_logits(fp16, v.images) for k, v in eval_splits.items()}
         test = eval_splits[test_key]
         # As export_model scores it: a mirror-averaged graph's flip view is its single view.
         mirrored = logits[test_key] if flip_in_graph else onnx_logits(fp16, flip_views(test.images))
-        weights = {"dtype": "fp16", "fp32_bytes": fp32.stat().st_size, "vs_fp32": agreement}
         shutil.copyfile(fp16, fp32)
     results = {k: summarise(logits[k], v.labels, classes) for k, v in eval_splits.items()}
     protocols = score_protocols(logits[test_key], mirrored, test.labels, test.votes, classes)
