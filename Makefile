@@ -48,12 +48,15 @@ package: site
 serve: site
 	$(PYTHON) serve.py --dir $(SITE) --host $(HOST) --port $(PORT)
 
-# Debian's Chromium (Playwright drives it; no browser download) and ffmpeg (fake webcam videos).
+# Debian's browsers (no browser download): Chromium (Playwright drives it), Firefox ESR (WebDriver BiDi) and WebKitGTK
+# (its WebKitWebDriver and MiniBrowser, in an Xvfb X server); ffmpeg makes the fake webcam videos.
+BROWSER_PACKAGES := chromium chromium-driver ffmpeg firefox-esr webkit2gtk-driver xvfb
 browser-deps:
-	@if [ ! -x /usr/bin/chromium ] || ! command -v ffmpeg >/dev/null 2>&1; then \
-	  echo "installing chromium, chromium-driver and ffmpeg with apt-get"; \
+	@if [ ! -x /usr/bin/chromium ] || ! command -v ffmpeg >/dev/null 2>&1 || [ ! -x /usr/bin/firefox-esr ] || \
+	    [ ! -x /usr/bin/WebKitWebDriver ] || [ ! -x /usr/bin/Xvfb ]; then \
+	  echo "installing $(BROWSER_PACKAGES) with apt-get"; \
 	  $(SUDO) apt-get update && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver ffmpeg; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(BROWSER_PACKAGES); \
 	fi
 
 test: venv node_modules site browser-deps

@@ -133,8 +133,9 @@ function applyInfo(info) {
     thread: info.backend.thread,
     threadReason: info.backend.reason,
     inference: info.inference,
+    runtime: { ...info.runtime },
   });
-  ui.setReadouts({ ep: ui.epText(ep) });
+  ui.setReadouts({ ep: ui.epText(ep), runtime: ui.runtimeText(info.runtime) });
   ui.setModelChoice(info.models, info.model.id);
   ui.setModelProgress(null, info.model.title);
 }

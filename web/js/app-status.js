@@ -14,6 +14,7 @@ const state = {
   thread: null, // where the pipeline runs: worker | main
   threadReason: null, // why not in a worker, when it runs on the main thread
   inference: null, // where onnxruntime runs: worker (the inference worker) | same-thread (it could not start)
+  runtime: null, // {crossOriginIsolated, wasmThreads}: the page's isolation and onnxruntime's WASM threads
   smoothing: null, // {mode, k}
   cameraDetector: null, // short_range | full_range: face detector for camera frames (photos: full_range)
   detector: null, // face detector that processed the last frame or photo

@@ -187,6 +187,9 @@ export const DEFAULTS = deepFreeze({
  *   worker when it does not
  * @property {'worker'|'same-thread'} inference  where onnxruntime runs: the inference worker, or the pipeline's own
  *   thread where that worker could not start
+ * @property {{crossOriginIsolated: boolean, wasmThreads: number}} runtime  whether the page is cross-origin isolated
+ *   (served with COOP/COEP, or through the service worker) and the threads onnxruntime's WASM backend uses (1 when
+ *   not isolated, and on Safari/WebKit, whose threaded WebAssembly memory fails on iPhones)
  * @property {{detector: string, detectorFullRange: string, emotion: string}} ep  execution providers in use
  *   (detector: the short-range face detector; the full-range one is kept off WebGL)
  * @property {{detector: object[], detectorFullRange: object[], emotion: object[]}} epAttempts  the fallback chain:

@@ -381,7 +381,11 @@ export function run(session, name, data, dims) {
   return runFeeds(session, { [name]: { data, dims } });
 }
 
-/** Settings in force, for the UI's readout: {numThreads, crossOriginIsolated}. */
-export function ortInfo() {
-  return { numThreads: wasmThreads(), crossOriginIsolated: Boolean(globalThis.crossOriginIsolated) };
+/**
+ * What the WASM backend runs with here: whether the page is cross-origin isolated (SharedArrayBuffer) and how many
+ * threads onnxruntime's WASM backend gets (1 where not isolated, and on WebKit).
+ * @returns {{crossOriginIsolated: boolean, wasmThreads: number}}
+ */
+export function runtimeIsolation() {
+  return { crossOriginIsolated: Boolean(globalThis.crossOriginIsolated), wasmThreads: wasmThreads() };
 }

@@ -10,7 +10,7 @@
 import { loadEmotionModel, loadEverything } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
-import { closeInferenceRoom, inferenceThread, run } from './inference.js';
+import { closeInferenceRoom, inferenceThread, run, runtimeIsolation } from './inference.js';
 import { takeSpans, timed } from './load-timing.js';
 import { lumaCrops, readLuma } from './luma-crops.js';
 import { setSiteRoot } from './manifest.js';
@@ -110,6 +110,7 @@ class Pipeline {
     return {
       thread: inWorker() ? 'worker' : 'main',
       inference: inferenceThread(),
+      runtime: runtimeIsolation(),
       ep: { detector: detector.ep, detectorFullRange: detectorFullRange.ep, emotion: emotion.ep },
       epAttempts: {
         detector: detector.attempts, detectorFullRange: detectorFullRange.attempts, emotion: emotion.attempts,

@@ -31,6 +31,7 @@ export const els = {
   modelStatus: $('model-status'),
   ro: {
     ep: $('ro-ep'),
+    runtime: $('ro-runtime'),
     fps: $('ro-fps'),
     detect: $('ro-detect'),
     pre: $('ro-pre'),
@@ -189,13 +190,24 @@ function setText(el, text) {
 }
 
 /**
+ * The page's isolation and onnxruntime's WASM threads (LensInfo.runtime), e.g. "on · 1 WASM thread".
+ * @param {{crossOriginIsolated: boolean, wasmThreads: number}} runtime
+ */
+export function runtimeText({ crossOriginIsolated, wasmThreads }) {
+  const threads = `${wasmThreads} WASM thread${wasmThreads === 1 ? '' : 's'}`;
+  return `${crossOriginIsolated ? 'on' : 'off'} · ${threads}`;
+}
+
+/**
  * Update the readouts given.
- * @param {{ep?: string, fps?: number|null, timings?: object, detector?: {frames: number, ran: number, ms: number|null}}} readouts
+ * @param {{ep?: string, runtime?: string, fps?: number|null, timings?: object,
+ *          detector?: {frames: number, ran: number, ms: number|null}}} readouts
  *   timings: the last frame's (FrameResult.timings); detector: since the last readout, the frames shown, those the
  *   face detector ran on, and its last run's ms (it skips frames: config.detectEvery)
  */
-export function setReadouts({ ep, fps, timings, detector }) {
+export function setReadouts({ ep, runtime, fps, timings, detector }) {
   if (ep !== undefined) setText(els.ro.ep, ep || '–');
+  if (runtime !== undefined) setText(els.ro.runtime, runtime || '–');
   if (fps !== undefined) setText(els.ro.fps, Number.isFinite(fps) ? fps.toFixed(1) : '–');
   if (detector) {
     const share = detector.ran < detector.frames ? ` · ${detector.ran}/${detector.frames} frames` : '';

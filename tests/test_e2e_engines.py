@@ -1,0 +1,185 @@
+"""End to end in the other two browser engines: Firefox (Debian's firefox-esr, WebDriver BiDi) and WebKit (WebKitGTK's
+MiniBrowser under Xvfb, WebKitWebDriver), the engines of Firefox users and of every browser on an iPhone.
+
+In each engine: the page gets ready in a worker and reports its isolation (cross-origin isolated through the service
+worker, onnxruntime's WASM threads: one on WebKit); the group photo gives the faces and labels Chromium gives (Chromium
+runs the same photo in this module); the camera (the engine's fake device, no face in it) runs without error; the page
+reloads and works with its server gone; and a copy served without COOP/COEP under a sub-path, as GitHub Pages serves
+it, gets isolated through the service worker and works. No console errors (WebKitGTK's driver passes no console on:
+there the page's own errors are watched, see fixtures/engines.py).
+
+Run: pytest -m browser tests/test_e2e_engines.py -s   (-s prints each engine's load and capture times)
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from fixtures import engines
+from fixtures.e2e import (
+    LOAD_TIMEOUT_MS,
+    app_server,  # noqa: F401 - fixture
+    group_photo,  # noqa: F401 - fixture
+    launch_app_browser,
+    need_real_model,
+    open_app,
+    run_group_photo,
+    serve_dir,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+READY = """() => window.__emotionApp && ['ready', 'error'].includes(window.__emotionApp.state)
+  && window.__emotionApp.snapshot()"""
+
+
+def stop_server(server) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def open_in(browser: engines.EngineBrowser, url: str) -> dict:
+    browser.goto(url)
+    return browser.wait_for(READY, LOAD_TIMEOUT_MS / 1000)
+
+
+def upload_in(browser: engines.EngineBrowser, photo: Path) -> dict:
+    """Choose `photo` in the page's photo input; the status once the page has analysed it or shown an error."""
+    before = browser.call("() => window.__emotionApp.history.length")
+    browser.set_file("#upload", photo)
+    return browser.wait_for(f"""() => (window.__emotionApp.error !== null || (window.__emotionApp.state === 'still'
+      && window.__emotionApp.history.length > {before})) && window.__emotionApp.snapshot()""", 120)
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+def assert_same_faces(faces: list[dict], reference: list[dict], engine: str) -> None:
+    """Each of Chromium's faces is found again (box overlap >= 0.9) with the same label and near-equal probabilities."""
+    assert len(faces) == len(reference), (engine, [f["box"] for f in faces])
+    for ref in reference:
+        best = max(faces, key=lambda f: iou(f["box"], ref["box"]))
+        assert iou(best["box"], ref["box"]) >= 0.9, (engine, best["box"], ref["box"])
+        assert best["label"] == ref["label"], (engine, best["label"], ref["label"], best["probs"], ref["probs"])
+        assert max(abs(p - q) for p, q in zip(best["probs"], ref["probs"])) <= 0.02, (engine, best["probs"], ref["probs"])
+
+
+@pytest.fixture(scope="module")
+def chromium_group(playwright_driver, app_server, group_photo):  # noqa: F811
+    """The group photo's faces as Chromium gives them: what the other engines must give."""
+    browser = launch_app_browser(playwright_driver, fake_device=False, fake_ui=False)
+    try:
+        page = browser.new_page()
+        s = open_app(page, app_server.url, "?ep=wasm")
+        assert s["state"] == "ready", s["error"]
+        return run_group_photo(page, group_photo)["lastResults"]
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="module", params=engines.ENGINES)
+def engine(request, app_server):  # noqa: F811
+    """One engine's browser with the app loaded from a server of its own (the offline test stops it)."""
+    problem = engines.engine_problem(request.param)
+    if problem:
+        pytest.skip(f"{request.param}: {problem}")
+    server, url = serve_dir(app_server.dir)
+    browser = engines.launch(request.param)
+    held = {"server": server}
+    try:
+        loaded = open_in(browser, url)
+        print(f"\n{engines.engine_version(request.param)}: ready in {loaded['loadMs']} ms (navigation start -> ready)")
+        yield {"name": request.param, "browser": browser, "url": url, "load": loaded, "held": held}
+    finally:
+        browser.close()
+        if held["server"] is not None:
+            stop_server(held["server"])
+
+
+def test_ready_in_a_worker_and_reports_isolation(engine):
+    s, browser = engine["load"], engine["browser"]
+    assert s["state"] == "ready", s["error"]
+    assert s["thread"] == "worker" and s["inference"] == "worker", (s["thread"], s["threadReason"])
+    assert s["ep"] == {"detector": "wasm", "emotion": "wasm"}
+    # Isolated through the service worker's headers, and onnxruntime single-threaded on WebKit (iPhones' failure).
+    assert s["runtime"]["crossOriginIsolated"] is True
+    assert browser.call("() => window.crossOriginIsolated") is True
+    threads = s["runtime"]["wasmThreads"]
+    assert threads == 1 if engine["name"] == "webkit" else threads >= 1, s["runtime"]
+    shown = browser.call("() => document.querySelector('#ro-runtime').textContent")
+    assert shown == f"on · {threads} WASM thread{'' if threads == 1 else 's'}", shown
+    assert "Ready" in browser.call("() => document.querySelector('#load-status').textContent")
+    assert browser.errors() == []
+
+
+def test_group_photo_as_in_chromium(engine, app_server, group_photo, chromium_group):  # noqa: F811
+    need_real_model(app_server)
+    browser = engine["browser"]
+    browser.watch_errors()
+    s = upload_in(browser, group_photo)
+    assert s["error"] is None, s["error"]
+    assert_same_faces(s["lastResults"], chromium_group, engine["name"])
+    assert browser.errors() == []
+
+
+def test_camera_runs(engine):
+    """The engine's fake camera (a synthetic picture, no face) runs frame after frame without an error."""
+    browser = engine["browser"]
+    browser.watch_errors()
+    browser.call("() => document.querySelector('#start-camera').click()")
+    s = browser.wait_for("""() => (window.__emotionApp.frames >= 30 || window.__emotionApp.error !== null)
+      && window.__emotionApp.snapshot()""", 120)
+    assert s["error"] is None, s["error"]
+    assert s["state"] == "running" and s["source"] == "camera"
+    captures = [t["capture"] for t in s["history"][-20:] if "capture" in t]
+    print(f"\n{engine['name']} camera: {s['fps']} FPS, capture median {statistics.median(captures):.1f} ms a frame "
+          f"(no face in the fake picture)")
+    browser.call("() => document.querySelector('#stop-camera').click()")
+    browser.wait_for("() => window.__emotionApp.state === 'ready'", 30)
+    assert browser.errors() == []
+
+
+def test_reload_works_offline(engine, group_photo):  # noqa: F811
+    browser, held = engine["browser"], engine["held"]
+    stop_server(held["server"])
+    held["server"] = None
+    s = open_in(browser, engine["url"])
+    assert s["state"] == "ready", s["error"]
+    browser.watch_errors()
+    s = upload_in(browser, group_photo)
+    assert s["error"] is None and s["faceCount"] == 4, (s["error"], s["faceCount"])
+    assert browser.errors() == []
+
+
+@pytest.mark.parametrize("name", engines.ENGINES)
+def test_served_without_headers_under_a_sub_path(name, app_server, group_photo):  # noqa: F811
+    """As GitHub Pages serves a project site: no COOP/COEP, the site under /<repo>/. The service worker reloads the
+    page once into isolation."""
+    problem = engines.engine_problem(name)
+    if problem:
+        pytest.skip(f"{name}: {problem}")
+    with tempfile.TemporaryDirectory(prefix="pages-") as root:
+        Path(root, "repo").symlink_to(app_server.dir, target_is_directory=True)
+        server, url = serve_dir(Path(root), pages_like=True)
+        browser = engines.launch(name)
+        try:
+            s = open_in(browser, url + "repo/")
+            assert s["state"] == "ready", s["error"]
+            assert browser.call("() => window.crossOriginIsolated") is True
+            assert s["runtime"]["crossOriginIsolated"] is True
+            browser.watch_errors()
+            s = upload_in(browser, group_photo)
+            assert s["error"] is None and s["faceCount"] == 4, (s["error"], s["faceCount"])
+            assert browser.errors() == []
+        finally:
+            browser.close()
+            stop_server(server)
