@@ -58,7 +58,7 @@ LOAD_ENGINE = """async ({resample, model}) => {
   return lens.info.model.id;
 }"""
 # Each frame becomes an I420 VideoFrame (BT.601, video range, chroma averaged over 2x2), the format of the camera
-# frames Chromium hands out; the engine then cuts the browser path's crops from its luma plane (js/luma-crops.js).
+# frames Chromium hands out; the engine then cuts the browser path's crops from its luma plane (js/frame-planes.js).
 DETECT_FRAMES = """async (pngs) => {
   const out = [];
   const i420 = (rgba, w, h) => {

@@ -338,16 +338,19 @@ def test_a_camera_whose_frames_cannot_be_wrapped_keeps_running(playwright_driver
 
 
 def test_a_frame_whose_luma_cannot_be_copied_is_drawn_instead(playwright_driver, app_server, happy_video, tmp_path):  # noqa: F811
-    """VideoFrame.copyTo failing in the engine's worker (reported on iPhones) falls back to drawing the crops."""
+    """VideoFrame.copyTo failing in the engine's worker (reported on iPhones) falls back to the canvas for the
+    detector's square and the crops."""
     import shutil
 
     from fixtures.e2e import serve_dir
 
     site = tmp_path / "site"
     shutil.copytree(app_server.dir, site)
-    luma = site / "js" / "luma-crops.js"
-    luma.write_text(luma.read_text().replace("const [plane] = await frame.copyTo(",
-                                             "throw new Error('copyTo failed'); const [plane] = await frame.copyTo("))
+    planes = site / "js" / "frame-planes.js"
+    source = planes.read_text()
+    broken = source.replace("const layouts = await frame.copyTo(", "throw new Error('copyTo failed'); const layouts = await frame.copyTo(")
+    assert broken != source, "frame-planes.js no longer has the copyTo this test breaks"
+    planes.write_text(broken)
     server, url = serve_dir(site)
     browser = launch_app_browser(playwright_driver, fake_video=happy_video, service_workers="block")
     try:

@@ -1,6 +1,7 @@
-"""End to end in headless Chromium: the camera path's face crops, sampled from a YUV frame's luma plane
-(web/js/luma-crops.js), agree with emotion_runtime's numpy crop (preprocess.aligned_face_crop) of the same pixels:
-upright, turned, leaving the frame, and from a frame read at half size.
+"""End to end in headless Chromium: the camera path's pixels, read from a frame's planes (web/js/frame-planes.js):
+the face crops from a YUV frame's luma plane agree with emotion_runtime's numpy crop (preprocess.aligned_face_crop) of
+the same pixels (upright, turned, leaving the frame, from a frame read at half size), and the face detector's square
+from the Y, U and V planes (I420, NV12) agrees with the canvas's drawing of the same frame.
 Run: pytest -m browser tests/test_e2e_luma.py
 """
 
@@ -21,13 +22,13 @@ W, H = videos.WIDTH, videos.HEIGHT
 
 # In the page: an I420 VideoFrame with the given luma (chroma neutral) -> lumaCrops of the squares, read at `scale`.
 LUMA_CROPS = """async ({ y, squares, scale, fullRange }) => {
-  const { lumaCrops, readLuma } = await import('./js/luma-crops.js');
+  const { lumaCrops, readPlanes } = await import('./js/frame-planes.js');
   const [w, h] = [%d, %d];
   const buf = new Uint8Array(w * h * 3 / 2).fill(128);
   buf.set(Uint8Array.from(atob(y), (c) => c.charCodeAt(0)));
   const frame = new VideoFrame(buf, { format: 'I420', codedWidth: w, codedHeight: h, timestamp: 0,
     colorSpace: { matrix: 'smpte170m', primaries: 'smpte170m', transfer: 'smpte170m', fullRange } });
-  const luma = await readLuma(frame);
+  const { luma } = await readPlanes(frame);
   frame.close();
   const read = squares.map(({ cx, cy, side, roll }) => ({ cx: cx / scale, cy: cy / scale, side: side / scale, roll }));
   return Array.from(lumaCrops(luma, read, scale, scale, 48));
@@ -89,3 +90,52 @@ def test_full_range_luma_is_taken_as_grey(page, luma):
     expected = numpy_crops(luma.astype(np.float32))
     got = browser_crops(page, luma, full_range=True)
     assert np.abs(got - expected).mean() < 2.0
+
+
+# In the page: a VideoFrame of the given format and bytes -> [planesSquare, the canvas's drawing] of it, fitted into a
+# 128 px square as the short-range detector takes a 4:3 frame.
+SQUARE = """async ({ bytes, format }) => {
+  const { planesSquare, readPlanes } = await import('./js/frame-planes.js');
+  const [w, h] = [%d, %d];
+  const fit = { size: 128, x: 0, y: 16, width: 128, height: 96 };
+  const frame = new VideoFrame(Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0)), { format, codedWidth: w,
+    codedHeight: h, timestamp: 0,
+    colorSpace: { matrix: 'smpte170m', primaries: 'smpte170m', transfer: 'smpte170m', fullRange: false } });
+  const ours = planesSquare(await readPlanes(frame), fit);
+  const canvas = new OffscreenCanvas(fit.size, fit.size);
+  const ctx = canvas.getContext('2d');
+  ctx.fillRect(0, 0, fit.size, fit.size);
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(frame, 0, 0, w, h, fit.x, fit.y, fit.width, fit.height);
+  frame.close();
+  return [Array.from(ours), Array.from(ctx.getImageData(0, 0, fit.size, fit.size).data)];
+}""" % (W, H)
+
+
+def frame_bytes(rgb: np.ndarray, fmt: str) -> bytes:
+    """The frame in `fmt`: I420 / NV12 (BT.601, video range, chroma averaged over 2x2)."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    half = lambda c: c.reshape(H // 2, 2, W // 2, 2).mean(axis=(1, 3))  # noqa: E731
+    u, v = (np.round(half(c)).astype(np.uint8) for c in (u, v))
+    y = np.round(y).astype(np.uint8)
+    chroma = np.stack([u, v], axis=-1).tobytes() if fmt == "NV12" else u.tobytes() + v.tobytes()
+    return y.tobytes() + chroma
+
+
+@pytest.mark.parametrize("fmt", ["I420", "NV12"])
+def test_detector_square_from_planes_matches_the_canvas(page, fmt):
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(videos.still_png(videos.HAPPY)).convert("RGB"))
+    ours, canvas = (np.asarray(a, np.float32).reshape(128, 128, 4) for a in page.evaluate(
+        SQUARE, {"bytes": base64.b64encode(frame_bytes(rgb, fmt)).decode(), "format": fmt}))
+    assert (ours[:16] == [0, 0, 0, 255]).all() and (ours[112:] == [0, 0, 0, 255]).all()  # the letterbox bands
+    diff = np.abs(ours[16:112, :, :3] - canvas[16:112, :, :3])
+    # Two resamplers (a box average here, the canvas's filter) and two YUV -> RGB conversions of the same frame
+    print(f"{fmt}: mean {diff.mean():.2f}, p99 {np.percentile(diff, 99):.1f} levels")
+    assert diff.mean() < 3.0 and np.percentile(diff, 99) < 30, (fmt, diff.mean(), np.percentile(diff, 99))
+    # and not merely alike: the picture shifted by 4 px is far off
+    assert np.abs(ours[16:112, 4:, :3] - canvas[16:112, :-4, :3]).mean() > 2 * diff.mean()

@@ -37,10 +37,11 @@ function wasmThreads() {
   return Math.max(1, Math.min(MAX_THREADS, (navigator.hardwareConcurrency || 1) - 1));
 }
 
-/** Safari, and every browser on iOS (all are WebKit there): its multi-threaded WebAssembly memory has failed with
+/** Safari, and every browser on iOS (all are WebKit there). Its multi-threaded WebAssembly memory has failed with
  *  "RangeError: Out of memory" once the page is isolated, and a failed onnxruntime start cannot be retried in the
- *  same page (onnxruntime#11679, #22086; emscripten#19144), so onnxruntime runs single-threaded there. */
-function isWebKit() {
+ *  same page (onnxruntime#11679, #22086; emscripten#19144), so onnxruntime runs single-threaded there; it also
+ *  loads the runtimes one after the other (app-boot.js). */
+export function isWebKit() {
   const ua = globalThis.navigator?.userAgent ?? '';
   return /AppleWebKit/.test(ua) && !/Chrome|Chromium|Edg\/|OPR\//.test(ua);
 }

@@ -12,7 +12,7 @@ import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
 import { closeInferenceRoom, inferenceThread, run, runtimeIsolation } from './inference.js';
 import { takeSpans, timed } from './load-timing.js';
-import { lumaCrops, readLuma } from './luma-crops.js';
+import { lumaCrops, planesSquare, readPlanes } from './frame-planes.js';
 import { setSiteRoot } from './manifest.js';
 
 const now = () => performance.now();
@@ -78,8 +78,8 @@ class Pipeline {
     this.detector = 'short_range'; // the face detector the bridge is set to (FramePipeline's name for it)
     this.options = null;
     this.canvases = {}; // pixel canvases by use (frame, rgb, square, crops), kept from frame to frame
-    this.lumaBuffer = {}; // {buffer}: a camera frame's planes (readLuma), kept from frame to frame
-    this.lumaWorks = true; // false once copying a frame's luma plane has failed
+    this.planeBuffers = {}; // {buffer, grey}: a camera frame's planes (readPlanes), kept from frame to frame
+    this.planesWork = true; // false once copying a frame's planes has failed
   }
 
   async load(data, progress) {
@@ -200,10 +200,10 @@ class Pipeline {
    * due (at least every `detectEvery` frames; emotion_runtime.schedule); on the other frames the last detection's
    * faces, moved on at their tracks' velocity, are cut from this frame and classified again. Who resamples
    * (`resample`):
-   * - 'browser': the canvas fits the frame into the detector's square, and each face's crop square is drawn upright
-   *   at CROP_SIDE px from the frame's full-resolution pixels (sampled from the luma plane of a camera's YUV frame,
-   *   js/luma-crops.js; drawn by the canvas otherwise); Python gets only those small images (see
-   *   build/measure_resample.py for what this does to accuracy);
+   * - 'browser': the frame is fitted into the detector's square, and each face's crop square is drawn upright at
+   *   CROP_SIDE px from the frame's full-resolution pixels: sampled from a camera frame's planes (js/frame-planes.js),
+   *   drawn by the canvas otherwise; Python gets only those small images (see build/measure_resample.py for what
+   *   this does to accuracy);
    * - 'numpy': the frame's pixels (read at width x height) go to Python, which letterboxes and crops them
    *   (emotion_runtime.preprocess, the same numbers as CPython and the tests).
    */
@@ -213,21 +213,21 @@ class Pipeline {
     const t0 = now();
     const detectorRan = bridge.detection_due(width, height, detectEvery);
     const videoFrame = byBrowser && typeof VideoFrame === 'function' && source instanceof VideoFrame;
-    // A camera's YUV frame: the crops come from its luma plane, so only the detector's square needs RGB pixels.
-    // A luma plane that cannot be copied out (VideoFrame.copyTo failing, as in some Safari versions) leaves the
-    // canvas to draw the crops, from then on.
+    // A camera frame: the detector's square and the crops come from its planes (js/frame-planes.js), with no
+    // canvas draw of the whole frame. Planes that cannot be copied out (VideoFrame.copyTo failing, as in some Safari
+    // versions) leave the canvas to draw them, from then on.
     // A frame stored turned or mirrored (VideoFrame.rotation / flip: a phone's portrait camera) keeps its planes as
-    // coded, not as displayed: the canvas, which draws it as displayed, cuts its crops.
+    // coded, not as displayed: the canvas, which draws it as displayed, reads it.
     const upright = videoFrame && !source.rotation && !source.flip;
-    const luma = upright && this.lumaWorks
-      ? await readLuma(source, this.lumaBuffer).catch(() => { this.lumaWorks = false; return null; }) : null;
-    if (videoFrame && (detectorRan || !luma)) source = this.rgbCopy(source, srcWidth, srcHeight);
+    const planes = upright && this.planesWork
+      ? await readPlanes(source, this.planeBuffers).catch(() => { this.planesWork = false; return null; }) : null;
+    if (videoFrame && !planes) source = this.rgbCopy(source, srcWidth, srcHeight);
     let n = 0;
     const stage = { read: 0, input: 0, detect: 0, decode: 0 }; // ms of the detector's steps, 0 when it is skipped
     if (detectorRan) {
-      const pixels = byBrowser
-        ? this.detectorSquare(source, srcWidth, srcHeight, width, height)
-        : this.framePixels(source, width, height);
+      const pixels = !byBrowser ? this.framePixels(source, width, height)
+        : planes ? planesSquare(planes, this.squareFit(width, height))
+          : this.detectorSquare(source, srcWidth, srcHeight, width, height);
       const t1 = now();
       const x = takeFloat32(byBrowser
         ? bridge.detector_input_square(pixels, width, height)
@@ -249,8 +249,8 @@ class Pipeline {
     let drawMs = 0; // drawing the crops: part of capture, not of Python's pre
     if (n > 0 && byBrowser) {
       const squares = JSON.parse(bridge.crop_geometry_json());
-      const drawn = luma
-        ? lumaCrops(luma, squares, luma.width / width, luma.height / height, CROP_SIDE)
+      const drawn = planes
+        ? lumaCrops(planes.luma, squares, planes.luma.width / width, planes.luma.height / height, CROP_SIDE)
         : this.drawCrops(source, srcWidth, srcHeight, width, height, squares);
       drawMs = now() - tc;
       crops = takeFloat32(bridge.emotion_input_drawn(drawn, CROP_SIDE));
@@ -308,16 +308,21 @@ class Pipeline {
     return held;
   }
 
+  /** Where a width x height frame goes in the detector's square (letterbox_json: {size, x, y, width, height}). */
+  squareFit(width, height) {
+    const key = `${width}x${height}@${this.detector}`;
+    if (this.squareGeometry?.key !== key) {
+      this.squareGeometry = { key, ...JSON.parse(this.bridge.letterbox_json(width, height)) };
+    }
+    return this.squareGeometry;
+  }
+
   /**
    * The frame fitted into the detector's square by the browser's resampling (smoothing quality high), where the
    * Python side expects a width x height frame (letterbox_json), padding black: RGBA pixels of the square.
    */
   detectorSquare(source, srcWidth, srcHeight, width, height) {
-    const key = `${width}x${height}@${this.detector}`;
-    if (this.squareGeometry?.key !== key) {
-      this.squareGeometry = { key, ...JSON.parse(this.bridge.letterbox_json(width, height)) };
-    }
-    const g = this.squareGeometry;
+    const g = this.squareFit(width, height);
     const { ctx } = this.canvasFor('square', g.size, g.size); // sides differ per detector
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, g.size, g.size);

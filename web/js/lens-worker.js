@@ -9,7 +9,7 @@ import './errors.js';
 import './frame-size.js';
 import './inference.js';
 import './load-timing.js';
-import './luma-crops.js';
+import './frame-planes.js';
 import './manifest.js';
 import './runtime.js';
 
