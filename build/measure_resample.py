@@ -3,26 +3,29 @@
 The engine can leave the pixel work of a frame to the browser's canvas (resample 'browser': the frame fitted into the
 face detector's square and each face's crop drawn upright at 48 px, smoothing quality high) or to emotion_runtime's
 numpy code (resample 'numpy': the same numbers as CPython and the tests). This runs FER+ test faces through both, in
-headless Chromium, through the real engine (web/js/emotion-lens.js in its worker: Pyodide, onnxruntime-web WASM, the
+headless Chromium (or Firefox / WebKit: --browser), through the real engine (web/js/emotion-lens.js in its worker: Pyodide, onnxruntime-web WASM, the
 short-range detector, the site's default emotion model), and compares with the model's accuracy on the same faces as
 the plain 48x48 test images (the training crop).
 
 Each face (a seeded subset of the FER+ test split) is upscaled to a face size, turned by a roll and pasted on grey
 noise in a 640x480 frame (build/measure_alignment.make_frame), encoded as PNG and handed to the engine as a camera
-frame (an I420 VideoFrame, as Chromium's camera frames are: the camera's path, `resample.video`; the browser path cuts
-its crops from the frame's luma plane). Printed per face size and roll: faces detected, accuracy
+frame (an I420 VideoFrame, as Chromium's camera frames are: the camera's path, `resample.video`; the browser path reads
+the detector's square and the crops from its planes; or, --frame-format BGRA, the RGB frames Firefox's camera hands
+out, which the browser path leaves to the canvas). Printed per face size and roll: faces detected, accuracy
 through each path (majority FER+ label, on the faces both paths detected), how often the two paths agree on the top
 class, and the largest probability difference. Smoothing is off; each frame's own probabilities are compared.
 
 Usage (repo root, project venv; Chromium, the built site and the FER+ zip):
     python build/measure_resample.py                          # 400 faces x 5 settings, ~10 min on 2 cores
     python build/measure_resample.py --n 100 --settings 180:0
+    python build/measure_resample.py --browser firefox --frame-format BGRA   # Firefox's canvas (no smoothing quality)
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -59,7 +62,7 @@ LOAD_ENGINE = """async ({resample, model}) => {
 }"""
 # Each frame becomes an I420 VideoFrame (BT.601, video range, chroma averaged over 2x2), the format of the camera
 # frames Chromium hands out; the engine then cuts the browser path's crops from its luma plane (js/frame-planes.js).
-DETECT_FRAMES = """async (pngs) => {
+DETECT_FRAMES = """async ({pngs, format}) => {
   const out = [];
   const i420 = (rgba, w, h) => {
     const buf = new Uint8Array(w * h * 3 / 2);
@@ -86,9 +89,16 @@ DETECT_FRAMES = """async (pngs) => {
     const ctx = new OffscreenCanvas(w, h).getContext('2d');
     ctx.drawImage(bitmap, 0, 0);
     bitmap.close();
-    const frame = new VideoFrame(i420(ctx.getImageData(0, 0, w, h).data, w, h), {
-      format: 'I420', codedWidth: w, codedHeight: h, timestamp: i,
-      colorSpace: { matrix: 'smpte170m', primaries: 'smpte170m', transfer: 'smpte170m', fullRange: false } });
+    const rgba = ctx.getImageData(0, 0, w, h).data;
+    const bgra = () => {
+      const buf = new Uint8Array(rgba.length);
+      for (let j = 0; j < rgba.length; j += 4) [buf[j], buf[j + 1], buf[j + 2], buf[j + 3]] = [rgba[j + 2], rgba[j + 1], rgba[j], 255];
+      return buf;
+    };
+    const frame = format === 'BGRA'
+      ? new VideoFrame(bgra(), { format: 'BGRA', codedWidth: w, codedHeight: h, timestamp: i })
+      : new VideoFrame(i420(rgba, w, h), { format: 'I420', codedWidth: w, codedHeight: h, timestamp: i,
+        colorSpace: { matrix: 'smpte170m', primaries: 'smpte170m', transfer: 'smpte170m', fullRange: false } });
     const r = await window.__lens.detect(frame);
     out.push({ faces: r.faces.map((f) => ({ box: f.box, probs: f.raw_probs })), ms: r.timings.total });
   }
@@ -114,6 +124,33 @@ def nearest_face(faces: list[dict], centre: tuple[int, int], face_px: int) -> di
     return best if best is not None and dist(best) < face_px / 2 else None
 
 
+@contextlib.contextmanager
+def page_in(browser_name: str, url: str):
+    """`evaluate(js_function, arg)` in a fresh browser's page at `url`: Chromium through Playwright, Firefox and
+    WebKit through tests/fixtures/engines.py."""
+    if browser_name == "chromium":
+        from fixtures.e2e import launch_app_browser
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = launch_app_browser(p)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                yield page.evaluate
+            finally:
+                browser.close()
+        return
+    from fixtures import engines
+
+    problem = engines.engine_problem(browser_name)
+    if problem:
+        raise SystemExit(f"{browser_name}: {problem}")
+    with engines.launch(browser_name) as browser:
+        browser.goto(url)
+        yield lambda function, arg: browser.call(function, arg, timeout_s=600)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=FERPLUS_ZIP)
@@ -123,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of face_px:roll_degrees (positive roll = clockwise)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--browser", choices=("chromium", "firefox", "webkit"), default="chromium")
+    ap.add_argument("--frame-format", choices=("I420", "BGRA"), default="I420",
+                    help="the camera frames' format (Chromium's: I420; Firefox's here: BGRA)")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
-    from fixtures.e2e import launch_app_browser, serve_dir
-    from playwright.sync_api import sync_playwright
+    from fixtures.e2e import serve_dir
 
     from emotion_runtime.preprocess import normalise
 
@@ -142,31 +181,26 @@ def main(argv: list[str] | None = None) -> int:
     plain = emo.run(None, {emo.get_inputs()[0].name: normalise(images)[:, None]})[0].argmax(axis=1) == truth
     print(f"model {model_id}; {len(images)} FER+ test faces (seed {args.seed}) pasted into {FRAME_W}x{FRAME_H} "
           f"grey-noise frames; the training crop (plain 48x48 images): accuracy {plain.mean():.2%}")
+    print(f"{args.browser}, camera frames as {args.frame_format} VideoFrames")
 
     frames = {s: [make_frame(img, s[1], s[0], np.random.default_rng([args.seed, s[0], s[1] % 360]))
                   for img in images] for s in settings}
     results: dict[str, dict] = {}
     server, url = serve_dir(args.site)
     try:
-        with sync_playwright() as p:
-            browser = launch_app_browser(p)
-            try:
-                page = browser.new_page()
-                page.goto(url + "example/")
-                for path in PATHS:
-                    t0 = time.perf_counter()
-                    page.evaluate(LOAD_ENGINE, {"resample": path, "model": model_id})
-                    results[path] = {}
-                    for s in settings:
-                        got = []
-                        for i in range(0, len(images), BATCH):
-                            pngs = [png_b64(f) for f, _ in frames[s][i:i + BATCH]]
-                            got += page.evaluate(DETECT_FRAMES, pngs)
-                        results[path][s] = got
-                    print(f"  {path}: {time.perf_counter() - t0:.0f} s", flush=True)
-                page.evaluate("() => window.__lens.dispose()")
-            finally:
-                browser.close()
+        with page_in(args.browser, url + "example/") as evaluate:
+            for path in PATHS:
+                t0 = time.perf_counter()
+                evaluate(LOAD_ENGINE, {"resample": path, "model": model_id})
+                results[path] = {}
+                for s in settings:
+                    got = []
+                    for i in range(0, len(images), BATCH):
+                        pngs = [png_b64(f) for f, _ in frames[s][i:i + BATCH]]
+                        got += evaluate(DETECT_FRAMES, {"pngs": pngs, "format": args.frame_format})
+                    results[path][s] = got
+                print(f"  {path}: {time.perf_counter() - t0:.0f} s", flush=True)
+            evaluate("() => window.__lens.dispose()", None)
     finally:
         server.shutdown()
         server.server_close()

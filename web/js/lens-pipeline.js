@@ -20,6 +20,14 @@ const now = () => performance.now();
 const WARMUP_SIZE = [64, 48];
 // Side the browser draws face crops at: the emotion model's input, so Python only turns them grey.
 const CROP_SIDE = 48;
+// Firefox's canvas has no imageSmoothingQuality (bug 1228847): it downscales bilinearly from 2 x 2 source pixels
+// whatever the reduction, so the detector's 5x reduction aliases (build/measure_resample.py in Firefox, RGB camera
+// frames: FER+ test faces of 100 px found in 4.0% of frames, 18.5% through numpy). There the canvas draws from halved
+// copies of the frame (each drawn from the one before: a 2 x 2 mean), so no draw reduces more than 2x.
+const SMOOTHING_QUALITY = (() => {
+  const context = globalThis.OffscreenCanvasRenderingContext2D ?? globalThis.CanvasRenderingContext2D;
+  return Boolean(context && 'imageSmoothingQuality' in context.prototype);
+})();
 
 /** Copy a float32 numpy array (PyProxy) into a JS Float32Array and free the proxy. */
 function takeFloat32(proxy) {
@@ -77,7 +85,8 @@ class Pipeline {
     this.bridge = null; // emotion_runtime.AppBridge (PyProxy)
     this.detector = 'short_range'; // the face detector the bridge is set to (FramePipeline's name for it)
     this.options = null;
-    this.canvases = {}; // pixel canvases by use (frame, rgb, square, crops), kept from frame to frame
+    this.canvases = {}; // pixel canvases by use (frame, rgb, square, crops, half1...), kept from frame to frame
+    this.halves = []; // this frame's halved copies (reducible), made as needed
     this.planeBuffers = {}; // {buffer, grey}: a camera frame's planes (readPlanes), kept from frame to frame
     this.planesWork = true; // false once copying a frame's planes has failed
   }
@@ -212,6 +221,7 @@ class Pipeline {
     const byBrowser = resample === 'browser';
     const t0 = now();
     const detectorRan = bridge.detection_due(width, height, detectEvery);
+    this.halves = [];
     const videoFrame = byBrowser && typeof VideoFrame === 'function' && source instanceof VideoFrame;
     // A camera frame: the detector's square and the crops come from its planes (js/frame-planes.js), with no
     // canvas draw of the whole frame. Planes that cannot be copied out (VideoFrame.copyTo failing, as in some Safari
@@ -298,6 +308,28 @@ class Pipeline {
     return canvas;
   }
 
+  /**
+   * What to draw `source` from for a `reduction`-fold downscale: the source itself where the canvas resamples well
+   * (SMOOTHING_QUALITY) or the reduction is at most 2x, else this frame's copy halved k times, from which the draw
+   * reduces at most 2x. {image, width, height}: the image and its size in px.
+   */
+  reducible(source, srcWidth, srcHeight, reduction) {
+    const k = SMOOTHING_QUALITY ? 0 : Math.max(0, Math.ceil(Math.log2(reduction)) - 1);
+    let level = { image: source, width: srcWidth, height: srcHeight };
+    for (let i = 1; i <= k; i++) {
+      if (!this.halves[i]) {
+        const width = Math.max(1, Math.ceil(level.width / 2));
+        const height = Math.max(1, Math.ceil(level.height / 2));
+        const { canvas, ctx } = this.canvasFor(`half${i}`, width, height);
+        ctx.imageSmoothingEnabled = true;
+        ctx.drawImage(level.image, 0, 0, level.width, level.height, 0, 0, width, height);
+        this.halves[i] = { image: canvas, width, height };
+      }
+      level = this.halves[i];
+    }
+    return level;
+  }
+
   /** The pixel canvas kept for `use`, sized width x height (a resize resets its drawing state: set it per draw). */
   canvasFor(use, width, height) {
     const held = (this.canvases[use] ??= pixelCanvas(width, height));
@@ -328,7 +360,8 @@ class Pipeline {
     ctx.fillRect(0, 0, g.size, g.size);
     ctx.imageSmoothingEnabled = true;
     ctx.imageSmoothingQuality = 'high';
-    ctx.drawImage(source, 0, 0, srcWidth, srcHeight, g.x, g.y, g.width, g.height);
+    const drawn = this.reducible(source, srcWidth, srcHeight, srcWidth / g.width);
+    ctx.drawImage(drawn.image, 0, 0, drawn.width, drawn.height, g.x, g.y, g.width, g.height);
     return ctx.getImageData(0, 0, g.size, g.size).data;
   }
 
@@ -359,7 +392,8 @@ class Pipeline {
         g / 2 - s * (cos * cx + sin * cy), i * g + g / 2 - s * (-sin * cx + cos * cy));
       ctx.imageSmoothingEnabled = true;
       ctx.imageSmoothingQuality = 'high';
-      ctx.drawImage(source, 0, 0);
+      const drawn = this.reducible(source, srcWidth, srcHeight, (side * scaleX) / g);
+      ctx.drawImage(drawn.image, 0, 0, drawn.width, drawn.height, 0, 0, srcWidth, srcHeight);
       const reach = (side / 2) * (Math.abs(cos) + Math.abs(sin)); // half the turned square's bounding box
       if (cx - reach < 0 || cy - reach < 0 || cx + reach > width || cy + reach > height) {
         for (const [sx, sy, sw, sh, dx, dy, dw, dh] of edgeStretches(srcWidth, srcHeight, far)) {
