@@ -193,3 +193,43 @@ def test_the_main_thread_start_survives_cpu_contention(playwright_driver, app_se
         stop.set()
         for hog in hogs:
             hog.join(timeout=5)
+
+
+# In the page: camera-like frames (VideoFrames of the happy clip's picture) through an engine with the given adapt
+# option; its stats.pace and how many frames the detector ran on.
+PACED = """async ({ adapt, frames, png }) => {
+  const { createEmotionLens } = await import('../js/emotion-lens.js');
+  const lens = createEmotionLens({ executionProviders: ['wasm'], adapt });
+  await lens.load();
+  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+  const picture = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+  let ran = 0;
+  for (let i = 0; i < frames; i++) {
+    const r = await lens.detect(new VideoFrame(picture, { timestamp: i * 33_000 }));
+    if (r.detectorRan) ran += 1;
+  }
+  const { pace } = lens.stats;
+  lens.dispose();
+  return { pace, ran };
+}"""
+
+
+@pytest.mark.parametrize("budget_ms, slowed", [(1, True), (1000, False)])
+def test_camera_frames_over_budget_stretch_the_detector_cadence(playwright_driver, app_server, budget_ms, slowed):  # noqa: F811
+    """config.adapt: frames costing more than the budget make the engine run the detector less often, and say so."""
+    import base64
+
+    png = base64.b64encode(videos.still_png(videos.HAPPY).read_bytes()).decode()
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        page.goto(app_server.url + "example/")
+        got = page.evaluate(PACED, {"adapt": {"budgetMs": budget_ms}, "frames": 90, "png": png})
+    finally:
+        browser.close()
+    pace = got["pace"]
+    assert pace["slowed"] is slowed and pace["budgetMs"] == budget_ms and pace["configured"] == 3, pace
+    if slowed:
+        assert pace["detectEvery"] == 30 and got["ran"] <= 90 // 3 - 5, got  # the longest cadence, fewer detector runs
+    else:
+        assert pace["detectEvery"] == 3 and got["ran"] >= 90 // 3, got

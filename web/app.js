@@ -82,7 +82,8 @@ function readable(err) {
 /** Demo-page overrides: ?ep=webgpu|webgl|wasm puts one EP first (WASM stays the fallback), ?softgpu=1 allows
  *  software GPUs (also implied by ?ep=), ?loadTimeout=ms, ?worker=0 runs the pipeline on the main thread,
  *  ?resample=numpy|browser sets who resizes camera frames and photos (numpy or the browser's canvas),
- *  ?detectEvery=n runs the face detector on camera frames at least every n frames (1: every frame),
+ *  ?detectEvery=n runs the face detector on camera frames at least every n frames (1: every frame), ?adapt=0 keeps
+ *  that cadence on a slow device,
  *  ?model=<id> opens with that emotion model (a study's link; the visitor's stored choice is left as it is). */
 function pageConfig() {
   const ep = params.get('ep');
@@ -96,6 +97,7 @@ function pageConfig() {
   if (params.get('worker') === '0') config.worker = false;
   if (params.has('resample')) config.resample = { video: params.get('resample'), image: params.get('resample') };
   if (params.has('detectEvery')) config.detectEvery = Number(params.get('detectEvery'));
+  if (params.get('adapt') === '0') config.adapt = { enabled: false };
   return config;
 }
 
@@ -386,7 +388,9 @@ function showResult(result, { mirror, live }) {
   if (detectorRan) Object.assign(detectorRuns, { ran: detectorRuns.ran + 1, ms: timings.detect });
   if (!live || now - lastReadoutAt >= READOUT_MS) {
     lastReadoutAt = now;
-    ui.setReadouts({ fps: status.get('fps'), timings, detector: { ...detectorRuns } });
+    const { pace } = lens.stats;
+    status.update({ pace });
+    ui.setReadouts({ fps: status.get('fps'), timings, detector: { ...detectorRuns, slowed: live && pace.slowed } });
     detectorRuns.frames = detectorRuns.ran = 0;
   }
 

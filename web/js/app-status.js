@@ -25,6 +25,7 @@ const state = {
   timings: null, // last frame: {capture, detect, pre, classify, post, total} in ms
   frames: 0, // frames processed since the camera started
   dropped: 0, // camera frames dropped since the camera started (a newer one arrived while the engine was busy)
+  pace: null, // the engine's stats.pace at the last readout: the camera's detector cadence, slowed on a slow device
   loadMs: null, // navigation start -> ready (performance.now())
   firstResultMs: null, // navigation start -> first processed frame or photo
   cameraClickMs: null, // when Start camera was last pressed

@@ -15,6 +15,7 @@
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
 import { recordSpans, timed } from './load-timing.js';
+import { createPace } from './pace.js';
 import { serviceWorkerControl } from './sw-control.js';
 
 export { ERROR_CODES, LensError, fitSize };
@@ -58,6 +59,7 @@ export const EVENTS = Object.freeze({
 });
 
 /** @typedef {'webgpu'|'webgl'|'wasm'} ExecutionProvider  an onnxruntime-web backend */
+/** @typedef {import('./pace.js').PaceState} PaceState */
 
 /** The execution providers the engine knows, fastest first. */
 export const EXECUTION_PROVIDERS = Object.freeze(/** @type {const} */ (['webgpu', 'webgl', 'wasm']));
@@ -92,7 +94,12 @@ export const DETECTORS = Object.freeze(/** @type {const} */ (['short_range', 'fu
  * @property {number} detectEvery  camera frames: the face detector (the costliest step) runs at least every this many
  *   frames (1..30; 1: on every frame), on every frame while no face is found, and on the frame after a face's crop
  *   changed (it moved otherwise than predicted, or turned); the frames between keep its last faces, moved on at
- *   their tracks' velocity, and classify them again (emotion_runtime/schedule.py). Photos always run it.
+ *   their tracks' velocity, and classify them again (emotion_runtime/schedule.py). Photos always run it. The
+ *   shortest cadence: with `adapt`, a slow device stretches it
+ * @property {{enabled: boolean, budgetMs: number}} adapt  camera frames on a slow device: when a frame costs more than
+ *   budgetMs on average (default 33: a 30 FPS camera's interval), the detector's cadence is stretched (up to every
+ *   30th frame) until frames fit, and shortened again when they do (js/pace.js; stats.pace says what is in force).
+ *   Faces are still classified on every frame: boxes follow moving faces less closely between detections
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
  * @property {boolean} warmup  run one blank frame through the camera's face detector (detector.video) at load, so
  *   the first camera frame is not the slow one
@@ -100,7 +107,7 @@ export const DETECTORS = Object.freeze(/** @type {const} */ (['short_range', 'fu
 
 /**
  * What createEmotionLens takes: any options of LensConfig; nested ones (maxSide, detector, resample, smoothing,
- * timeouts) may give some of their fields, the rest keep their defaults.
+ * timeouts, adapt) may give some of their fields, the rest keep their defaults.
  * @typedef {{[K in keyof LensConfig]?: LensConfig[K] extends any[] ? LensConfig[K] : Partial<LensConfig[K]>}} LensOptions
  */
 
@@ -117,6 +124,7 @@ export const DEFAULTS = deepFreeze({
   allowSoftwareGpu: false,
   resample: { video: 'browser', image: 'numpy' },
   detectEvery: 3,
+  adapt: { enabled: true, budgetMs: 33 },
   worker: true,
   warmup: true,
 });
@@ -218,7 +226,7 @@ export function resolveConfig(config = {}) {
   const unknown = Object.keys(config).filter((k) => !(k in DEFAULTS));
   if (unknown.length) bad(`unknown option(s) ${unknown.join(', ')}`);
   const c = structuredClone({ ...DEFAULTS, ...config });
-  for (const key of ['maxSide', 'detector', 'resample', 'smoothing', 'timeouts']) {
+  for (const key of ['maxSide', 'detector', 'resample', 'smoothing', 'timeouts', 'adapt']) {
     c[key] = { ...DEFAULTS[key], ...(config[key] || {}) };
   }
   const positiveInt = (v) => Number.isInteger(v) && v > 0;
@@ -236,6 +244,8 @@ export function resolveConfig(config = {}) {
   }
   if (c.model !== null && typeof c.model !== 'string') bad('model must be a model id (string) or null');
   if (!(positiveInt(c.detectEvery) && c.detectEvery <= 30)) bad(`detectEvery must be an integer in 1..30, got ${c.detectEvery}`);
+  if (typeof c.adapt.enabled !== 'boolean') bad(`adapt.enabled must be true or false, got ${c.adapt.enabled}`);
+  if (!(c.adapt.budgetMs > 0 && c.adapt.budgetMs <= 1000)) bad(`adapt.budgetMs must be in (0, 1000] ms, got ${c.adapt.budgetMs}`);
   if (![c.resample.video, c.resample.image].every((r) => ['browser', 'numpy'].includes(r))) {
     bad(`resample.video/image must be 'browser' or 'numpy', got ${JSON.stringify(c.resample)}`);
   }
@@ -369,6 +379,7 @@ export class EmotionLens extends EventTarget {
   #waiting = null; // the next frame's job: {source, options, resolve, reject}
   #frames = 0;
   #dropped = 0;
+  #pace; // the camera's detector cadence (js/pace.js)
   #stopWatch = null;
   #detector; // {video, image}: config.detector, changed by setDetector()
 
@@ -377,6 +388,7 @@ export class EmotionLens extends EventTarget {
     super();
     this.#config = resolveConfig(config);
     this.#detector = { ...this.#config.detector };
+    this.#pace = createPace({ detectEvery: this.#config.detectEvery, ...this.#config.adapt });
   }
 
   /**
@@ -445,8 +457,13 @@ export class EmotionLens extends EventTarget {
   /** @returns {ModelInfo|null} the emotion model in use */
   get model() { return this.#info && structuredClone(this.#info.model); }
 
-  /** @returns {{frames: number, dropped: number, busy: boolean}} frames processed and dropped since load */
-  get stats() { return { frames: this.#frames, dropped: this.#dropped, busy: this.#inFlight }; }
+  /**
+   * @returns {{frames: number, dropped: number, busy: boolean, pace: PaceState}} frames processed and dropped since
+   *   load, and the camera's detector cadence in force (slowed on a slow device: config.adapt)
+   */
+  get stats() {
+    return { frames: this.#frames, dropped: this.#dropped, busy: this.#inFlight, pace: this.#pace.state() };
+  }
 
   #setState(state) {
     if (state === this.#state) return;
@@ -587,10 +604,11 @@ export class EmotionLens extends EventTarget {
       const maxSide = job.options.maxSide ?? this.#config.maxSide[kind];
       const detector = job.options.detector ?? this.#detector[kind];
       const resample = this.#config.resample[kind];
-      const detectEvery = kind === 'video' ? this.#config.detectEvery : 1;
+      const detectEvery = kind === 'video' ? this.#pace.detectEvery : 1;
       const result = await this.#call('detect', { frame, maxSide, kind, detector, resample, detectEvery }, [frame]);
       result.timings.grab = grab;
       result.timings.roundTrip = performance.now() - t0;
+      if (kind === 'video') this.#pace.record(result.timings.roundTrip, result.detectorRan);
       this.#frames += 1;
       this.#result = result;
       this.#emit(EVENTS.RESULT, result);

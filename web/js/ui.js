@@ -201,9 +201,10 @@ export function runtimeText({ crossOriginIsolated, wasmThreads }) {
 /**
  * Update the readouts given.
  * @param {{ep?: string, runtime?: string, fps?: number|null, timings?: object,
- *          detector?: {frames: number, ran: number, ms: number|null}}} readouts
+ *          detector?: {frames: number, ran: number, ms: number|null, slowed?: boolean}}} readouts
  *   timings: the last frame's (FrameResult.timings); detector: since the last readout, the frames shown, those the
- *   face detector ran on, and its last run's ms (it skips frames: config.detectEvery)
+ *   face detector ran on, its last run's ms (it skips frames: config.detectEvery), and whether the engine stretched
+ *   its cadence for this device (stats.pace)
  */
 export function setReadouts({ ep, runtime, fps, timings, detector }) {
   if (ep !== undefined) setText(els.ro.ep, ep || '–');
@@ -211,7 +212,7 @@ export function setReadouts({ ep, runtime, fps, timings, detector }) {
   if (fps !== undefined) setText(els.ro.fps, Number.isFinite(fps) ? fps.toFixed(1) : '–');
   if (detector) {
     const share = detector.ran < detector.frames ? ` · ${detector.ran}/${detector.frames} frames` : '';
-    setText(els.ro.detect, fmtMs(detector.ms ?? NaN) + share);
+    setText(els.ro.detect, fmtMs(detector.ms ?? NaN) + share + (detector.slowed ? ' (slowed for this device)' : ''));
   }
   if (timings) {
     setText(els.ro.pre, fmtMs(timings.pre));
