@@ -47,7 +47,7 @@ def cpython_reference(site_server) -> dict:
 def _open_boot_page(context, url: str, page_name: str = "boot.html"):
     page = context.new_page()
     page.goto(url + "__test__/" + page_name)
-    page.wait_for_function("document.getElementById('status')?.textContent === 'ready'", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('status')?.textContent === 'ready'", timeout=30_000)
     return page
 
 
@@ -60,7 +60,7 @@ def _report(label: str, result: dict) -> None:
     print(f"\n[{label}] ep={result['ep']} python cold start {t['totalMs']:.0f} ms "
           f"(pyodide {t['pyodideMs']:.0f}, numpy {t['numpyMs']:.0f}, runtime {t['runtimeMs']:.0f}); "
           f"session create {result['createMs']:.0f} ms + warm-up {result['warmupMs']:.0f} ms; "
-          f"first real run {result['inferMs']:.0f} ms; threads {result['ort']['numThreads']}")
+          f"first real run {result['inferMs']:.0f} ms; threads {result['ort']['wasmThreads']}")
     for a in result["attempts"]:
         print(f"    {a['ep']:6s} ok={a['ok']!s:5s} {a['ms']:7.0f} ms {a.get('reason', '')}")
 
@@ -191,12 +191,12 @@ def test_github_pages_mode_service_worker_isolates_and_runtime_boots(pages_like_
     context = browser_context()
     page = context.new_page()
     page.goto(pages_like_server + "__test__/boot.html")
-    page.wait_for_function("window.crossOriginIsolated === true && document.getElementById('status')?.textContent "
+    page.wait_for_function("() => window.crossOriginIsolated === true && document.getElementById('status')?.textContent "
                            "=== 'ready'", timeout=30_000)
     result = _boot(page, preferred=["wasm"])
     _report("GitHub Pages mode (service worker)", result)
     assert result["ep"] == "wasm" and result["ort"]["crossOriginIsolated"] is True
-    assert result["ort"]["numThreads"] >= 1
+    assert result["ort"]["wasmThreads"] >= 1
     assert result["runtimeVersion"] == result["manifestVersions"]["emotion_runtime"]
 
 

@@ -27,7 +27,7 @@ def page(playwright_driver, site_server):
     browser = launch_app_browser(playwright_driver, fake_device=False, fake_ui=False)
     page = browser.new_page()
     page.goto(site_server.url + "__test__/session.html")
-    page.wait_for_function("document.getElementById('status')?.textContent === 'ready'", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('status')?.textContent === 'ready'", timeout=30_000)
     yield page
     assert [line for line in browser.console if "error" in line.split(":")[0]] == []
     browser.close()
