@@ -147,31 +147,27 @@ def renderers(profile_dir: str) -> list[int] | None:
     return [pid for pid in pids if "--type=renderer" in procs[pid][1]] if pids else None
 
 
-def browser_pss_bytes(profile_dir: str) -> int:
-    """Proportional set size of all the browser's processes (shared pages split among their sharers)."""
+def _summed_kib_bytes(pids: list[int], name: str, field: str) -> int:
+    """The `field:` line (in kB) of /proc/<pid>/<name>, summed over `pids`, in bytes; processes gone meanwhile count 0."""
     total = 0
-    for pid in browser_pids(profile_dir):
+    for pid in pids:
         try:
-            pss = next(line for line in _proc(pid, "smaps_rollup").splitlines() if line.startswith("Pss:"))
-            total += int(pss.split()[1]) * 1024
+            line = next(line for line in _proc(pid, name).splitlines() if line.startswith(field + ":"))
+            total += int(line.split()[1]) * 1024
         except (OSError, StopIteration):
             pass
     return total
+
+
+def browser_pss_bytes(profile_dir: str) -> int:
+    """Proportional set size of all the browser's processes (shared pages split among their sharers)."""
+    return _summed_kib_bytes(browser_pids(profile_dir), "smaps_rollup", "Pss")
 
 
 def renderer_rss_bytes(profile_dir: str) -> int | None:
     """Resident memory of the renderer processes of the Chromium using `profile_dir` (the page and its workers)."""
     pids = renderers(profile_dir)
-    if pids is None:
-        return None
-    total = 0
-    for pid in pids:
-        try:
-            rss = next(line for line in _proc(pid, "status").splitlines() if line.startswith("VmRSS:"))
-            total += int(rss.split()[1]) * 1024
-        except (OSError, StopIteration):
-            pass
-    return total
+    return None if pids is None else _summed_kib_bytes(pids, "status", "VmRSS")
 
 
 def renderer_main_cpu_s(profile_dir: str) -> float | None:

@@ -3,9 +3,9 @@
 The engine can leave the pixel work of a frame to the browser's canvas (resample 'browser': the frame fitted into the
 face detector's square and each face's crop drawn upright at 48 px, smoothing quality high) or to emotion_runtime's
 numpy code (resample 'numpy': the same numbers as CPython and the tests). This runs FER+ test faces through both, in
-headless Chromium (or Firefox / WebKit: --browser), through the real engine (web/js/emotion-lens.js in its worker: Pyodide, onnxruntime-web WASM, the
-short-range detector, the site's default emotion model), and compares with the model's accuracy on the same faces as
-the plain 48x48 test images (the training crop).
+headless Chromium (or Firefox / WebKit: --browser), through the real engine (web/js/emotion-lens.js in its worker:
+Pyodide, onnxruntime-web WASM, the short-range detector, the site's default emotion model), and compares with the
+model's accuracy on the same faces as the plain 48x48 test images (the training crop).
 
 Each face (a seeded subset of the FER+ test split) is upscaled to a face size, turned by a roll and pasted on grey
 noise in a 640x480 frame (build/measure_alignment.make_frame), encoded as PNG and handed to the engine as a camera
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import io
 import json
 import os
@@ -46,7 +45,7 @@ from measure_alignment import FRAME_H, FRAME_W, ferplus_test_subset, make_frame 
 
 FERPLUS_ZIP = Path(os.environ.get("EMOTION_DATASETS", "/work/shared/datasets")) / "ferplus.zip"
 PATHS = ("numpy", "browser")
-BATCH = 16  # frames per page.evaluate call
+BATCH = 16  # frames per call into the page
 
 # In the page: one engine with the given resampling for camera frames; frames arrive as PNG (base64) and go in as
 # VideoFrames, as a camera's do.
@@ -124,33 +123,6 @@ def nearest_face(faces: list[dict], centre: tuple[int, int], face_px: int) -> di
     return best if best is not None and dist(best) < face_px / 2 else None
 
 
-@contextlib.contextmanager
-def page_in(browser_name: str, url: str):
-    """`evaluate(js_function, arg)` in a fresh browser's page at `url`: Chromium through Playwright, Firefox and
-    WebKit through tests/fixtures/engines.py."""
-    if browser_name == "chromium":
-        from fixtures.e2e import launch_app_browser
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            browser = launch_app_browser(p)
-            try:
-                page = browser.new_page()
-                page.goto(url)
-                yield page.evaluate
-            finally:
-                browser.close()
-        return
-    from fixtures import engines
-
-    problem = engines.engine_problem(browser_name)
-    if problem:
-        raise SystemExit(f"{browser_name}: {problem}")
-    with engines.launch(browser_name) as browser:
-        browser.goto(url)
-        yield lambda function, arg: browser.call(function, arg, timeout_s=600)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=FERPLUS_ZIP)
@@ -166,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
+    from fixtures import engines
     from fixtures.e2e import serve_dir
 
     from emotion_runtime.preprocess import normalise
@@ -188,19 +161,23 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     server, url = serve_dir(args.site)
     try:
-        with page_in(args.browser, url + "example/") as evaluate:
+        problem = engines.engine_problem(args.browser)
+        if problem:
+            raise SystemExit(f"{args.browser}: {problem}")
+        with engines.launch(args.browser) as browser:
+            browser.goto(url + "example/")
             for path in PATHS:
                 t0 = time.perf_counter()
-                evaluate(LOAD_ENGINE, {"resample": path, "model": model_id})
+                browser.call(LOAD_ENGINE, {"resample": path, "model": model_id}, timeout_s=600)
                 results[path] = {}
                 for s in settings:
                     got = []
                     for i in range(0, len(images), BATCH):
                         pngs = [png_b64(f) for f, _ in frames[s][i:i + BATCH]]
-                        got += evaluate(DETECT_FRAMES, {"pngs": pngs, "format": args.frame_format})
+                        got += browser.call(DETECT_FRAMES, {"pngs": pngs, "format": args.frame_format}, timeout_s=600)
                     results[path][s] = got
                 print(f"  {path}: {time.perf_counter() - t0:.0f} s", flush=True)
-            evaluate("() => window.__lens.dispose()", None)
+            browser.call("() => window.__lens.dispose()")
     finally:
         server.shutdown()
         server.server_close()

@@ -14,6 +14,7 @@ import shutil
 
 import pytest
 
+from emotion_runtime.postprocess import box_iou_xywh
 from fixtures import videos
 from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
@@ -114,14 +115,6 @@ def test_worker_option_off(playwright_driver, app_server):  # noqa: F811
 RESAMPLE_RESULTS: dict[str, dict[str, list[dict]]] = {}  # resample -> photo name -> faces
 
 
-def iou(a: list[float], b: list[float]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
-
-
 @pytest.mark.parametrize("resample", ["numpy", "browser"])
 def test_resample_paths(resample, playwright_driver, app_server):  # noqa: F811
     """The face photos of the fixtures (the face-api samples at up to 1280 px) through one resampling path."""
@@ -152,7 +145,7 @@ def test_browser_resampling_finds_the_same_faces_as_numpy():
         faces = RESAMPLE_RESULTS["browser"][name]
         assert len(faces) == len(reference), name
         for a, b in zip(by_x(reference), by_x(faces)):
-            ious.append(iou(a["box"], b["box"]))
+            ious.append(box_iou_xywh(a["box"], b["box"]))
             prob_diffs.append(max(abs(p - q) for p, q in zip(a["probs"], b["probs"])))
             same_top += a["label"] == b["label"]
     ious.sort()

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from emotion_runtime.postprocess import box_iou_xywh
 from fixtures import engines
 from fixtures.e2e import (
     LOAD_TIMEOUT_MS,
+    SETTLED_STATUS,
     app_server,  # noqa: F401 - fixture
     group_photo,  # noqa: F401 - fixture
     launch_app_browser,
@@ -33,10 +35,6 @@ from fixtures.e2e import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-READY = """() => window.__emotionApp && ['ready', 'error'].includes(window.__emotionApp.state)
-  && window.__emotionApp.snapshot()"""
-
-
 def stop_server(server) -> None:
     server.shutdown()
     server.server_close()
@@ -44,7 +42,7 @@ def stop_server(server) -> None:
 
 def open_in(browser: engines.EngineBrowser, url: str) -> dict:
     browser.goto(url)
-    return browser.wait_for(READY, LOAD_TIMEOUT_MS / 1000)
+    return browser.wait_for(SETTLED_STATUS, LOAD_TIMEOUT_MS / 1000)
 
 
 def upload_in(browser: engines.EngineBrowser, photo: Path) -> dict:
@@ -55,20 +53,12 @@ def upload_in(browser: engines.EngineBrowser, photo: Path) -> dict:
       && window.__emotionApp.history.length > {before})) && window.__emotionApp.snapshot()""", 120)
 
 
-def iou(a: list[float], b: list[float]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
-
-
 def assert_same_faces(faces: list[dict], reference: list[dict], engine: str) -> None:
     """Each of Chromium's faces is found again (box overlap >= 0.9) with the same label and near-equal probabilities."""
     assert len(faces) == len(reference), (engine, [f["box"] for f in faces])
     for ref in reference:
-        best = max(faces, key=lambda f: iou(f["box"], ref["box"]))
-        assert iou(best["box"], ref["box"]) >= 0.9, (engine, best["box"], ref["box"])
+        best = max(faces, key=lambda f: box_iou_xywh(f["box"], ref["box"]))
+        assert box_iou_xywh(best["box"], ref["box"]) >= 0.9, (engine, best["box"], ref["box"])
         assert best["label"] == ref["label"], (engine, best["label"], ref["label"], best["probs"], ref["probs"])
         assert max(abs(p - q) for p, q in zip(best["probs"], ref["probs"])) <= 0.02, (engine, best["probs"], ref["probs"])
 
@@ -240,6 +230,6 @@ def test_firefox_rgb_camera_frames_are_resampled_like_numpy(app_server):  # noqa
     for i, (by_numpy, by_browser) in enumerate(zip(got["numpy"], got["browser"])):
         assert len(by_browser) == len(by_numpy) > 0, (i, by_numpy, by_browser)
         for face in by_numpy:
-            best = max(by_browser, key=lambda f: iou(f["box"], face["box"]))
-            assert iou(best["box"], face["box"]) >= 0.85, (i, face["box"], best["box"])
+            best = max(by_browser, key=lambda f: box_iou_xywh(f["box"], face["box"]))
+            assert box_iou_xywh(best["box"], face["box"]) >= 0.85, (i, face["box"], best["box"])
             assert best["label"] == face["label"], (i, face["label"], best["label"])

@@ -87,7 +87,7 @@ class Pipeline {
     this.options = null;
     this.canvases = {}; // pixel canvases by use (frame, rgb, square, crops, half1...), kept from frame to frame
     this.halves = []; // this frame's halved copies (reducible), made as needed
-    this.planeBuffers = {}; // {buffer, grey}: a camera frame's planes (readPlanes), kept from frame to frame
+    this.planeBuffers = {}; // {buffer}: a camera frame's planes (readPlanes), kept from frame to frame
     this.planesWork = true; // false once copying a frame's planes has failed
   }
 

@@ -169,8 +169,8 @@ export function setNotice(message) {
   els.notice.hidden = !text;
 }
 
-/** Enable/disable controls for the app state. */
-/** `loading`: the engine is still loading; the camera may start already (its picture shows, labels follow). */
+/** Enable/disable controls for the app state. `loading`: the engine is still loading; the camera may start already
+ *  (its picture shows, labels follow). */
 export function setControls({ ready, cameraOn, cameraBusy = false, loading = false }) {
   els.start.disabled = !(ready || loading) || cameraOn || cameraBusy;
   els.stop.disabled = !cameraOn;
