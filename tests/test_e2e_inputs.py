@@ -316,3 +316,27 @@ def test_camera_busy_message(playwright_driver, app_server, clips):  # noqa: F81
         assert page.is_enabled("#start-camera") and page.is_enabled("#upload")
     finally:
         browser.close()
+
+
+def test_overlay_is_painted_on_the_page_thread_when_its_worker_cannot_start(playwright_driver, app_server):  # noqa: F811
+    """A painting worker whose script never arrives (blocked, or cut off by the page's isolation reload) must not leave
+    the overlay blank or log an error: the canvas stays with the page, which paints the boxes itself."""
+    browser = launch_app_browser(playwright_driver, service_workers="block")  # so that page.route sees the request
+    try:
+        page = browser.new_page()
+        page.route("**/overlay-worker.js", lambda route: route.abort())
+        assert open_app(page, app_server.url)["state"] == "ready"
+        s = upload(page, videos.still_png(videos.HAPPY))
+        assert s["faceCount"] == 1
+        painted = page.evaluate("""() => {
+          const canvas = document.getElementById('overlay');
+          const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+          let opaque = 0;
+          for (let i = 3; i < data.length; i += 4) opaque += data[i] > 0;
+          return opaque;
+        }""")
+        assert painted > 500, "the overlay shows no box"
+        assert any("overlay worker did not start" in line for line in browser.console), browser.console
+        assert not [line for line in browser.console if line.startswith(("error", "pageerror"))]
+    finally:
+        browser.close()

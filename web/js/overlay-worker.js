@@ -1,5 +1,6 @@
 // Paints the demo page's overlay on the OffscreenCanvas that js/overlay.js hands over, so that the page's own
-// thread does no canvas work per frame. Messages: {type: 'canvas', canvas}, then {type: 'paint', scene}.
+// thread does no canvas work per frame. Messages: it says {type: 'loaded'} once its modules ran; then it gets
+// {type: 'canvas', canvas} and {type: 'paint', scene}.
 import { paintOverlay } from './overlay-paint.js';
 
 let canvas = null;
@@ -18,3 +19,5 @@ self.addEventListener('message', ({ data }) => {
     paintOverlay(ctx, scene);
   }
 });
+
+self.postMessage({ type: 'loaded' });

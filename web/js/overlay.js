@@ -18,15 +18,37 @@ import { canvasPixels, faceColour, faceSummary, fitCanvas } from './render.js';
  * @returns {Overlay}
  */
 export function createOverlay(canvas) {
-  const worker = startPainter(canvas);
-  const ctx = worker ? null : canvas.getContext('2d');
+  let ctx = null; // the page thread's context, once it paints here
+  let painter = null; // the worker, once it holds the canvas
+  let waiting = null; // the newest scene while the worker starts
+  /** @type {ReturnType<typeof setTimeout> | undefined} how long a scene may wait for the worker */
+  let patience;
+  const giveUp = startPainter(canvas, {
+    ready(worker) {
+      clearTimeout(patience);
+      painter = worker;
+      if (waiting) painter.postMessage({ type: 'paint', scene: waiting });
+      waiting = null;
+    },
+    failed() {
+      ctx = canvas.getContext('2d');
+      if (waiting) paintHere(waiting);
+      waiting = null;
+    },
+  });
+  if (!giveUp) ctx = canvas.getContext('2d');
+
+  function paintHere(scene) {
+    fitCanvas(canvas);
+    paintOverlay(ctx, scene);
+  }
 
   function show(scene) {
-    if (worker) {
-      worker.postMessage({ type: 'paint', scene });
-    } else {
-      fitCanvas(canvas);
-      paintOverlay(ctx, scene);
+    if (painter) painter.postMessage({ type: 'paint', scene });
+    else if (ctx) paintHere(scene);
+    else {
+      waiting = scene;
+      patience ||= setTimeout(giveUp, PAINTER_START_MS);
     }
   }
 
@@ -67,22 +89,47 @@ function overlayScene(faces, labels, { cw, ch, dpr }, { srcW, srcH, mirror }) {
   return scene;
 }
 
-/** A worker painting `canvas` (its control handed over), or null where the browser cannot do that. */
-function startPainter(canvas) {
+/** How long a scene waits for the painting worker to start before this thread paints instead. */
+const PAINTER_START_MS = 2000;
+
+/**
+ * Start a worker to paint `canvas`; it gets the canvas's control only once its script has loaded (it says so), so that
+ * a worker that cannot start (blocked, offline without it, or cut off by the page's own reload) leaves the canvas to
+ * this thread instead of blank. Returns a function that gives up on a worker still starting, or null where the browser
+ * cannot hand a canvas to a worker.
+ * @param {HTMLCanvasElement} canvas
+ * @param {{ready: (worker: Worker) => void, failed: () => void}} on
+ */
+function startPainter(canvas, on) {
   if (typeof canvas.transferControlToOffscreen !== 'function' ||
     typeof OffscreenCanvasRenderingContext2D !== 'function') {
     return null;
   }
-  let worker = null;
+  let worker;
   try {
     worker = new Worker(new URL('./overlay-worker.js', import.meta.url), { type: 'module' });
-    const offscreen = canvas.transferControlToOffscreen();
-    worker.postMessage({ type: 'canvas', canvas: offscreen }, [offscreen]);
-    worker.addEventListener('error', (e) => console.error('overlay worker:', e.message || e));
-    return worker;
   } catch (err) {
-    worker?.terminate();
     console.warn('overlay: painting on the page thread', err);
     return null;
   }
+  let started = false;
+  worker.addEventListener('message', ({ data }) => {
+    if (data?.type !== 'loaded' || started) return;
+    started = true;
+    const offscreen = canvas.transferControlToOffscreen();
+    worker.postMessage({ type: 'canvas', canvas: offscreen }, [offscreen]);
+    on.ready(worker);
+  });
+  const abandon = (why) => {
+    if (started) return;
+    started = true; // the canvas stays on this thread
+    worker.terminate();
+    console.warn(`overlay worker did not start (${why}): painting on the page thread`);
+    on.failed();
+  };
+  worker.addEventListener('error', (e) => {
+    if (started) console.error('overlay worker:', e.message || 'failed');
+    else abandon(e.message || 'its script did not load');
+  });
+  return () => abandon(`not within ${PAINTER_START_MS} ms`);
 }
