@@ -393,6 +393,7 @@ def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_
     assert (stale.parent.parent / "model.onnx").read_bytes() == int8.read_bytes()
     assert not stale.exists()  # this run wrote no validation plot: the replaced model's does not stay beside its card
     assert sidecar["weights"]["dtype"] == "int8" and sidecar["bytes"] == int8.stat().st_size
+    assert sidecar["weights"]["reason"] == "size limit"
     assert int8.stat().st_size < 0.35 * fp32.stat().st_size
     # WebGL cannot run computed weights: no WebGL copy, and the sidecar says why (the page then skips WebGL).
     assert not sidecar["variants"]["webgl"]["shipped"] and not (tmp_path / "model.webgl.onnx").exists()
@@ -408,13 +409,16 @@ def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_
 @pytest.mark.dataset
 def test_a_model_under_the_size_limit_ships_fp16_weights_unless_they_change_a_prediction(tmp_path: Path, small_real,
                                                                                          monkeypatch) -> None:
-    """model.onnx stores its weights as fp16 (half the download, fp32 compute) when that changes no prediction on the
-    validation split; the WebGL copy keeps fp32 weights; where fp16 would change one, fp32 ships."""
+    """Where int8 weights cost accuracy, model.onnx stores its weights as fp16 (half the download, fp32 compute) when
+    that changes no prediction on the validation split; the WebGL copy keeps fp32 weights (reweigh puts them back into
+    the stored graph exactly); where fp16 would change one, fp32 ships."""
     import onnx
 
     from model_export import export
+    from model_export.reweigh import fp32_graph
     from model_export.report import summarise
 
+    monkeypatch.setattr(export, "INT8_MAX_DROP", -1.0)  # int8 would have to gain a whole point: it never ships
     torch.manual_seed(0)
     model = build_model(STUDENT, 8).eval()
     _, val = small_real
@@ -432,6 +436,8 @@ def test_a_model_under_the_size_limit_ships_fp16_weights_unless_they_change_a_pr
     assert onnx.TensorProto.FLOAT16 not in {t.data_type for t in onnx.load(str(webgl)).graph.initializer}
     assert sidecar["accuracy"]["val"] == summarise(onnx_logits(shipped, val.images), val.labels, classes)["accuracy"]
     assert "Weights stored as fp16" in (tmp_path / "a" / "model_card.md").read_text()
+    fp32_graph(tmp_path / "a", sidecar, tmp_path / "rebuilt.onnx")
+    assert np.array_equal(onnx_logits(tmp_path / "rebuilt.onnx", val.images), onnx_logits(fp32, val.images))
 
     def flip_a_prediction(src, dst, dtype):  # "fp16 weights" that change the top class: the logits negated
         m = onnx.load(str(src))
@@ -444,3 +450,32 @@ def test_a_model_under_the_size_limit_ships_fp16_weights_unless_they_change_a_pr
     sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path / "b", log=lambda m: None)
     assert sidecar["weights"] == {"dtype": "fp32"}
     assert (tmp_path / "b" / "model.onnx").read_bytes() == (tmp_path / "b" / "model.fp32.onnx").read_bytes()
+
+
+@needs_ferplus
+@pytest.mark.dataset
+def test_a_model_under_the_size_limit_ships_int8_weights_where_they_cost_no_accuracy(tmp_path: Path, small_real,
+                                                                                    monkeypatch) -> None:
+    """Under the size limit, int8 weights ship when the validation accuracy they give is within INT8_MAX_DROP of the
+    fp32 graph's (here any drop passes): the sidecar records both accuracies and why, the WebGL copy keeps fp32
+    weights, and the card says so."""
+    from model_export import export
+    from model_export.report import summarise
+
+    monkeypatch.setattr(export, "INT8_MAX_DROP", 1.0)
+    torch.manual_seed(0)
+    model = build_model(STUDENT, 8).eval()
+    _, val = small_real
+    run = json.loads((shipped_model_dir("ferplus") / "card" / "metrics.json").read_text())["run"]
+    classes = run["classes"]
+    metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
+    sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path, log=lambda m: None)
+    fp32, shipped = tmp_path / "model.fp32.onnx", tmp_path / "model.onnx"
+    weights = sidecar["weights"]
+    assert weights["dtype"] == "int8" and weights["reason"] == "no accuracy loss"
+    assert shipped.stat().st_size < 0.35 * fp32.stat().st_size
+    accuracy = lambda path: float((onnx_logits(path, val.images).argmax(1) == val.labels).mean())  # noqa: E731
+    assert weights["check_accuracy"] == {"fp32": accuracy(fp32), "int8": accuracy(shipped)}
+    assert sidecar["accuracy"]["val"] == accuracy(shipped)
+    assert sidecar["variants"]["webgl"]["shipped"] and (tmp_path / "model.webgl.onnx").exists()
+    assert "shipped because on the check split they scored" in (tmp_path / "model_card.md").read_text()
