@@ -19,6 +19,7 @@ from fixtures import videos
 from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
     group_photo,  # noqa: F401 - fixture
+    happy_video,  # noqa: F401 - fixture
     launch_app_browser,
     open_app,
     run_group_photo,
@@ -226,3 +227,47 @@ def test_camera_frames_over_budget_stretch_the_detector_cadence(playwright_drive
         assert pace["detectEvery"] == 30 and got["ran"] <= 90 // 3 - 5, got  # the longest cadence, fewer detector runs
     else:
         assert pace["detectEvery"] == 3 and got["ran"] >= 90 // 3, got
+
+
+# In the page: the fake webcam watched by an engine with the given adapt option; its stats.pace and how many frames it
+# processed in `seconds` (counted after 1.5 s of watching, once the pace has settled).
+WATCHED = """async ({ adapt, seconds }) => {
+  const { createEmotionLens } = await import('../js/emotion-lens.js');
+  const lens = createEmotionLens({ executionProviders: ['wasm'], adapt });
+  await lens.load();
+  const video = document.createElement('video');
+  video.muted = true;
+  video.srcObject = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+  await video.play();
+  let frames = 0;
+  lens.addEventListener('result', () => { frames += 1; });
+  await new Promise((resolve) => setTimeout(resolve, 1500)); // the first frames settle the running means
+  const stop = lens.watch(video);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const before = frames;
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  const counted = frames - before;
+  const { pace } = lens.stats;
+  stop();
+  video.srcObject.getTracks().forEach((t) => t.stop());
+  lens.dispose();
+  return { pace, frames: counted };
+}"""
+
+
+def test_camera_frames_over_budget_slow_the_camera_to_slow_fps(playwright_driver, app_server, happy_video):  # noqa: F811
+    """config.adapt.slowFps: once frames cost more than the budget (the cadence stretched), the camera loop takes at
+    most slowFps frames a second and says so."""
+    browser = launch_app_browser(playwright_driver, fake_video=happy_video)
+    try:
+        page = browser.new_page()
+        page.goto(app_server.url + "example/")
+        rested = page.evaluate(WATCHED, {"adapt": {"budgetMs": 1, "slowFps": 8}, "seconds": 4})
+        busy = page.evaluate(WATCHED, {"adapt": {"budgetMs": 1000, "slowFps": 8}, "seconds": 4})
+    finally:
+        browser.close()
+    pace = rested["pace"]
+    assert pace["slowed"] and pace["slowFps"] == 8 and pace["intervalMs"] == 125, pace
+    assert 8 * 4 * 0.7 <= rested["frames"] <= 8 * 4 + 2, rested  # about 8 frames a second, never more
+    assert not busy["pace"]["slowed"] and busy["pace"]["intervalMs"] is None, busy
+    assert busy["frames"] > 1.8 * rested["frames"], (rested, busy)  # the fake camera's 30 a second, or near

@@ -390,7 +390,10 @@ function showResult(result, { mirror, live }) {
     lastReadoutAt = now;
     const { pace } = lens.stats;
     status.update({ pace });
-    ui.setReadouts({ fps: status.get('fps'), timings, detector: { ...detectorRuns, slowed: live && pace.slowed } });
+    ui.setReadouts({
+      fps: status.get('fps'), fpsCap: live && pace.intervalMs !== null ? pace.slowFps : null, timings,
+      detector: { ...detectorRuns, slowed: live && pace.detectEvery > pace.configured },
+    });
     detectorRuns.frames = detectorRuns.ran = 0;
   }
 

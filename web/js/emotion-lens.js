@@ -96,10 +96,12 @@ export const DETECTORS = Object.freeze(/** @type {const} */ (['short_range', 'fu
  *   changed (it moved otherwise than predicted, or turned); the frames between keep its last faces, moved on at
  *   their tracks' velocity, and classify them again (emotion_runtime/schedule.py). Photos always run it. The
  *   shortest cadence: with `adapt`, a slow device stretches it
- * @property {{enabled: boolean, budgetMs: number}} adapt  camera frames on a slow device: when a frame costs more than
- *   budgetMs on average (default 33: a 30 FPS camera's interval), the detector's cadence is stretched (up to every
- *   30th frame) until frames fit, and shortened again when they do (js/pace.js; stats.pace says what is in force).
- *   Faces are still classified on every frame: boxes follow moving faces less closely between detections
+ * @property {{enabled: boolean, budgetMs: number, slowFps: number}} adapt  camera frames on a slow device: when a
+ *   frame costs more than budgetMs on average (default 33: a 30 FPS camera's interval), the detector's cadence is
+ *   stretched (up to every 30th frame) until frames fit, and shortened again when they do; while it is stretched the
+ *   engine takes at most slowFps camera frames a second (default 16), leaving the page's thread room (js/pace.js;
+ *   stats.pace says what is in force).
+ *   Faces are still classified on every frame processed: boxes follow moving faces less closely between detections
  * @property {boolean} worker  run the pipeline in a Web Worker (false: on the main thread)
  * @property {boolean} warmup  run one blank frame through the camera's face detector (detector.video) at load, so
  *   the first camera frame is not the slow one
@@ -124,7 +126,7 @@ export const DEFAULTS = deepFreeze({
   allowSoftwareGpu: false,
   resample: { video: 'browser', image: 'numpy' },
   detectEvery: 3,
-  adapt: { enabled: true, budgetMs: 33 },
+  adapt: { enabled: true, budgetMs: 33, slowFps: 16 },
   worker: true,
   warmup: true,
 });
@@ -246,6 +248,7 @@ export function resolveConfig(config = {}) {
   if (!(positiveInt(c.detectEvery) && c.detectEvery <= 30)) bad(`detectEvery must be an integer in 1..30, got ${c.detectEvery}`);
   if (typeof c.adapt.enabled !== 'boolean') bad(`adapt.enabled must be true or false, got ${c.adapt.enabled}`);
   if (!(c.adapt.budgetMs > 0 && c.adapt.budgetMs <= 1000)) bad(`adapt.budgetMs must be in (0, 1000] ms, got ${c.adapt.budgetMs}`);
+  if (!(c.adapt.slowFps >= 1 && c.adapt.slowFps <= 120)) bad(`adapt.slowFps must be in 1..120, got ${c.adapt.slowFps}`);
   if (![c.resample.video, c.resample.image].every((r) => ['browser', 'numpy'].includes(r))) {
     bad(`resample.video/image must be 'browser' or 'numpy', got ${JSON.stringify(c.resample)}`);
   }
@@ -641,7 +644,9 @@ export class EmotionLens extends EventTarget {
     // rendering steps at every display refresh (a loop that always keeps one pending: 60 updates a second).
     const useRvfc = typeof video.requestVideoFrameCallback === 'function';
     let handle = null; // the pending frame callback
+    let resting = null; // the timer of a rest between frames (js/pace.js)
     let lastCount = null; // shownFrames(video) when the last frame was taken
+    let takenAt = 0; // when the last frame was taken
     const waitForFrame = () => {
       if (!active || handle !== null) return;
       handle = useRvfc ? video.requestVideoFrameCallback(onFrame) : requestAnimationFrame(onFrame);
@@ -661,8 +666,14 @@ export class EmotionLens extends EventTarget {
       }
       if (count !== null && lastCount !== null) this.#dropped += Math.max(0, count - lastCount - 1);
       lastCount = count;
+      takenAt = performance.now();
       this.detect(video, options).then((result) => {
-        if (result === null) waitForFrame(); // replaced by another caller's frame: wait for the next one
+        if (result === null) {
+          waitForFrame(); // replaced by another caller's frame: wait for the next one
+          return;
+        }
+        const rest = this.#pace.restMs(performance.now() - takenAt);
+        if (rest > 0) resting = setTimeout(() => { resting = null; take(false); }, rest);
         else take(false);
       }, (err) => {
         if (!active) return;
@@ -673,6 +684,7 @@ export class EmotionLens extends EventTarget {
     const stop = () => {
       if (!active) return;
       active = false;
+      clearTimeout(resting);
       if (handle !== null) {
         if (useRvfc) video.cancelVideoFrameCallback(handle);
         else cancelAnimationFrame(handle);

@@ -200,16 +200,19 @@ export function runtimeText({ crossOriginIsolated, wasmThreads }) {
 
 /**
  * Update the readouts given.
- * @param {{ep?: string, runtime?: string, fps?: number|null, timings?: object,
+ * @param {{ep?: string, runtime?: string, fps?: number|null, fpsCap?: number|null, timings?: object,
  *          detector?: {frames: number, ran: number, ms: number|null, slowed?: boolean}}} readouts
- *   timings: the last frame's (FrameResult.timings); detector: since the last readout, the frames shown, those the
- *   face detector ran on, its last run's ms (it skips frames: config.detectEvery), and whether the engine stretched
- *   its cadence for this device (stats.pace)
+ *   fpsCap: the frame rate the engine holds the camera to on this device (stats.pace.slowFps), if any; timings: the
+ *   last frame's (FrameResult.timings); detector: since the last readout, the frames shown, those the face detector
+ *   ran on, its last run's ms (it skips frames: config.detectEvery), and whether the engine stretched its cadence for
+ *   this device (stats.pace)
  */
-export function setReadouts({ ep, runtime, fps, timings, detector }) {
+export function setReadouts({ ep, runtime, fps, fpsCap, timings, detector }) {
   if (ep !== undefined) setText(els.ro.ep, ep || '–');
   if (runtime !== undefined) setText(els.ro.runtime, runtime || '–');
-  if (fps !== undefined) setText(els.ro.fps, Number.isFinite(fps) ? fps.toFixed(1) : '–');
+  if (fps !== undefined) {
+    setText(els.ro.fps, (Number.isFinite(fps) ? fps.toFixed(1) : '–') + (fpsCap ? ` (at most ${fpsCap} on this device)` : ''));
+  }
   if (detector) {
     const share = detector.ran < detector.frames ? ` · ${detector.ran}/${detector.frames} frames` : '';
     setText(els.ro.detect, fmtMs(detector.ms ?? NaN) + share + (detector.slowed ? ' (slowed for this device)' : ''));
