@@ -369,6 +369,19 @@ def test_time_budget_run_ends_its_cosine_within_the_budget(tmp_path: Path) -> No
 
 @needs_ferplus
 @pytest.mark.dataset
+def untrained_student(val: ArraySplit) -> tuple[torch.nn.Module, list[str], dict]:
+    """A fresh student (seed 0), the shipped FER+ model's classes, and a metrics record as export_model takes it (a
+    real run record, for the card's recipe lines)."""
+    from model_export.report import summarise
+
+    torch.manual_seed(0)
+    model = build_model(STUDENT, 8).eval()
+    run = json.loads((shipped_model_dir("ferplus") / "card" / "metrics.json").read_text())["run"]
+    classes = run["classes"]
+    metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
+    return model, classes, metrics
+
+
 def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_path: Path, small_real, monkeypatch) -> None:
     """Lower the limit under this student's fp32 size: model.onnx gets int8 weights (a quarter of the bytes), the
     fp32 graph stays beside it, and the sidecar's accuracy is that of the int8 file."""
@@ -378,14 +391,9 @@ def test_a_model_over_the_size_limit_ships_int8_weights_measured_as_shipped(tmp_
     from model_export.report import summarise
 
     monkeypatch.setattr(export, "SHIP_MAX_BYTES", 1_000_000)
-    torch.manual_seed(0)
-    model = build_model(STUDENT, 8).eval()
     _, val = small_real
-    shipped_card = shipped_model_dir("ferplus") / "card" / "metrics.json"
-    run = json.loads(shipped_card.read_text())["run"]  # a real run record, for the card's recipe lines
-    classes = run["classes"]
-    metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
-    stale = tmp_path / "site" / "emotion" / f"{STUDENT.name}.{run['dataset']}" / "card" / "confusion_val.png"
+    model, classes, metrics = untrained_student(val)
+    stale = tmp_path / "site" / "emotion" / f"{STUDENT.name}.{metrics['run']['dataset']}" / "card" / "confusion_val.png"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"a plot of the model this one replaces")
     sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path, ship=tmp_path / "site", log=lambda m: None)
@@ -419,12 +427,8 @@ def test_a_model_under_the_size_limit_ships_fp16_weights_unless_they_change_a_pr
     from model_export.report import summarise
 
     monkeypatch.setattr(export, "INT8_MAX_DROP", -1.0)  # int8 would have to gain a whole point: it never ships
-    torch.manual_seed(0)
-    model = build_model(STUDENT, 8).eval()
     _, val = small_real
-    run = json.loads((shipped_model_dir("ferplus") / "card" / "metrics.json").read_text())["run"]
-    classes = run["classes"]
-    metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
+    model, classes, metrics = untrained_student(val)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path / "a", log=lambda m: None)
@@ -460,15 +464,10 @@ def test_a_model_under_the_size_limit_ships_int8_weights_where_they_cost_no_accu
     fp32 graph's (here any drop passes): the sidecar records both accuracies and why, the WebGL copy keeps fp32
     weights, and the card says so."""
     from model_export import export
-    from model_export.report import summarise
 
     monkeypatch.setattr(export, "INT8_MAX_DROP", 1.0)
-    torch.manual_seed(0)
-    model = build_model(STUDENT, 8).eval()
     _, val = small_real
-    run = json.loads((shipped_model_dir("ferplus") / "card" / "metrics.json").read_text())["run"]
-    classes = run["classes"]
-    metrics = {"run": run, "results": {"student": {"val": summarise(predict_logits(model, val.images), val.labels, classes)}}}
+    model, classes, metrics = untrained_student(val)
     sidecar = export.export_model(model, {"val": val}, classes, metrics, tmp_path, log=lambda m: None)
     fp32, shipped = tmp_path / "model.fp32.onnx", tmp_path / "model.onnx"
     weights = sidecar["weights"]
