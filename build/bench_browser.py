@@ -273,6 +273,8 @@ def camera_window(page, cdp, seconds: float, profile_dir: str, clicks: int) -> d
         "long_tasks": long_tasks,
         "click_ms": click_ms,
         "peak_pss": max(pss),
+        # the run's second half: past the ~1 s transient right after a first visit's load
+        "steady_pss": statistics.median(pss[len(pss) // 2:]),
         "stages": {k: {"median": statistics.median(h[k] for h in history),
                        "p90": percentile([h[k] for h in history], 90)}
                    for k in STAGES if history and all(k in h for h in history)},
@@ -624,7 +626,9 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path, native_ms:
         print(f"{'med':>4s} {m[0]:6.2f} {m[1]:6.2f} {m[2]:7.2f} {m[3]:5.1f} {m[4]:7.0f} {m[5]:>10.0f} {m[6]:13.2f} "
               f"{m[7]:8.2f} {m[8]:7.0f} / {m[9]:<6.0f} {m[10]:7.1f} {m[11]:7.1f} {m[12]:6.1f} {m[13]:11.0f}")
         if baseline:
-            print(f"the page's share of memory (peak PSS - camera-only baseline): {m[13] - baseline / 1e6:.0f} MB")
+            steady = med([r["camera"]["steady_pss"] for r in rs]) / 1e6
+            print(f"the page's share of memory (peak PSS - camera-only baseline): {m[13] - baseline / 1e6:.0f} MB; in "
+                  f"the run's second half (median PSS {steady:.0f} MB): {steady - baseline / 1e6:.0f} MB")
         longest = max((t["ms"] for r in rs for t in (r["camera"]["long_tasks"] or [])), default=0)
         print(f"longest main-thread task during the camera runs: {longest:.0f} ms")
         print(f"\n{'stage':10s} {'median ms':>9s} {'p90 ms':>7s}   (median over runs of each run's median / p90)")
@@ -643,7 +647,9 @@ def print_report(manifest: dict, runs: list[dict], args, video: Path, native_ms:
     print("\ncold / warm s = first navigation -> ready, first and second visit; label s = first navigation -> the first"
           " labelled face, the camera started as soon as the page allows; wire MB = bytes the server sent for the cold"
           " visit; gzip MB / raw MB = the same files from a host that gzips like GitHub Pages / one that does not;"
-          " peak PSS = all the browser's processes during the camera run.")
+          " peak PSS = all the browser's processes during the camera run (the largest of its once-a-second samples; on a"
+          " first visit it falls in the first second after ready, ~200 MB above what stays: the second half's median is"
+          " printed under the table).")
     print("grab = taking the frame on the main thread; capture = reading its pixels (engine); pre = detector_input +"
           " decode_faces + emotion_input (Python; preDetector: detector_input alone); post = update (Python); detect / classify = onnxruntime-web;"
           " total = the engine's whole frame; roundTrip = grab -> result on the main thread (the frame's lag)."
