@@ -12,12 +12,16 @@ Steps, for each:
    `emotion_runtime.preprocess.detector_input` produces (one tiny Transpose, supported by every ort-web EP),
 4. onnxsim simplifies it, Resize `sizes` become float `scales` (full-range only; WebGL rejects int64 sizes),
    then the op set is checked against a small allow-list that runs on onnxruntime-web WebGPU, WebGL and WASM,
-5. optionally (when `ai_edge_litert` is importable) the ONNX outputs are compared with the TFLite
+5. full-range only: its weights are stored as fp16 again (a Cast each, folded back when onnxruntime loads the model):
+   they are the TFLite file's fp16 values, so this is exact (checked) and halves the file. Not the short-range model:
+   it may run on WebGL, whose Conv misreads weights computed in the graph (model_export.export.NO_WEBGL_INT8),
+6. optionally (when `ai_edge_litert` is importable) the ONNX outputs are compared with the TFLite
    interpreter's on seeded random inputs.
 
 Usage (repo root, a venv with `pip install tflite2onnx==0.4.1 tflite==2.18.0 onnx onnxsim onnxruntime`):
     python build/convert_detector.py                      # both
     python build/convert_detector.py --model full_range
+    python build/convert_detector.py --model full_range --store-only   # step 5 alone, on the converted file
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from model_export.onnx_edit import resize_sizes_to_scales  # noqa: E402  (onnx + numpy only)
+from model_export.onnx_edit import fp16_weights, resize_sizes_to_scales  # noqa: E402  (onnx + numpy only)
 
 MEDIAPIPE = ROOT / "node_modules/@mediapipe/face_detection"
 
@@ -48,6 +52,7 @@ class Conversion:
     out: Path
     input_size: int  # square NHWC input side
     anchors: int  # rows of both outputs (see emotion_runtime.detector's DetectorSpec)
+    fp16_weights: bool = False  # store the weights as fp16 (step 5): only for a model kept off WebGL
 
 
 CONVERSIONS = {
@@ -56,9 +61,9 @@ CONVERSIONS = {
                               ROOT / "web/models/face_detector.onnx", 128, 896),
     "full_range": Conversion(MEDIAPIPE / "face_detection_full_range.tflite",
                              "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
-                             ROOT / "web/models/face_detector_full_range.onnx", 192, 2304),
+                             ROOT / "web/models/face_detector_full_range.onnx", 192, 2304, fp16_weights=True),
 }
-ALLOWED_OPS = {"Conv", "Relu", "Add", "Pad", "MaxPool", "Transpose", "Reshape", "Concat", "Resize"}
+ALLOWED_OPS = {"Conv", "Relu", "Add", "Pad", "MaxPool", "Transpose", "Reshape", "Concat", "Resize", "Cast"}
 OPSET = 11  # what tflite2onnx emits; every op above is supported at this opset on all three ort-web EPs
 # (Resize: only in the full-range model, nearest-neighbour 2x upsampling of its feature pyramid)
 
@@ -117,6 +122,18 @@ def sort_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def store_fp16_exact(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Step 5: every large weight stored as fp16, refused unless each value is exactly an fp16 one (TFLite's own
+    weights), so the graph onnxruntime rebuilds at load is the same to the bit."""
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype == np.float32 and not np.array_equal(w.astype(np.float16).astype(np.float32), w):
+            raise SystemExit(f"{init.name}: not fp16 values; storing it as fp16 would change the model")
+    return sort_initializers(fp16_weights(model))
+
+
 def check_ops(model: onnx.ModelProto) -> list[str]:
     ops = sorted({n.op_type for n in model.graph.node})
     extra = set(ops) - ALLOWED_OPS
@@ -171,18 +188,11 @@ def convert(conv: Conversion, out: Path) -> None:
     sort_initializers(resize_sizes_to_scales(model))  # WebGL takes float scales only (no-op for short-range)
     model.producer_name = "build/convert_detector.py"
     model.producer_version = f"tflite2onnx {tflite2onnx.__version__}, onnxsim {onnxsim.__version__}"
-    onnx.checker.check_model(model, full_check=True)
-    assert model.opset_import[0].version == OPSET, model.opset_import
-    ops = check_ops(model)
-    outs = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
-    assert outs == {"regressors": [1, conv.anchors, 16], "classificators": [1, conv.anchors, 1]}, outs
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
+    if conv.fp16_weights:
+        model = store_fp16_exact(model)
+    save_checked(model, conv, out)
     print(f"input  {conv.tflite.relative_to(ROOT) if conv.tflite.is_relative_to(ROOT) else conv.tflite}"
           f"  sha256 {digest}")
-    print(f"output {out}  sha256 {sha256(out)}  {out.stat().st_size} bytes")
-    print(f"ops    {ops}  opset {OPSET}")
     diff = compare_with_tflite(out, conv.tflite, conv.input_size)
     print("tflite check: skipped (ai_edge_litert not installed)" if diff is None
           else f"tflite check: max |onnx - tflite| = {diff:.2e}")
@@ -190,10 +200,42 @@ def convert(conv: Conversion, out: Path) -> None:
         raise SystemExit("ONNX output differs from TFLite")
 
 
+def save_checked(model: onnx.ModelProto, conv: Conversion, out: Path) -> None:
+    """Check the graph (ops, opset, outputs) and write it to `out`."""
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == OPSET, model.opset_import
+    ops = check_ops(model)
+    outs = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    assert outs == {"regressors": [1, conv.anchors, 16], "classificators": [1, conv.anchors, 1]}, outs
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    print(f"output {out}  sha256 {sha256(out)}  {out.stat().st_size} bytes")
+    print(f"ops    {ops}  opset {OPSET}")
+
+
+def store_only(conv: Conversion, out: Path) -> None:
+    """Step 5 alone, on the converted file `conv.out` (no converter needed); its outputs must stay the same to the
+    bit on seeded random inputs."""
+    import onnxruntime as ort
+
+    if not conv.fp16_weights:
+        raise SystemExit(f"{conv.out.name}: its weights stay fp32 (it may run on WebGL)")
+    before = conv.out.read_bytes()
+    model = store_fp16_exact(onnx.load_from_string(before))
+    save_checked(model, conv, out)
+    old, new = (ort.InferenceSession(b, providers=["CPUExecutionProvider"]) for b in (before, out.read_bytes()))
+    x = np.random.default_rng(0).uniform(-1, 1, (1, conv.input_size, conv.input_size, 3)).astype(np.float32)
+    if not all(np.array_equal(a, b) for a, b in zip(old.run(None, {"input": x}), new.run(None, {"input": x}))):
+        raise SystemExit("the fp16-stored model's outputs differ from the fp32 one's")
+    print("outputs: identical to the fp32-stored file on seeded random inputs")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=[*CONVERSIONS, "all"], default="all")
     ap.add_argument("--out", type=Path, default=None, help="output file (one --model only; default: web/models/...)")
+    ap.add_argument("--store-only", action="store_true",
+                    help="only store the converted file's weights as fp16 (step 5), for a model that takes it")
     args = ap.parse_args(argv)
     names = list(CONVERSIONS) if args.model == "all" else [args.model]
     if args.out and len(names) != 1:
@@ -204,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
     for name in names:
         print(f"[{name}]")
-        convert(CONVERSIONS[name], args.out or CONVERSIONS[name].out)
+        (store_only if args.store_only else convert)(CONVERSIONS[name], args.out or CONVERSIONS[name].out)
     return 0
 
 

@@ -161,7 +161,13 @@ def test_onnx_model_contract(spec):
     assert {o.name: dims(o) for o in m.graph.output} == {"regressors": [1, a, 16], "classificators": [1, a, 1]}
     # only ops every onnxruntime-web EP (WebGPU, WebGL, WASM) runs
     ops = {n.op_type for n in m.graph.node}
-    assert ops <= {"Conv", "Relu", "Add", "Pad", "MaxPool", "Transpose", "Reshape", "Concat", "Resize"}
+    assert ops - {"Cast"} <= {"Conv", "Relu", "Add", "Pad", "MaxPool", "Transpose", "Reshape", "Concat", "Resize"}
+    # A Cast only to rebuild stored fp16 weights (folded at load), and only in the model kept off WebGL, whose Conv
+    # misreads weights computed in the graph (build/convert_detector.py step 5).
+    casts = [n for n in m.graph.node if n.op_type == "Cast"]
+    assert not casts or spec is det.FULL_RANGE
+    stored = {t.name: t.data_type for t in m.graph.initializer}
+    assert all(stored.get(n.input[0]) == onnx.TensorProto.FLOAT16 for n in casts)
     consts = {t.name for t in m.graph.initializer}
     for node in m.graph.node:
         if node.op_type == "Resize":  # WebGL takes float scales only, not int64 sizes
