@@ -27,7 +27,7 @@ OPSET = 17
 PARITY_ATOL = 1e-3
 SHIP_MAX_BYTES = 5 * 1024 * 1024  # per shipped file: a phone on a slow link downloads one
 # int8 weights ship where the check split's accuracy drops by at most this (0.1 point: a few images of a validation
-# split, well inside its sampling noise), as the shipped FER+ model's did not (docs/models.md).
+# split, well inside its sampling noise; what the shipped models measured: docs/accuracy.md).
 INT8_MAX_DROP = 0.001
 # Measured in Chromium (onnxruntime-web 1.30): WebGL's Conv reads wrong weights when the graph computes them (Cast,
 # Mul, even a Mul by 1), so int8 weights give garbage logits there, while WebGPU and WASM match fp32.
