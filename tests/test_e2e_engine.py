@@ -241,7 +241,6 @@ WATCHED = """async ({ adapt, seconds }) => {
   await video.play();
   let frames = 0;
   lens.addEventListener('result', () => { frames += 1; });
-  await new Promise((resolve) => setTimeout(resolve, 1500)); // the first frames settle the running means
   const stop = lens.watch(video);
   await new Promise((resolve) => setTimeout(resolve, 1500));
   const before = frames;

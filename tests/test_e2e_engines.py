@@ -35,6 +35,7 @@ from fixtures.e2e import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+
 def stop_server(server) -> None:
     server.shutdown()
     server.server_close()

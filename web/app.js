@@ -391,8 +391,8 @@ function showResult(result, { mirror, live }) {
     const { pace } = lens.stats;
     status.update({ pace });
     ui.setReadouts({
-      fps: status.get('fps'), fpsCap: live && pace.intervalMs !== null ? pace.slowFps : null, timings,
-      detector: { ...detectorRuns, slowed: live && pace.detectEvery > pace.configured },
+      fps: status.get('fps'), fpsCap: live && pace.slowed ? pace.slowFps : null, timings,
+      detector: { ...detectorRuns, slowed: live && pace.slowed },
     });
     detectorRuns.frames = detectorRuns.ran = 0;
   }
