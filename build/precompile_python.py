@@ -13,8 +13,11 @@ node exactly as web/js/runtime.js starts it (the numpy wheel unpacked, the modul
 emotion_runtime (py_src/) is imported and run through every step of its per-frame API (EXERCISE_PY). The modules
 Python then holds decide what stays: a standard-library package or module stays whole when any module of it was
 imported; numpy keeps every subpackage that was imported and drops the others (random, fft, ma, polynomial, f2py,
-testing, typing), its test suites and its typing stubs. tests/test_python_trim.py checks that every module py_src
-imports is still there.
+testing, typing), its test suites, its typing stubs and the extension modules nothing loaded (lapack_lite).
+numpy.linalg's LAPACK kernels (_umath_linalg, 1.9 MB of WebAssembly) are imported by `import numpy` but never called
+by the runtime: a small Python module (LINALG_PLACEHOLDER) takes their place, the census runs against it (so a
+runtime that starts calling numpy.linalg fails the build), and a call says what is missing. tests/test_python_trim.py
+checks that every module py_src imports is still there.
 
 Usage (repository root, after `npm ci`): python build/precompile_python.py
 Needs node; standard-library Python otherwise.
@@ -36,6 +39,20 @@ VENDOR_DIR = ROOT / "build" / "vendor"
 OUT_DIR = VENDOR_DIR / "pyc"
 RECORD_FILE = "sources.json"
 
+# numpy extension modules shipped as this Python module instead (archive path without the platform suffix): `import
+# numpy` imports them, emotion_runtime never calls them. Not shipping _umath_linalg saves 0.42 MB of a cold visit and
+# the compilation of its 1.9 MB of WebAssembly at every start.
+PLACEHOLDERS = ("numpy/linalg/_umath_linalg",)
+LINALG_PLACEHOLDER = '''"""numpy.linalg's LAPACK kernels are not part of Emotion Lens's browser build of numpy
+(build/precompile_python.py): `import numpy` imports this module, the runtime never calls numpy.linalg."""
+
+
+def __getattr__(name):
+    # AttributeError, so hasattr() and getattr(..., default) keep working.
+    raise AttributeError(f"numpy.linalg ({name}) is not available here: this build of numpy leaves out its LAPACK "
+                         "module to keep the download small")
+'''
+
 # Runs inside Pyodide. /io/in holds the archives, /io/out receives them compiled; argv: [stdlib zip, wheel].
 COMPILE_PY = r'''
 import base64, hashlib, importlib.util, json, marshal, sys, zipfile
@@ -55,7 +72,12 @@ def compile_archive(name, runtime_prefix, is_wheel, keep):
             if not keep(info.filename):
                 continue
             data = zin.read(info)
-            if info.filename.endswith(".py"):
+            stem = info.filename.split(".cpython-")[0]
+            if is_wheel and stem in used["placeholders"]:
+                out = zipfile.ZipInfo(stem + ".pyc", info.date_time)
+                out.external_attr = info.external_attr
+                members.append((out, pyc(used["placeholders"][stem].encode(), runtime_prefix + stem + ".py")))
+            elif info.filename.endswith(".py"):
                 out = zipfile.ZipInfo(info.filename + "c", info.date_time)
                 out.external_attr = info.external_attr
                 members.append((out, pyc(data, runtime_prefix + info.filename)))
@@ -95,8 +117,8 @@ def keep_numpy(name):
         return False
     if len(parts) > 2 and top(name) not in numpy_tops:
         return False  # a subpackage nothing imported (random, fft, ma, ...)
-    # numpy/_core's test extension modules, unless `import numpy` opens them (it opens _multiarray_tests)
-    return not (name.endswith(".so") and "_tests" in parts[-1] and name not in used["numpy"])
+    # extension modules that nothing loaded (lapack_lite, the test modules but _multiarray_tests), placeholders aside
+    return not name.endswith(".so") or name in used["numpy"] or name.split(".cpython-")[0] in used["placeholders"]
 
 major, minor = sys.version_info[:2]
 n1 = compile_archive(stdlib, f"/lib/python{major}{minor}.zip/", False, keep_stdlib)
@@ -152,13 +174,18 @@ for mode in ("ema", "mean", "median", "none"):
 
 # Starts Pyodide as web/js/runtime.js does and prints the archive members of every module Python then holds.
 USED_JS = r'''
-const [pyodideDir, wheel, runtimeWheel, refresh, exercise, ...startLibs] = process.argv.slice(1);
+const [pyodideDir, wheel, runtimeWheel, refresh, exercise, placeholdersJson, ...startLibs] = process.argv.slice(1);
+const placeholders = JSON.parse(placeholdersJson);
 const fs = await import('node:fs');
 const { loadPyodide } = await import(`${pyodideDir}/pyodide.mjs`);
 const py = await loadPyodide({ indexURL: `${pyodideDir}/` });
 const sitePackages = py.runPython('import site; site.getsitepackages()[0]');
 py.unpackArchive(new Uint8Array(fs.readFileSync(wheel)), 'wheel', { extractDir: sitePackages });
 const suffix = py.runPython('import importlib.machinery; importlib.machinery.EXTENSION_SUFFIXES[0]');
+for (const [stem, source] of Object.entries(placeholders)) {  // as shipped: the placeholder, not the module
+  py.FS.unlink(`${sitePackages}/${stem}${suffix}`);
+  py.FS.writeFile(`${sitePackages}/${stem}.py`, source);
+}
 for (const lib of startLibs) await py._api.loadDynlib(`${sitePackages}/${lib}${suffix}`, false);
 py.unpackArchive(new Uint8Array(fs.readFileSync(runtimeWheel)), 'wheel', { extractDir: sitePackages });
 py.runPython(refresh, { locals: py.toPy({ path: sitePackages }) });
@@ -225,9 +252,15 @@ def numpy_start_libs() -> list[str]:
     return re.findall(r"'([^']+)'", runtime_js_constant("NUMPY_START_LIBS"))
 
 
-def used_modules(numpy_wheel: Path) -> dict[str, list[str]]:
+def placeholders() -> dict[str, str]:
+    """The numpy extension modules replaced by a Python module, and its source."""
+    return {stem: LINALG_PLACEHOLDER for stem in PLACEHOLDERS}
+
+
+def used_modules(numpy_wheel: Path) -> dict:
     """Archive members ({stdlib: [...], numpy: [...]}) of the modules Python holds once Pyodide has started as
-    web/js/runtime.js starts it and emotion_runtime has run EXERCISE_PY."""
+    web/js/runtime.js starts it (the placeholders in place) and emotion_runtime has run EXERCISE_PY; and the
+    placeholders ({stem: source})."""
     sys.path.insert(0, str(ROOT / "build"))
     from build_site import build_runtime_wheel
 
@@ -236,11 +269,12 @@ def used_modules(numpy_wheel: Path) -> dict[str, list[str]]:
         wheel.write(runtime_wheel)
         wheel.flush()
         done = subprocess.run(["node", "--input-type=module", "-e", USED_JS, str(PYODIDE), str(numpy_wheel), wheel.name,
-                               runtime_js_constant("REFRESH_SITE_PACKAGES"), EXERCISE_PY, *numpy_start_libs()],
+                               runtime_js_constant("REFRESH_SITE_PACKAGES"), EXERCISE_PY,
+                               json.dumps(placeholders()), *numpy_start_libs()],
                               capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the module census failed: {done.stderr.strip().splitlines()[-1][:2000]}")
-    used = json.loads(done.stdout)
+    used = json.loads(done.stdout) | {"placeholders": placeholders()}
     if not any(m.startswith("numpy/_core/") for m in used["numpy"]) or "json/__init__.py" not in used["stdlib"]:
         raise SystemExit(f"the module census looks wrong (no numpy._core or json): {done.stdout[:500]}")
     return used

@@ -13,7 +13,8 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 // numpy's extension modules that `import numpy` opens (numpy 2.0.2), relative to site-packages, without the
 // platform suffix. Loaded ahead (asynchronously, as loadPackage would): a synchronous compile on import is refused
 // on a browser's main thread past a size limit (the ?worker=0 fallback).
-const NUMPY_START_LIBS = ['numpy/_core/_multiarray_umath', 'numpy/_core/_multiarray_tests', 'numpy/linalg/_umath_linalg'];
+// (numpy.linalg's _umath_linalg is not shipped: build/precompile_python.py puts a placeholder in its place.)
+const NUMPY_START_LIBS = ['numpy/_core/_multiarray_umath', 'numpy/_core/_multiarray_tests'];
 
 // After unpacking a wheel, Python's finder for site-packages must look again. Only that finder:
 // importlib.invalidate_caches() would also import importlib.metadata (and with it csv and email), which the trimmed
