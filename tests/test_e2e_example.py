@@ -95,6 +95,8 @@ ENGINE_API_CHECK = """async ([pngBase64, groupBase64]) => {
   lens.addEventListener(m.EVENTS.PROGRESS, (e) => progress.push(e.detail));
   let events = 0;
   lens.addEventListener(m.EVENTS.RESULT, () => { events += 1; });
+  const infoEvents = [];
+  lens.addEventListener(m.EVENTS.INFO, (e) => infoEvents.push(e.detail.ep));
   out.stateBefore = lens.state;
   try { await lens.detect(blob); } catch (e) { out.beforeLoad = e.code; }
   const info = await lens.load();
@@ -114,6 +116,7 @@ ENGINE_API_CHECK = """async ([pngBase64, groupBase64]) => {
   video.srcObject = await navigator.mediaDevices.getUserMedia({ video: true });
   await video.play();
   out.inputs = {};
+  out.attemptsAtReady = info.epAttempts.detectorFullRange;
   for (const [name, source] of Object.entries({ bitmap, imageData, canvas, blob, video })) {
     await lens.reset();
     const r = await lens.detect(source);
@@ -125,6 +128,9 @@ ENGINE_API_CHECK = """async ([pngBase64, groupBase64]) => {
   const again = await lens.detect(video);
   out.videoAgain = { detectorRan: again.detectorRan, faces: again.faces.length, detect: again.timings.detect };
   out.bitmapDetached = bitmap.width === 0;
+  out.infoEvents = infoEvents;
+  out.epAfterPhoto = lens.info.ep;
+  out.attemptsAfterPhoto = lens.info.epAttempts.detectorFullRange.map((a) => a.ep);
   for (const t of video.srcObject.getTracks()) t.stop();
 
   await lens.reset();
@@ -173,7 +179,11 @@ def test_engine_api(example):
     assert out["frozen"]
     assert out["stateBefore"] == "idle" and out["beforeLoad"] == "not-ready"
     assert out["info"]["thread"] == "worker"
-    assert out["info"]["ep"] == {"detector": "wasm", "detectorFullRange": "wasm", "emotion": "wasm"}
+    # The full-range detector (photos) is downloaded with the rest, its session started by the first photo.
+    assert out["info"]["ep"] == {"detector": "wasm", "detectorFullRange": None, "emotion": "wasm"}
+    assert out["attemptsAtReady"] == []
+    assert out["infoEvents"] == [{"detector": "wasm", "detectorFullRange": "wasm", "emotion": "wasm"}]
+    assert out["epAfterPhoto"] == out["infoEvents"][0] and out["attemptsAfterPhoto"] == ["wasm"]
     assert out["info"]["smoothing"] == {"mode": "none", "k": 1}
     assert set(out["progressSteps"]) == {"python", "numpy", "models", "verify"}
     assert set(out["progressKeys"]) <= {"status", "step", "stage", "loaded", "total", "ep", "fraction"}

@@ -184,6 +184,7 @@ function createLens() {
   });
   engine.addEventListener(EVENTS.RESULT, (e) => onResult(e.detail));
   engine.addEventListener(EVENTS.MODEL, (e) => applyInfo(e.detail));
+  engine.addEventListener(EVENTS.INFO, (e) => applyInfo(e.detail));
   engine.addEventListener(EVENTS.ERROR, (e) => onEngineError(e.detail));
   status.setMemoryProbe(() => engine.memory());
   return engine;

@@ -1,11 +1,12 @@
 // Loading for the frame pipeline (js/lens-pipeline.js, in the engine's Web Worker or on the main thread): the
 // Python runtime (Pyodide + numpy + emotion_runtime) and the models (two face detectors, one emotion model;
 // downloaded, sha256-checked against manifest.json, sessions created with the EP fallback chain, in the inference
-// worker where one can start: js/inference.js openSession) in parallel.
+// worker where one can start: js/inference.js openSession) in parallel. The full-range face detector (photos) is
+// downloaded and checked with the rest, its session created on its first frame (js/inference.js prepareSession).
 // Progress is reported as plain data (LoadProgress) over the four steps the demo page shows: python, numpy, models,
 // verify.
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
-import { isWebKit, openSession } from './inference.js';
+import { isWebKit, openSession, prepareSession } from './inference.js';
 import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest } from './manifest.js';
 import { loadPython } from './runtime.js';
@@ -149,7 +150,8 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
     return path;
   });
   // Both face detectors come with the rest (photos use the full-range one, the camera either), so nothing is
-  // downloaded after the engine is ready.
+  // downloaded after the engine is ready; the full-range one's session starts on its first frame (the camera's
+  // detector is warmed up at load: js/lens-pipeline.js).
   const total = [...detectorPaths, entry.model, entry.meta].reduce((n, p) => n + (manifest.files[p]?.bytes || 0), 0);
   progress({ status: 'active', step: 'models', loaded: 0, total });
   const onProgress = downloadProgress(progress, total, 'detector');
@@ -161,7 +163,7 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
   }, { onProgress });
   // The full-range detector is kept off WebGL: there (SwiftShader) its boxes came out up to 6 px (640x480 frame)
   // off the WASM / CPython ones, while the short-range model agreed within 3 px (tests/test_e2e_backends.py).
-  const fullRangeLoad = openSession(fullPath, {
+  const fullRangeLoad = prepareSession(fullPath, {
     preferred: withoutWebgl(eps), name: 'full-range face detector',
     warmupDims: [1, 192, 192, 3], allowSoftwareGpu,
   }, { onProgress });
@@ -171,7 +173,8 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
   const failed = settled.find((r) => r.status === 'rejected');
   if (failed) {
     // Free what did start, then report the first failure (an integrity error names its file).
-    await Promise.all(settled.filter((r) => r.status === 'fulfilled').map((r) => r.value.session.release().catch(() => {})));
+    await Promise.all(settled.filter((r) => r.status === 'fulfilled')
+      .map(({ value }) => ('start' in value ? value : value.session).release().catch(() => {})));
     throw failed.reason;
   }
   onProgress.finish();
@@ -187,6 +190,7 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
  *          emotion model catalog (default: the build's default model)
  * @returns {Promise<{pyodide: object, runtime: object, detectors: {short_range: object, full_range: object},
  *          emotion: object, catalog: Array<{id: string, title: string, dataset: string|null, labels: string[]}>}>}
+ *          detectors.full_range: a PreparedSession (js/inference.js), the others opened sessions
  * @throws {LensError} with `code` (integrity | timeout | csp | load) and `step` (the step that failed)
  */
 export async function loadEverything({ progress, eps, allowSoftwareGpu, timeoutMs, modelId }) {

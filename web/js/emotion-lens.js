@@ -52,6 +52,8 @@ export const EVENTS = Object.freeze({
   RESULT: 'result',
   /** detail: LensInfo, after setModel() switched the emotion model */
   MODEL: 'model',
+  /** detail: LensInfo, when it changed otherwise: the full-range face detector's session, started on its first frame */
+  INFO: 'info',
   /** detail: {code, message}: an error no promise reports (a frame of watch(), a crashed worker) */
   ERROR: 'error',
   /** detail: {state}: the engine's state changed */
@@ -200,10 +202,11 @@ export const DEFAULTS = deepFreeze({
  * @property {{crossOriginIsolated: boolean, wasmThreads: number}} runtime  whether the page is cross-origin isolated
  *   (served with COOP/COEP, or through the service worker) and the threads onnxruntime's WASM backend uses (1 when
  *   not isolated, and on Safari/WebKit, whose threaded WebAssembly memory fails on iPhones)
- * @property {{detector: string, detectorFullRange: string, emotion: string}} ep  execution providers in use
- *   (detector: the short-range face detector; the full-range one is kept off WebGL)
+ * @property {{detector: string, detectorFullRange: string|null, emotion: string}} ep  execution providers in use
+ *   (detector: the short-range face detector; the full-range one is kept off WebGL, and its session is started on
+ *   its first frame: null until then, and an INFO event when it has started)
  * @property {{detector: object[], detectorFullRange: object[], emotion: object[]}} epAttempts  the fallback chain:
- *   [{ep, ok, reason?, ms}]
+ *   [{ep, ok, reason?, ms}] (detectorFullRange: empty until its first frame)
  * @property {{video: string, image: string}} detector  the face detector for each kind of frame
  * @property {ModelInfo} model
  * @property {Array<{id: string, title: string, dataset: string|null, labels: string[]}>} models  the catalog
@@ -363,6 +366,7 @@ function shownFrames(video) {
  * @property {CustomEvent<LensInfo>} ready
  * @property {CustomEvent<FrameResult>} result
  * @property {CustomEvent<LensInfo>} model
+ * @property {CustomEvent<LensInfo>} info
  * @property {CustomEvent<{code: string, message: string, step?: string}>} error
  * @property {CustomEvent<{state: LensState}>} state
  */
@@ -608,7 +612,12 @@ export class EmotionLens extends EventTarget {
       const detector = job.options.detector ?? this.#detector[kind];
       const resample = this.#config.resample[kind];
       const detectEvery = kind === 'video' ? this.#pace.detectEvery : 1;
-      const result = await this.#call('detect', { frame, maxSide, kind, detector, resample, detectEvery }, [frame]);
+      const { info, ...result } = await this.#call('detect', { frame, maxSide, kind, detector, resample, detectEvery },
+        [frame]);
+      if (info) {
+        this.#info = info;
+        this.#emit(EVENTS.INFO, this.info);
+      }
       result.timings.grab = grab;
       result.timings.roundTrip = performance.now() - t0;
       if (kind === 'video') this.#pace.record(result.timings.roundTrip, result.detectorRan);

@@ -297,25 +297,65 @@ let room = null;
 let roomUnavailable = typeof Worker !== 'function';
 
 /**
- * Download a model file of the site (checked against manifest.json) and create its session with createSession's
- * EP chain: in the inference worker where one can start, else on this thread.
+ * @typedef {object} OpenedSession  a session and how it was created (createSession's result)
+ * @property {object} session  for run / runFeeds
+ * @property {string} ep
+ * @property {number|null} batch
+ * @property {Array<{ep: string, ok: boolean, reason?: string, ms: number}>} attempts
+ * @property {number} createMs
+ * @property {number} warmupMs
+ */
+
+/**
+ * @typedef {object} PreparedSession  a model file downloaded and checked, its session not created yet
+ * @property {() => Promise<OpenedSession>} start  creates the session the first time (one creation however often
+ *   it is called; a failed one may be tried again)
+ * @property {() => Promise<void>} release  frees the file, and the session if it was started
+ */
+
+/** start/release over `create`, which is called at most once at a time and again only after it failed. */
+function preparedOnce(create, forget) {
+  let started = null;
+  return {
+    start() {
+      started ??= create().catch((err) => {
+        started = null;
+        throw err;
+      });
+      return started;
+    },
+    async release() {
+      const opened = started && await started.catch(() => null);
+      if (opened) await opened.session.release();
+      else await forget();
+    },
+  };
+}
+
+/**
+ * Download a model file of the site (checked against manifest.json) now, and create its session with
+ * createSession's EP chain only when `start()` is called: in the inference worker where one can start, else on this
+ * thread. A model that is not needed at once (the full-range face detector, for photos) is so on the device
+ * before the engine is ready (nothing is fetched after that) without its session's start and memory.
  * @param {string} path  site path of the ONNX file, as listed in manifest.json
  * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean}} options
  *   createSession's options (plain data: they cross to the worker)
  * @param {{webgl?: {path: string, batch: number}|null, onProgress?: (p: {path: string, loaded: number,
  *          total: number}) => void}} [more]  webgl: a fixed-shape copy of the network for the WebGL EP
- * @returns {Promise<{session: object, ep: string, batch: number|null, attempts: object[], createMs: number,
- *          warmupMs: number}>}  as createSession
- * @throws {LensError} code `integrity` or `load`
+ * @returns {Promise<PreparedSession>}
+ * @throws {LensError} code `integrity` or `load` (downloading); start() throws code `load`
  */
-export async function openSession(path, options, { webgl = null, onProgress } = {}) {
+export async function prepareSession(path, options, { webgl = null, onProgress } = {}) {
   const report = onProgress ? (p) => onProgress({ path, ...p }) : undefined;
   if (!roomUnavailable) {
     try {
       room ??= new InferenceRoom();
-      const { handle, inputNames, outputNames, ...opened } = await room.call('open',
-        { siteRoot: siteUrl(''), path, options, webgl }, report);
-      return { ...opened, session: new RemoteSession(room, { handle, inputNames, outputNames }) };
+      const owner = room;
+      const { handle } = await owner.call('prepare', { siteRoot: siteUrl(''), path, options, webgl }, report);
+      return preparedOnce(async () => {
+        const { inputNames, outputNames, ...opened } = await owner.call('start', { handle });
+        return { ...opened, session: new RemoteSession(owner, { handle, inputNames, outputNames }) };
+      }, () => owner.call('release', { handle }));
     } catch (err) {
       if (err.code !== ERROR_CODES.WORKER) throw err;
       roomUnavailable = true; // this browser cannot start it: onnxruntime runs on this thread
@@ -324,7 +364,20 @@ export async function openSession(path, options, { webgl = null, onProgress } = 
   }
   const bytes = await fetchVerified(path, { onProgress });
   const variants = webgl ? { webgl: { load: () => fetchVerified(webgl.path), batch: webgl.batch } } : {};
-  return createSession(bytes, { ...options, variants });
+  return preparedOnce(() => createSession(bytes, { ...options, variants }), async () => {});
+}
+
+/**
+ * Download a model file of the site (checked against manifest.json) and create its session: prepareSession, then
+ * start at once.
+ * @param {Parameters<typeof prepareSession>[0]} path
+ * @param {Parameters<typeof prepareSession>[1]} options
+ * @param {Parameters<typeof prepareSession>[2]} [more]
+ * @returns {Promise<OpenedSession>}
+ * @throws {LensError} code `integrity` or `load`
+ */
+export async function openSession(path, options, more) {
+  return (await prepareSession(path, options, more)).start();
 }
 
 /** Where openSession's sessions run: 'worker' (the inference worker) or 'same-thread' (it could not start). */

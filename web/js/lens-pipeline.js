@@ -82,6 +82,7 @@ function pixelCanvas(width = 1, height = 1) {
 class Pipeline {
   constructor() {
     this.loaded = null; // {pyodide, runtime, detectors: {short_range, full_range}, emotion, catalog}
+    this.infoChanged = false; // a session started since describe() was last sent (the full-range detector's)
     this.bridge = null; // emotion_runtime.AppBridge (PyProxy)
     this.detector = 'short_range'; // the face detector the bridge is set to (FramePipeline's name for it)
     this.options = null;
@@ -113,16 +114,33 @@ class Pipeline {
     return { ...this.describe(), spans: takeSpans() };
   }
 
-  /** What the engine reports once loaded or after a model switch. */
+  /**
+   * The face detector `name`'s opened session; one only prepared at load (the full-range detector: downloaded and
+   * checked, js/app-boot.js) is started here, on its first frame.
+   */
+  async detectorSession(name) {
+    const slot = this.loaded.detectors[name];
+    if (slot.session) return slot;
+    const opened = await slot.start();
+    this.loaded.detectors[name] = opened;
+    this.infoChanged = true;
+    return opened;
+  }
+
+  /**
+   * What the engine reports once loaded, after a model switch, and with the frame that started the full-range
+   * detector (until then its ep is null and its attempts empty).
+   */
   describe() {
+    this.infoChanged = false;
     const { detectors: { short_range: detector, full_range: detectorFullRange }, emotion, catalog } = this.loaded;
     return {
       thread: inWorker() ? 'worker' : 'main',
       inference: inferenceThread(),
       runtime: runtimeIsolation(),
-      ep: { detector: detector.ep, detectorFullRange: detectorFullRange.ep, emotion: emotion.ep },
+      ep: { detector: detector.ep, detectorFullRange: detectorFullRange.ep ?? null, emotion: emotion.ep },
       epAttempts: {
-        detector: detector.attempts, detectorFullRange: detectorFullRange.attempts, emotion: emotion.attempts,
+        detector: detector.attempts, detectorFullRange: detectorFullRange.attempts ?? [], emotion: emotion.attempts,
       },
       model: this.model,
       models: catalog,
@@ -197,6 +215,7 @@ class Pipeline {
       const result = await this.process(frame, w, h, width, height, resample, detectEvery);
       result.kind = kind;
       result.detector = detector;
+      if (this.infoChanged) result.info = this.describe(); // the engine's info, with the session just started
       return result;
     } finally {
       frame.close?.(); // VideoFrame / ImageBitmap: free it now, not at garbage collection
@@ -243,7 +262,7 @@ class Pipeline {
         ? bridge.detector_input_square(pixels, width, height)
         : bridge.detector_input(pixels, width, height));
       const t2 = now();
-      const det = this.loaded.detectors[this.detector].session;
+      const det = (await this.detectorSession(this.detector)).session;
       const { reg, sc } = detectorOutputs(det, await run(det, det.inputNames[0], x.data, x.dims));
       const t3 = now();
       n = bridge.decode_faces(reg.data, sc.data);
@@ -437,7 +456,7 @@ class Pipeline {
   async dispose() {
     if (this.loaded) {
       const sessions = [...Object.values(this.loaded.detectors), this.loaded.emotion];
-      await Promise.all(sessions.map((s) => s.session.release())).catch(() => {});
+      await Promise.all(sessions.map((s) => ('start' in s ? s : s.session).release())).catch(() => {});
       closeInferenceRoom();
     }
     this.bridge?.destroy();
