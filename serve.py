@@ -51,6 +51,7 @@ MIME_TYPES: dict[str, str] = {
     ".onnx": "application/octet-stream",
     ".whl": "application/octet-stream",
     ".zip": "application/octet-stream",
+    ".gz": "application/gzip",  # as GitHub Pages: the file itself, no Content-Encoding
     ".png": "image/png",
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",

@@ -12,12 +12,13 @@ Layout of the output:
   models/emotion/<model id>/model.onnx, model.json, model.webgl.onnx (batch 1, WebGL only; none for int8
                                                weights): one folder per emotion model in web/models/emotion/
                                                (ids like lite0s5-48.ferplus)
+  models/**/*.onnx.gz                          gzipped copies the page downloads instead (precompressed())
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel;
                                                stdlib and numpy compiled to bytecode (build/vendor/pyc/); the page
                                                installs numpy itself (manifest.json `numpy_wheel`)
   vendor/ort/                                  onnxruntime-web: one bundle per execution provider
   wheels/emotion_runtime-<ver>-py3-none-any.whl
-  manifest.json                                {files: {path: {sha256, bytes}}, totals, ...}
+  manifest.json                                {files: {path: {sha256, bytes, gzip?}}, totals, ...}
   .nojekyll
 """
 from __future__ import annotations
@@ -321,6 +322,24 @@ def gzip_size(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=6, mtime=0))
 
 
+# Files that hosts such as GitHub Pages send uncompressed (application/octet-stream) although gzip shrinks them: the
+# ONNX models. Each gets a gzipped copy beside it, which js/manifest.js downloads and inflates (DecompressionStream)
+# and checks against the original's sha256; the original stays for browsers without DecompressionStream.
+PRECOMPRESS_SUFFIXES = (".onnx",)
+PRECOMPRESS_MIN_SAVING = 0.05  # a copy that saves less is not worth a second file
+
+
+def precompressed(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Gzipped copies (`<path>.gz`, level 9, no timestamp: deterministic) of the files worth compressing."""
+    out = {}
+    for path, data in sorted(files.items()):
+        if path.endswith(PRECOMPRESS_SUFFIXES):
+            packed = gzip.compress(data, compresslevel=9, mtime=0)
+            if len(packed) <= (1 - PRECOMPRESS_MIN_SAVING) * len(data):
+                out[path + ".gz"] = packed
+    return out
+
+
 def _group(path: str) -> str:
     if path.startswith("vendor/pyodide/"):
         return "pyodide"
@@ -345,6 +364,9 @@ def build_manifest(files: dict[str, bytes], extra: dict) -> dict:
         g["gzip_bytes"] += gz
         total_raw += len(data)
         total_gz += gz
+    for path in entries:
+        if path.endswith(PRECOMPRESS_SUFFIXES) and path + ".gz" in entries:
+            entries[path]["gzip"] = path + ".gz"
     return {
         "format": 1,
         **extra,
@@ -386,6 +408,7 @@ def build(out: Path, inputs: Inputs, allow_missing_emotion_model: bool = False) 
     if overlap:
         raise BuildError(f"web/ contains files the build generates: {sorted(overlap)}")
     files = {path: src.read_bytes() for path, src in copied.items()} | generated
+    files |= precompressed(files)
 
     lock = json.loads(generated["vendor/pyodide/pyodide-lock.json"])
     extra = {

@@ -8,6 +8,7 @@ Timings are printed (pytest -s) for the report; nothing asserts on speed.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 from pathlib import Path
@@ -156,14 +157,24 @@ def test_tampered_model_is_rejected_naming_the_file(site_server, browser_context
     original = (site_server.dir / "models" / "face_detector.onnx").read_bytes()
     tampered = bytearray(original)
     tampered[len(tampered) // 2] ^= 0xFF  # same size, one byte flipped
-    page.route("**/models/face_detector.onnx", lambda route: route.fulfill(
-        status=200, body=bytes(tampered), headers={"Content-Type": "application/octet-stream"}))
-    message = page.evaluate("window.bootError('models/face_detector.onnx')")
-    assert message is not None
-    assert "models/face_detector.onnx" in message and "integrity check" in message
+    asked = []
+    # The page downloads the gzipped copy (build_site.precompressed); served as the plain file (as a host that adds
+    # Content-Encoding: gzip hands it over) or as gzip, a flipped byte is caught all the same.
+    def serve(body: bytes):
+        def handler(route):
+            asked.append(route.request.url)
+            route.fulfill(status=200, body=body, headers={"Content-Type": "application/gzip"})
+        return handler
+
+    for body in (bytes(tampered), gzip.compress(bytes(tampered)), gzip.compress(original)[:-9]):
+        page.route("**/models/face_detector.onnx*", serve(body))
+        message = page.evaluate("window.bootError('models/face_detector.onnx')")
+        assert message is not None
+        assert "models/face_detector.onnx" in message and "integrity check" in message
+        page.unroute("**/models/face_detector.onnx*")
+    assert asked and all(u.endswith("/models/face_detector.onnx.gz") for u in asked), asked
     assert page.evaluate("window.bootError('manifest.json')") is not None, "manifest.json is not in itself"
     # The untouched file passes.
-    page.unroute("**/models/face_detector.onnx")
     assert page.evaluate("window.bootError('models/face_detector.onnx')") is None
 
 

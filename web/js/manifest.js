@@ -1,6 +1,8 @@
 // The site's manifest.json (written by build/build_site.py) and integrity-checked fetches.
 // Every file the page loads itself (models, the Python runtime wheel) is checked against its sha256
 // before use, so a truncated download or a stale cache shows as a clear error, not as wrong results.
+// A file listed with a gzipped copy (the models: hosts such as GitHub Pages send them uncompressed) is downloaded as
+// that copy and inflated here where the browser can (DecompressionStream), then checked like the file itself.
 import { ERROR_CODES, LensError } from './errors.js';
 import { timed } from './load-timing.js';
 
@@ -82,6 +84,15 @@ async function readWithProgress(response, expectedBytes, onProgress) {
   return out.buffer;
 }
 
+/** Inflate a gzip file's bytes; bytes that are not gzip (a host that sent the copy with Content-Encoding: gzip, so
+ * the browser inflated it already) are returned as they are. */
+async function inflated(buffer) {
+  const head = new Uint8Array(buffer, 0, Math.min(2, buffer.byteLength));
+  if (head[0] !== 0x1f || head[1] !== 0x8b) return buffer;
+  const stream = new Blob([buffer]).stream().pipeThrough(new DecompressionStream('gzip'));
+  return new Response(stream).arrayBuffer();
+}
+
 /**
  * Fetch a site file and check it against manifest.json.
  * @param {string} path  path relative to the site root, as listed in manifest.json (e.g. "models/face_detector.onnx")
@@ -94,15 +105,25 @@ export async function fetchVerified(path, { onProgress } = {}) {
   const manifest = await loadManifest();
   const entry = manifest.files[path];
   if (!entry) throw new LensError(ERROR_CODES.LOAD, `${path} is not listed in manifest.json; the site build is incomplete.`);
+  const packed = entry.gzip && manifest.files[entry.gzip] && typeof DecompressionStream === 'function'
+    ? entry.gzip : null;
+  const source = packed ?? path;
   let response;
   try {
-    response = await fetch(siteUrl(path));
+    response = await fetch(siteUrl(source));
   } catch (err) {
-    throw new LensError(ERROR_CODES.LOAD, `${path} could not be downloaded: ${err.message}`, { cause: err });
+    throw new LensError(ERROR_CODES.LOAD, `${source} could not be downloaded: ${err.message}`, { cause: err });
   }
-  if (!response.ok) throw new LensError(ERROR_CODES.LOAD, `${path} could not be downloaded (HTTP ${response.status}).`);
-  const report = onProgress ? (p) => onProgress({ path, ...p }) : null;
-  const buffer = await timed(`download ${path}`, () => readWithProgress(response, entry.bytes, report));
+  if (!response.ok) throw new LensError(ERROR_CODES.LOAD, `${source} could not be downloaded (HTTP ${response.status}).`);
+  // Progress in the file's own bytes (callers add up the manifest's sizes), scaled from the copy's.
+  const scale = packed ? entry.bytes / manifest.files[packed].bytes : 1;
+  const report = onProgress
+    ? ({ loaded }) => onProgress({ path, loaded: Math.min(entry.bytes, Math.round(loaded * scale)), total: entry.bytes })
+    : null;
+  let buffer = await timed(`download ${source}`, () => readWithProgress(response, entry.bytes, report));
+  if (packed) {
+    buffer = await timed(`inflate ${path}`, () => inflated(buffer)).catch(() => new ArrayBuffer(0)); // fails below
+  }
   const digest = await timed(`sha256 ${path}`, () => sha256Hex(buffer));
   if (buffer.byteLength !== entry.bytes || digest !== entry.sha256) {
     const kind = path.startsWith('models/') ? 'model file' : 'file';
