@@ -10,10 +10,11 @@ build_site.py ships them after checking that their inputs are still the current 
 
 Both archives are also trimmed to what the runtime uses (issue 23: bytes of a cold visit). Pyodide is started in
 node exactly as web/js/runtime.js starts it (the numpy wheel unpacked, the modules of `import numpy` loaded), then
-emotion_runtime (py_src/) is imported and run through every step of its per-frame API (EXERCISE_PY). The modules
-Python then holds decide what stays: a standard-library package or module stays whole when any module of it was
-imported; numpy keeps every subpackage that was imported and drops the others (random, fft, ma, polynomial, f2py,
-testing, typing), its test suites, its typing stubs and the extension modules nothing loaded (lapack_lite).
+emotion_runtime (py_src/) is imported and run through every step of its per-frame API (EXERCISE_PY), and one of its
+errors is raised into JavaScript. The modules Python then holds decide what stays: only those modules (and the data
+files of their packages), except for packages whose modules are looked up by name at run time (WHOLE_PACKAGES: encodings),
+kept whole; numpy loses every module and extension module nothing loaded (random, fft, ma, lapack_lite,
+recfunctions, ...), its C headers and static libraries, test suites and typing stubs.
 numpy.linalg's LAPACK kernels (_umath_linalg, 1.9 MB of WebAssembly) are imported by `import numpy` but never called
 by the runtime: a small Python module (LINALG_PLACEHOLDER) takes their place, the census runs against it (so a
 runtime that starts calling numpy.linalg fails the build), and a call says what is missing. tests/test_python_trim.py
@@ -43,6 +44,9 @@ RECORD_FILE = "sources.json"
 # numpy` imports them, emotion_runtime never calls them. Not shipping _umath_linalg saves 0.42 MB of a cold visit and
 # the compilation of its 1.9 MB of WebAssembly at every start.
 PLACEHOLDERS = ("numpy/linalg/_umath_linalg",)
+# Standard-library packages kept whole once used: their modules are found by name at run time (a codec by its
+# name), not imported by name in code, so the census cannot see which ones a visit will need.
+WHOLE_PACKAGES = ("encodings",)
 LINALG_PLACEHOLDER = '''"""numpy.linalg's LAPACK kernels are not part of Emotion Lens's browser build of numpy
 (build/precompile_python.py): `import numpy` imports this module, the runtime never calls numpy.linalg."""
 
@@ -104,21 +108,19 @@ def top(name):
 stdlib, wheel = sys.argv
 used = json.load(open("/io/used.json"))
 stdlib_tops = {top(m) for m in used["stdlib"]}
-numpy_tops = {top(m) for m in used["numpy"]}
+imported = set(used["stdlib"]) | set(used["numpy"])
 
 def keep_stdlib(name):
-    return top(name) in stdlib_tops
+    if top(name) in used["whole"] or not name.endswith(".py"):
+        return top(name) in stdlib_tops  # data files go with their package
+    return name in imported
 
 def keep_numpy(name):
-    parts = name.split("/")
-    if parts[0] != "numpy":
+    if not name.startswith("numpy/"):
         return True  # dist-info
-    if "tests" in parts or name.endswith((".pyi", ".pxd")):
-        return False
-    if len(parts) > 2 and top(name) not in numpy_tops:
-        return False  # a subpackage nothing imported (random, fft, ma, ...)
-    # extension modules that nothing loaded (lapack_lite, the test modules but _multiarray_tests), placeholders aside
-    return not name.endswith(".so") or name in used["numpy"] or name.split(".cpython-")[0] in used["placeholders"]
+    # the modules and extension modules that were loaded (placeholders in place of theirs); no C headers, static
+    # libraries, typing stubs, tests or subpackages nothing imported (random, fft, ma, ...)
+    return name in imported or name.split(".cpython-")[0] in used["placeholders"]
 
 major, minor = sys.version_info[:2]
 n1 = compile_archive(stdlib, f"/lib/python{major}{minor}.zip/", False, keep_stdlib)
@@ -196,6 +198,15 @@ try {
   process.stderr.write(`the exercise failed: ${err.message}\n`);  // node would print the minified source line
   process.exit(1);
 }
+// A Python error on its way to JavaScript (its traceback formatted), as a bad call to the runtime raises one: the
+// modules that takes are kept too.
+try {
+  py.runPython('import emotion_runtime as er\ner.AppBridge("not json", 1, "ema", 3)');
+  process.stderr.write('the error exercise raised nothing\n');
+  process.exit(1);
+} catch (err) {
+  // expected: a JSONDecodeError
+}
 const files = py.runPython(`
 import json, sys
 files = [getattr(m, "__file__", None) or "" for m in list(sys.modules.values())]
@@ -260,7 +271,7 @@ def placeholders() -> dict[str, str]:
 def used_modules(numpy_wheel: Path) -> dict:
     """Archive members ({stdlib: [...], numpy: [...]}) of the modules Python holds once Pyodide has started as
     web/js/runtime.js starts it (the placeholders in place) and emotion_runtime has run EXERCISE_PY; and the
-    placeholders ({stem: source})."""
+    placeholders ({stem: source}) and the packages kept whole (WHOLE_PACKAGES)."""
     sys.path.insert(0, str(ROOT / "build"))
     from build_site import build_runtime_wheel
 
@@ -274,7 +285,7 @@ def used_modules(numpy_wheel: Path) -> dict:
                               capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the module census failed: {done.stderr.strip().splitlines()[-1][:2000]}")
-    used = json.loads(done.stdout) | {"placeholders": placeholders()}
+    used = json.loads(done.stdout) | {"placeholders": placeholders(), "whole": list(WHOLE_PACKAGES)}
     if not any(m.startswith("numpy/_core/") for m in used["numpy"]) or "json/__init__.py" not in used["stdlib"]:
         raise SystemExit(f"the module census looks wrong (no numpy._core or json): {done.stdout[:500]}")
     return used

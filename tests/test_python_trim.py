@@ -114,3 +114,9 @@ def test_a_fresh_census_of_the_runtime_finds_nothing_missing(archives):
     compiled = lambda m: m + "c" if m.endswith(".py") else m  # noqa: E731 - the archives hold bytecode
     assert [m for m in used["stdlib"] if compiled(m) not in stdlib] == []
     assert [m for m in used["numpy"] if compiled(m) not in numpy] == []
+    # ... and nothing else is shipped: the trim is by module, encodings aside (codecs are found by name).
+    loaded = {compiled(m) for m in used["stdlib"] + used["numpy"]}
+    extra = [m for m in stdlib if m.endswith(".pyc") and m.split("/")[0] not in used["whole"] and m not in loaded]
+    assert extra == [] and "encodings" in used["whole"]
+    assert [m for m in numpy if m.startswith("numpy/") and m not in loaded
+            and m.split(".cpython-")[0] not in used["placeholders"] and not m.endswith("_umath_linalg.pyc")] == []
