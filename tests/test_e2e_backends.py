@@ -205,7 +205,7 @@ def test_model_failing_its_hash_check(playwright_driver, app_server, group_photo
             body[len(body) // 2] ^= 0xFF  # one flipped byte, same size
             route.fulfill(response=response, body=bytes(body))
 
-        page.route("**/models/face_detector.onnx", corrupt)
+        page.route("**/models/face_detector.onnx*", corrupt)  # the page fetches its gzipped copy
         s = open_app(page, app_server.url)
         assert s["state"] == "error"
         assert s["error"]["code"] == "integrity"
@@ -215,7 +215,7 @@ def test_model_failing_its_hash_check(playwright_driver, app_server, group_photo
         assert page.is_visible("#retry-load")
         assert not page.is_enabled("#start-camera")
         # The file is fine again: Retry recovers without a reload.
-        page.unroute("**/models/face_detector.onnx")
+        page.unroute("**/models/face_detector.onnx*")
         page.click("#retry-load")
         wait_for(page, "() => ['ready', 'error'].includes(window.__emotionApp.state)")
         assert status(page)["state"] == "ready", status(page)["error"]

@@ -335,8 +335,8 @@ function preparedOnce(create, forget) {
 /**
  * Download a model file of the site (checked against manifest.json) now, and create its session with
  * createSession's EP chain only when `start()` is called: in the inference worker where one can start, else on this
- * thread. A model that is not needed at once (the full-range face detector, for photos) is so on the device
- * before the engine is ready (nothing is fetched after that) without its session's start and memory.
+ * thread. For a model not needed at once (the full-range face detector, for photos): its file is on the device
+ * before the engine is ready (nothing is fetched after that), its session's start and memory wait for its first use.
  * @param {string} path  site path of the ONNX file, as listed in manifest.json
  * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean}} options
  *   createSession's options (plain data: they cross to the worker)
