@@ -139,11 +139,6 @@ def test_standard_library_is_pyodides_compiled(site):
                          "python_stdlib.zip")
 
 
-def sources_of(archive: Path) -> list[str]:
-    with zipfile.ZipFile(archive) as zf:
-        return zf.namelist()
-
-
 def precompile_placeholders() -> tuple[str, ...]:
     sys.path.insert(0, str(ROOT / "build"))
     import precompile_python
@@ -161,11 +156,11 @@ def assert_compiled_from(compiled: Path, source: Path, what: str) -> None:
     python = json.loads(OFFICIAL_LOCK.read_text())["info"]["python"]  # e.g. 3.12.7
     major, minor = map(int, python.split(".")[:2])
     magic = {(3, 12): 3531}[(major, minor)].to_bytes(2, "little") + b"\r\n"
-    # numpy's extension modules shipped as a Python placeholder (build/precompile_python.py PLACEHOLDERS)
-    placeholders = {name.split(".cpython-")[0] + ".pyc" for name in sources_of(source)
-                    if name.split(".cpython-")[0] in precompile_placeholders()}
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(compiled) as out:
         sources = set(src.namelist())
+        # numpy's extension modules shipped as a Python placeholder (build/precompile_python.py PLACEHOLDERS)
+        placeholders = {name.split(".cpython-")[0] + ".pyc" for name in sources
+                        if name.split(".cpython-")[0] in precompile_placeholders()}
         assert not [name for name in out.namelist() if name.endswith(".py")], f"{what}: source left in"
         for name in out.namelist():
             if name.endswith(".pyc"):

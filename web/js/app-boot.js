@@ -6,7 +6,7 @@
 // Progress is reported as plain data (LoadProgress) over the four steps the demo page shows: python, numpy, models,
 // verify.
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
-import { isWebKit, openSession, prepareSession } from './inference.js';
+import { isWebKit, openSession, prepareSession, releaseSession } from './inference.js';
 import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest } from './manifest.js';
 import { loadPython } from './runtime.js';
@@ -174,7 +174,7 @@ async function loadModelsStep(progress, { eps, allowSoftwareGpu, modelId }) {
   if (failed) {
     // Free what did start, then report the first failure (an integrity error names its file).
     await Promise.all(settled.filter((r) => r.status === 'fulfilled')
-      .map(({ value }) => ('start' in value ? value : value.session).release().catch(() => {})));
+      .map(({ value }) => releaseSession(value).catch(() => {})));
     throw failed.reason;
   }
   onProgress.finish();

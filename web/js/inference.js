@@ -368,6 +368,24 @@ export async function prepareSession(path, options, { webgl = null, onProgress }
 }
 
 /**
+ * Release an OpenedSession, or a PreparedSession (its file, and its session if it was started).
+ * @param {OpenedSession|PreparedSession} opened
+ * @returns {Promise<void>}
+ */
+export function releaseSession(opened) {
+  return isPrepared(opened) ? opened.release() : opened.session.release();
+}
+
+/**
+ * Whether `opened` is a PreparedSession (prepareSession's, not started through it) rather than an OpenedSession.
+ * @param {OpenedSession|PreparedSession} opened
+ * @returns {opened is PreparedSession}
+ */
+export function isPrepared(opened) {
+  return 'start' in opened;
+}
+
+/**
  * Download a model file of the site (checked against manifest.json) and create its session: prepareSession, then
  * start at once.
  * @param {Parameters<typeof prepareSession>[0]} path

@@ -10,7 +10,9 @@
 import { loadEmotionModel, loadEverything } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
-import { closeInferenceRoom, inferenceThread, run, runtimeIsolation } from './inference.js';
+import {
+  closeInferenceRoom, inferenceThread, isPrepared, releaseSession, run, runtimeIsolation,
+} from './inference.js';
 import { takeSpans, timed } from './load-timing.js';
 import { lumaCrops, planesSquare, readPlanes } from './frame-planes.js';
 import { setSiteRoot } from './manifest.js';
@@ -120,7 +122,7 @@ class Pipeline {
    */
   async detectorSession(name) {
     const slot = this.loaded.detectors[name];
-    if (slot.session) return slot;
+    if (!isPrepared(slot)) return slot;
     const opened = await slot.start();
     this.loaded.detectors[name] = opened;
     this.infoChanged = true;
@@ -456,7 +458,7 @@ class Pipeline {
   async dispose() {
     if (this.loaded) {
       const sessions = [...Object.values(this.loaded.detectors), this.loaded.emotion];
-      await Promise.all(sessions.map((s) => ('start' in s ? s : s.session).release())).catch(() => {});
+      await Promise.all(sessions.map(releaseSession)).catch(() => {});
       closeInferenceRoom();
     }
     this.bridge?.destroy();
