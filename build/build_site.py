@@ -12,7 +12,8 @@ Layout of the output:
   models/emotion/<model id>/model.onnx, model.json, model.webgl.onnx (batch 1, WebGL only; none for int8
                                                weights): one folder per emotion model in web/models/emotion/
                                                (ids like lite0s5-48.ferplus)
-  models/**/*.onnx.gz                          gzipped copies the page downloads instead (precompressed())
+  models/**/*.onnx.gz                          gzipped copies the page downloads instead (precompressed()); also
+  vendor/pyodide/python_stdlib.zip.gz          the standard library's
   vendor/pyodide/                              core runtime + a lock file that lists only the local numpy wheel;
                                                stdlib and numpy compiled to bytecode (build/vendor/pyc/); the page
                                                installs numpy itself (manifest.json `numpy_wheel`)
@@ -322,10 +323,11 @@ def gzip_size(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=6, mtime=0))
 
 
-# Files that hosts such as GitHub Pages send uncompressed (application/octet-stream) although gzip shrinks them: the
-# ONNX models. Each gets a gzipped copy beside it, which js/manifest.js downloads and inflates (DecompressionStream)
-# and checks against the original's sha256; the original stays for browsers without DecompressionStream.
-PRECOMPRESS_SUFFIXES = (".onnx",)
+# Files that hosts such as GitHub Pages send uncompressed (application/octet-stream, application/zip) although gzip
+# shrinks them: the ONNX models, and Python's standard library (a zip of stored members, build/precompile_python.py).
+# Each gets a gzipped copy beside it, which js/manifest.js downloads and inflates (DecompressionStream) and checks
+# against the original's sha256; the original stays for browsers without DecompressionStream.
+PRECOMPRESS_SUFFIXES = (".onnx", "/python_stdlib.zip")
 PRECOMPRESS_MIN_SAVING = 0.05  # a copy that saves less is not worth a second file
 
 

@@ -62,14 +62,16 @@ COMPILE_PY = r'''
 import base64, hashlib, importlib.util, json, marshal, sys, zipfile
 
 def pyc(source, path):
-    code = compile(source, path, "exec", dont_inherit=True)
+    # optimize=2 is `python -OO`: no docstrings, no asserts (about an eighth of the bytes); the page runs Python with
+    # PYTHONOPTIMIZE=2 to match (numpy's docstring helpers read the flag).
+    code = compile(source, path, "exec", dont_inherit=True, optimize=2)
     flags = (0b01).to_bytes(4, "little")  # hash-based, source not checked (PEP 552)
     return importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code)
 
 def record_hash(data):
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
-def compile_archive(name, runtime_prefix, is_wheel, keep):
+def compile_archive(name, runtime_prefix, is_wheel, keep, compress_type):
     members = []
     with zipfile.ZipFile(f"/io/in/{name}") as zin:
         for info in zin.infolist():
@@ -94,8 +96,8 @@ def compile_archive(name, runtime_prefix, is_wheel, keep):
                    for i, d in members]
     with zipfile.ZipFile(f"/io/out/{name}", "w") as zout:
         for info, data in members:
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zout.writestr(info, data, compresslevel=9)
+            info.compress_type = compress_type
+            zout.writestr(info, data, compresslevel=9 if compress_type == zipfile.ZIP_DEFLATED else None)
     return sum(1 for i, _ in members if i.filename.endswith(".pyc"))
 
 def top(name):
@@ -123,8 +125,10 @@ def keep_numpy(name):
     return name in imported or name.split(".cpython-")[0] in used["placeholders"]
 
 major, minor = sys.version_info[:2]
-n1 = compile_archive(stdlib, f"/lib/python{major}{minor}.zip/", False, keep_stdlib)
-n2 = compile_archive(wheel, f"/lib/python{major}.{minor}/site-packages/", True, keep_numpy)
+# The standard library's members stored, not deflated: the site ships the zip gzipped as a whole (build_site
+# precompressed), which compresses across modules (~0.2 MB smaller), and zipimport then reads without inflating.
+n1 = compile_archive(stdlib, f"/lib/python{major}{minor}.zip/", False, keep_stdlib, zipfile.ZIP_STORED)
+n2 = compile_archive(wheel, f"/lib/python{major}.{minor}/site-packages/", True, keep_numpy, zipfile.ZIP_DEFLATED)
 print(f"{stdlib}: {n1} modules, {wheel}: {n2} modules compiled by Python {sys.version.split()[0]}")
 '''
 
@@ -176,11 +180,12 @@ for mode in ("ema", "mean", "median", "none"):
 
 # Starts Pyodide as web/js/runtime.js does and prints the archive members of every module Python then holds.
 USED_JS = r'''
-const [pyodideDir, wheel, runtimeWheel, refresh, exercise, placeholdersJson, ...startLibs] = process.argv.slice(1);
+const [pyodideDir, wheel, runtimeWheel, refresh, exercise, placeholdersJson, envJson, ...startLibs] =
+  process.argv.slice(1);
 const placeholders = JSON.parse(placeholdersJson);
 const fs = await import('node:fs');
 const { loadPyodide } = await import(`${pyodideDir}/pyodide.mjs`);
-const py = await loadPyodide({ indexURL: `${pyodideDir}/` });
+const py = await loadPyodide({ indexURL: `${pyodideDir}/`, env: JSON.parse(envJson) });
 const sitePackages = py.runPython('import site; site.getsitepackages()[0]');
 py.unpackArchive(new Uint8Array(fs.readFileSync(wheel)), 'wheel', { extractDir: sitePackages });
 const suffix = py.runPython('import importlib.machinery; importlib.machinery.EXTENSION_SUFFIXES[0]');
@@ -252,7 +257,7 @@ def inputs() -> dict[str, Path]:
 def runtime_js_constant(name: str) -> str:
     """The text of a constant of web/js/runtime.js (a list or a template string), so the census runs its values."""
     source = (ROOT / "web" / "js" / "runtime.js").read_text()
-    found = re.search(rf"const {name} = (\[[^\]]*\]|`[^`]*`);", source)
+    found = re.search(rf"const {name} = (\[[^\]]*\]|`[^`]*`|{{[^}}]*}});", source)
     if not found:
         raise SystemExit(f"web/js/runtime.js has no constant {name}")
     return found.group(1).strip("`")
@@ -261,6 +266,11 @@ def runtime_js_constant(name: str) -> str:
 def numpy_start_libs() -> list[str]:
     """The numpy extension modules web/js/runtime.js loads before `import numpy` (its NUMPY_START_LIBS)."""
     return re.findall(r"'([^']+)'", runtime_js_constant("NUMPY_START_LIBS"))
+
+
+def python_env() -> dict[str, str]:
+    """The environment web/js/runtime.js starts Python with (its PYTHON_ENV: PYTHONOPTIMIZE)."""
+    return dict(re.findall(r"(\w+): '([^']*)'", runtime_js_constant("PYTHON_ENV")))
 
 
 def placeholders() -> dict[str, str]:
@@ -281,7 +291,7 @@ def used_modules(numpy_wheel: Path) -> dict:
         wheel.flush()
         done = subprocess.run(["node", "--input-type=module", "-e", USED_JS, str(PYODIDE), str(numpy_wheel), wheel.name,
                                runtime_js_constant("REFRESH_SITE_PACKAGES"), EXERCISE_PY,
-                               json.dumps(placeholders()), *numpy_start_libs()],
+                               json.dumps(placeholders()), json.dumps(python_env()), *numpy_start_libs()],
                               capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the module census failed: {done.stderr.strip().splitlines()[-1][:2000]}")

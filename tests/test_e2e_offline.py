@@ -92,7 +92,7 @@ def test_runtime_is_stored_verified_and_a_stale_copy_is_replaced(playwright_driv
         s = open_app(page, url, "?ep=wasm")
         assert s["state"] == "ready", s["error"]
         stored = page.evaluate(STORED_RUNTIME)
-        for path in ("vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip",
+        for path in ("vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip.gz",
                      "vendor/ort/ort-wasm-simd-threaded.wasm", "vendor/ort/ort.wasm.min.mjs"):
             assert path in stored, sorted(stored)
         assert all(v["sha"] == v["expected"] for v in stored.values()), stored

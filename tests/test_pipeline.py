@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -206,8 +207,14 @@ _PYODIDE_RUNNER = r"""
 import { loadPyodide } from "__ROOT__/node_modules/pyodide/pyodide.mjs";
 import fs from "fs";
 const [pkgDir, workDir] = process.argv.slice(2);
-const py = await loadPyodide({ indexURL: "__ROOT__/node_modules/pyodide/" });
-await py.loadPackage(process.argv[4]);
+// The standard library and numpy as the site ships them (build/precompile_python.py: trimmed, compiled as -OO),
+// and Python started as web/js/runtime.js starts it.
+const py = await loadPyodide({ indexURL: "__ROOT__/node_modules/pyodide/", stdLibURL: process.argv[5],
+                               env: JSON.parse(process.argv[6]) });
+// numpy unpacked as the page installs it (its trimmed standard library has no tarfile for loadPackage).
+const sitePackages = py.runPython("import site; site.getsitepackages()[0]");
+py.unpackArchive(new Uint8Array(fs.readFileSync(process.argv[4])), "wheel", { extractDir: sitePackages });
+py.runPython(`import sys\nsys.path_importer_cache["${sitePackages}"].invalidate_caches()`);
 py.FS.mkdirTree("/home/pyodide/emotion_runtime");
 for (const f of fs.readdirSync(pkgDir)) {
   if (f.endsWith(".py")) py.FS.writeFile("/home/pyodide/emotion_runtime/" + f, fs.readFileSync(pkgDir + "/" + f));
@@ -236,20 +243,24 @@ fs.writeFileSync(workDir + "/out.json", out);
 
 @pytest.mark.slow
 def test_same_results_in_pyodide(tmp_path):
-    """Runs the frame sequence inside Pyodide 0.27.7 + numpy 2.0.2 (wasm32: 32-bit intp, no BLAS) under node,
-    with JS typed arrays crossing the bridge, and compares with CPython."""
+    """Runs the frame sequence inside Pyodide 0.27.7 + numpy 2.0.2 (wasm32: 32-bit intp, no BLAS) under node, with
+    the shipped (trimmed, -OO) standard library and numpy and JS typed arrays crossing the bridge, and compares with
+    CPython."""
     import shutil
     import subprocess
 
     from conftest import ROOT
 
-    wheels = sorted((ROOT / "build/vendor").glob("numpy-*-pyodide_*_wasm32.whl"))
+    sys.path.insert(0, str(ROOT / "build"))
+    from precompile_python import python_env
+
+    wheels = sorted((ROOT / "build/vendor/pyc").glob("numpy-*-pyodide_*_wasm32.whl"))
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     if not (ROOT / "node_modules/pyodide/pyodide.mjs").is_file():
         pytest.skip("node_modules/pyodide absent (run npm ci)")
     if not wheels:
-        pytest.skip("no Pyodide numpy wheel in build/vendor/")
+        pytest.skip("no compiled Pyodide numpy wheel in build/vendor/pyc/")
     frame = _frame(7)
     reg, sc = _outputs(dx_px=3.0)
     reg[0, ANCHOR, 4:8] = [-5.0, -2.0, 5.0, 2.0]  # eye keypoints 21.8 degrees off level: the aligned-crop path
@@ -259,7 +270,8 @@ def test_same_results_in_pyodide(tmp_path):
     runner = tmp_path / "run.mjs"
     runner.write_text(_PYODIDE_RUNNER.replace("__ROOT__", ROOT.as_posix()))
     proc = subprocess.run(["node", str(runner), str(ROOT / "py_src/emotion_runtime"), str(tmp_path),
-                           str(wheels[-1])], capture_output=True, text=True, timeout=300)
+                           str(wheels[-1]), str(ROOT / "build/vendor/pyc/python_stdlib.zip"),
+                           json.dumps(python_env())], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads((tmp_path / "out.json").read_text())
     assert got["platform"] == "wasm32" and got["intp"] == 4

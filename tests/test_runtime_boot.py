@@ -114,8 +114,12 @@ def test_default_chain_in_headless_chromium(site_server, browser_context, cpytho
     # kernels are a placeholder that names what is missing.
     assert result["numpyModules"][:4] == [True, False, False, True]
     assert "numpy.linalg (det) is not available here" in result["numpyModules"][4]
+    assert result["pythonFlags"] == {"optimize": 2, "docstrings": [False, False]}
     assert result["ort"]["crossOriginIsolated"] is True, "serve.py's COOP/COEP should isolate the page"
     _assert_matches_cpython(result, cpython_reference, atol=1e-3)
+    # The standard library arrives as its gzipped copy (build_site.precompressed), not as the zip itself.
+    stdlib = [u for u in context.requested_urls if "/python_stdlib.zip" in u]
+    assert stdlib and all(u.endswith("/vendor/pyodide/python_stdlib.zip.gz") for u in stdlib), stdlib
 
     foreign = [u for u in context.requested_urls if not u.startswith(site_server.url) and not u.startswith("data:")]
     assert foreign == [], f"requests left the site's origin: {foreign}"
@@ -176,6 +180,20 @@ def test_tampered_model_is_rejected_naming_the_file(site_server, browser_context
     assert page.evaluate("window.bootError('manifest.json')") is not None, "manifest.json is not in itself"
     # The untouched file passes.
     assert page.evaluate("window.bootError('models/face_detector.onnx')") is None
+
+
+def test_tampered_standard_library_is_rejected_naming_the_file(site_server, browser_context):
+    """Pyodide would start on any zip it is handed; the page checks the library's sha256 first and says which file
+    failed, instead of a Python that cannot import."""
+    context = browser_context(service_workers="block")
+    page = _open_boot_page(context, site_server.url)
+    original = (site_server.dir / "vendor/pyodide/python_stdlib.zip").read_bytes()
+    tampered = bytearray(original)
+    tampered[len(tampered) // 2] ^= 0xFF
+    page.route("**/vendor/pyodide/python_stdlib.zip*", lambda route: route.fulfill(
+        status=200, body=gzip.compress(bytes(tampered)), headers={"Content-Type": "application/gzip"}))
+    message = page.evaluate("window.bootError('python')")
+    assert message is not None and "vendor/pyodide/python_stdlib.zip" in message and "integrity check" in message
 
 
 def test_manifest_served_matches_build(site_server, browser_context):

@@ -3,18 +3,23 @@
 // Both wheels download while Pyodide starts, and numpy is installed without pyodide.loadPackage: that would compile
 // and instantiate every WebAssembly extension module of the wheel, where `import numpy` needs three
 // (NUMPY_START_LIBS); the others load if and when Python imports them. The standard library and numpy arrive
-// trimmed to what the runtime imports (build/precompile_python.py: no random, fft, email, unittest, ...).
+// trimmed to what the runtime imports (build/precompile_python.py: no random, fft, email, unittest, ...), compiled
+// without docstrings and asserts (python -OO), and the standard library is downloaded gzipped and checked like the
+// wheels, then handed to Pyodide.
 import { ERROR_CODES, LensError } from './errors.js';
 import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest, siteUrl } from './manifest.js';
 
 const PYODIDE_DIR = 'vendor/pyodide/';
+const STDLIB = `${PYODIDE_DIR}python_stdlib.zip`;
 const DEFAULT_TIMEOUT_MS = 120_000;
 // numpy's extension modules that `import numpy` opens (numpy 2.0.2), relative to site-packages, without the
 // platform suffix. Loaded ahead (asynchronously, as loadPackage would): a synchronous compile on import is refused
 // on a browser's main thread past a size limit (the ?worker=0 fallback).
 // (numpy.linalg's _umath_linalg is not shipped: build/precompile_python.py puts a placeholder in its place.)
 const NUMPY_START_LIBS = ['numpy/_core/_multiarray_umath', 'numpy/_core/_multiarray_tests'];
+// Python runs as `python -OO`, as its shipped bytecode was compiled (numpy's docstring helpers read the flag).
+const PYTHON_ENV = { PYTHONOPTIMIZE: '2' };
 
 // After unpacking a wheel, Python's finder for site-packages must look again. Only that finder:
 // importlib.invalidate_caches() would also import importlib.metadata (and with it csv and email), which the trimmed
@@ -55,6 +60,29 @@ function guard(promise, ms, stageRef) {
   });
 }
 
+/**
+ * Run `start` while fetch() answers `url` with `bytes`: Pyodide downloads its standard library itself (stdLibURL),
+ * and this way it gets the copy fetchVerified inflated and checked. (A blob: URL would need `connect-src blob:`.)
+ * Every other request goes to the network as usual. When `bytes` fail, the caller reports it; Pyodide's request is
+ * then left unanswered rather than failed, so it does not go on to start Python without its library.
+ * @template T
+ * @param {string} url
+ * @param {Promise<ArrayBuffer>} bytes
+ * @param {() => Promise<T>} start
+ * @returns {Promise<T>}
+ */
+async function answeringFetch(url, bytes, start) {
+  const networkFetch = globalThis.fetch;
+  globalThis.fetch = (input, init) => (String(input) === url
+    ? bytes.then((body) => new Response(body), () => new Promise(() => {}))
+    : networkFetch(input, init));
+  try {
+    return await start();
+  } finally {
+    globalThis.fetch = networkFetch;
+  }
+}
+
 /** Unpack a wheel (verified bytes) into site-packages; returns the site-packages path. */
 function unpackWheel(pyodide, bytes) {
   const sitePackages = pyodide.runPython('import site; site.getsitepackages()[0]');
@@ -82,30 +110,36 @@ async function start(onProgress) {
   step('python', 'Loading the Python runtime', 0);
   const manifest = await loadManifest();
   // Downloaded and sha256-checked while Pyodide starts (settled here; awaited in turn below).
-  const wheels = [manifest.numpy_wheel, manifest.runtime_wheel].map((path) => {
-    const bytes = fetchVerified(path);
-    bytes.catch(() => {});
-    return bytes;
-  });
+  const [stdlib, numpyWheelBytes, runtimeWheelBytes] = [STDLIB, manifest.numpy_wheel, manifest.runtime_wheel]
+    .map((path) => {
+      const bytes = fetchVerified(path);
+      bytes.catch(() => {});
+      return bytes;
+    });
   const pyodide = await timed('pyodide', async () => {
     const { loadPyodide } = await import(siteUrl(`${PYODIDE_DIR}pyodide.mjs`));
-    return loadPyodide({
+    const stdLibURL = siteUrl(STDLIB);
+    // A failed check rejects here, not inside Pyodide (which would only log it and start without a library).
+    const started = answeringFetch(stdLibURL, stdlib, () => loadPyodide({
       indexURL: siteUrl(PYODIDE_DIR),
+      stdLibURL,
+      env: PYTHON_ENV,
       stdout: (line) => console.log(`[python] ${line}`),
       stderr: (line) => console.warn(`[python] ${line}`),
-    });
+    }));
+    return (await Promise.all([started, stdlib]))[0];
   });
   timings.pyodideMs = performance.now() - t0;
 
   step('numpy', 'Loading numpy', 0.6);
   const t1 = performance.now();
-  const numpyWheel = await wheels[0];
+  const numpyWheel = await numpyWheelBytes;
   await timed('numpy', () => installNumpy(pyodide, numpyWheel));
   timings.numpyMs = performance.now() - t1;
 
   step('runtime', 'Installing the emotion runtime', 0.85);
   const t2 = performance.now();
-  const runtimeWheel = await wheels[1];
+  const runtimeWheel = await runtimeWheelBytes;
   const runtime = await timed('emotion_runtime', () => {
     const sitePackages = unpackWheel(pyodide, runtimeWheel);
     pyodide.runPython(REFRESH_SITE_PACKAGES, { locals: pyodide.toPy({ path: sitePackages }) });
