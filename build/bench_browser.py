@@ -405,7 +405,7 @@ def bench_one(playwright, server, url: str, setting: str, extra_query: str, vide
     from fixtures.e2e import launch_app_browser
 
     flags = ["--enable-unsafe-webgpu"] if args.webgpu_flag or setting == "webgpu" else []
-    browser = launch_app_browser(playwright, *flags, fake_video=video, executable=args.executable)
+    browser = launch_app_browser(playwright, *flags, *args.browser_arg, fake_video=video, executable=args.executable)
     try:
         browser.context.add_init_script(PROBES)
         page = browser.new_page()
@@ -675,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=0.0, help="add a long camera run (e.g. 600)")
     parser.add_argument("--soak-interval", type=float, default=30.0, help="seconds between soak samples")
     parser.add_argument("--webgpu-flag", action="store_true", help="launch Chromium with --enable-unsafe-webgpu")
+    parser.add_argument("--browser-arg", action="append", default=[],
+                        help="extra Chromium switch for a diagnosis, e.g. --browser-arg=--js-flags=--no-wasm-tier-up")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for a page to get ready")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--pages-like", action="store_true",
