@@ -112,6 +112,21 @@ def test_ready_in_a_worker_and_reports_isolation(engine):
     assert browser.errors() == []
 
 
+def test_load_order(engine):
+    """Chromium and Firefox start Python and the models side by side; WebKit, where JavaScriptCore starts two
+    WebAssembly runtimes faster one after the other, the models first, with Python's files downloading meanwhile
+    (runtime.prefetchPython), so a slow network is not paid twice."""
+    spans = engine["browser"].call("""() => Object.fromEntries(performance.getEntriesByType('measure')
+      .filter((m) => m.name.startsWith('lens:')).map((m) => [m.name.slice(5), [m.startTime, m.startTime + m.duration]]))""")
+    python, models = spans["python branch"], spans["models branch"]
+    stdlib = spans["download vendor/pyodide/python_stdlib.zip.gz"]
+    if engine["name"] == "webkit":
+        assert python[0] >= models[1] - 1, spans  # 1 ms: the clocks' rounding
+        assert stdlib[0] < models[1], spans
+    else:
+        assert python[0] < models[1] and models[0] < python[1], spans
+
+
 def test_group_photo_as_in_chromium(engine, app_server, group_photo, chromium_group):  # noqa: F811
     need_real_model(app_server)
     browser = engine["browser"]

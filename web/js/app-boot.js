@@ -9,7 +9,7 @@ import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { isWebKit, openSession, prepareSession, releaseSession } from './inference.js';
 import { timed } from './load-timing.js';
 import { fetchVerified, loadManifest } from './manifest.js';
-import { loadPython } from './runtime.js';
+import { loadPython, prefetchPython } from './runtime.js';
 
 /** @typedef {import('./emotion-lens.js').LoadProgress} LoadProgress  (the engine's public type) */
 
@@ -221,6 +221,7 @@ export async function loadEverything({ progress, eps, allowSoftwareGpu, timeoutM
     let py;
     let models;
     if (isWebKit()) {
+      prefetchPython().catch(() => {}); // Python's files download meanwhile; a failure shows when it starts
       models = await sessions();
       py = await python();
     } else {

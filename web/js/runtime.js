@@ -102,6 +102,24 @@ async function installNumpy(pyodide, wheel) {
   }
 }
 
+let downloads = null;
+
+/**
+ * Start downloading and checking the files Python is started from (its standard library, numpy, the emotion_runtime
+ * wheel) without starting it; loadPython takes them over. In WebKit the page starts onnxruntime before Python
+ * (js/app-boot.js): this keeps the network busy meanwhile.
+ * @returns {Promise<Promise<ArrayBuffer>[]>}  the three files' bytes, in that order
+ */
+export function prefetchPython() {
+  downloads ??= loadManifest().then((manifest) => [STDLIB, manifest.numpy_wheel, manifest.runtime_wheel]
+    .map((path) => {
+      const bytes = fetchVerified(path);
+      bytes.catch(() => {}); // reported where it is awaited
+      return bytes;
+    }));
+  return downloads;
+}
+
 async function start(onProgress) {
   const timings = {};
   const t0 = performance.now();
@@ -109,13 +127,10 @@ async function start(onProgress) {
 
   step('python', 'Loading the Python runtime', 0);
   const manifest = await loadManifest();
-  // Downloaded and sha256-checked while Pyodide starts (settled here; awaited in turn below).
-  const [stdlib, numpyWheelBytes, runtimeWheelBytes] = [STDLIB, manifest.numpy_wheel, manifest.runtime_wheel]
-    .map((path) => {
-      const bytes = fetchVerified(path);
-      bytes.catch(() => {});
-      return bytes;
-    });
+  // Downloaded and sha256-checked while Pyodide starts, or earlier (prefetchPython); awaited in turn below.
+  const files = prefetchPython();
+  downloads = null; // taken over: a retry downloads again, and the bytes are not kept once Python has them
+  const [stdlib, numpyWheelBytes, runtimeWheelBytes] = await files;
   const pyodide = await timed('pyodide', async () => {
     const { loadPyodide } = await import(siteUrl(`${PYODIDE_DIR}pyodide.mjs`));
     const stdLibURL = siteUrl(STDLIB);
