@@ -2,7 +2,8 @@
 
 Usage: python build/build_site.py [--out dist/site] [--allow-missing-emotion-model]
 
-Standard library only (no torch, no numpy): CI's Pages job runs it on a bare Python.
+Standard library only (no torch, no numpy): CI's Pages job runs it on a bare Python, after `npm ci` (node runs
+Pyodide to compile py_src/ to the bytecode the wheel carries: precompile_python.cached_bytecode).
 The output is deterministic: same inputs, same bytes, same manifest.json.
 
 Layout of the output:
@@ -18,7 +19,7 @@ Layout of the output:
                                                stdlib and numpy compiled to bytecode (build/vendor/pyc/); the page
                                                installs numpy itself (manifest.json `numpy_wheel`)
   vendor/ort/                                  onnxruntime-web: one bundle per execution provider
-  wheels/emotion_runtime-<ver>-py3-none-any.whl
+  wheels/emotion_runtime-<ver>-py3-none-any.whl   py_src/ with Pyodide's bytecode beside each module (__pycache__)
   manifest.json                                {files: {path: {sha256, bytes, gzip?}}, totals, ...}
   .nojekyll
 """
@@ -36,11 +37,14 @@ import shutil
 import sys
 import tomllib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "build"))
+from precompile_python import cached_bytecode  # noqa: E402 - Pyodide's bytecode for the runtime wheel
 from serve import CSP  # noqa: E402 - the one definition of the policy
 
 VENDOR_DIR = ROOT / "build" / "vendor"
@@ -274,10 +278,13 @@ def _wheel_name(project_name: str) -> str:
     return re.sub(r"[-_.]+", "_", project_name).lower()
 
 
-def build_runtime_wheel(pyproject: Path, py_src: Path) -> tuple[str, bytes, str]:
+def build_runtime_wheel(pyproject: Path, py_src: Path,
+                        bytecode: Callable[[dict[str, bytes]], dict[str, bytes]] | None = None) -> tuple[str, bytes, str]:
     """(file name, bytes, version) of a pure-Python wheel of the packages under py_src/.
 
     Built with zipfile rather than pip/setuptools so that it is reproducible and needs nothing installed.
+    `bytecode` ({module path: source} -> {cache path: pyc}) adds each module's cached bytecode beside its source
+    (precompile_python.cached_bytecode: Pyodide's, so the page does not compile py_src at every start).
     """
     project = tomllib.loads(require_file(pyproject, "run from a checkout of the repository.").read_text())["project"]
     dist, version = _wheel_name(project["name"]), project["version"]
@@ -290,6 +297,8 @@ def build_runtime_wheel(pyproject: Path, py_src: Path) -> tuple[str, bytes, str]
             rel = path.relative_to(py_src)
             if path.is_file() and "__pycache__" not in rel.parts and path.suffix not in (".pyc", ".pyo"):
                 members[rel.as_posix()] = path.read_bytes()
+    if bytecode is not None:
+        members |= bytecode({name: data for name, data in members.items() if name.endswith(".py")})
     info = f"{dist}-{version}.dist-info"
     metadata = [
         "Metadata-Version: 2.1",
@@ -402,7 +411,7 @@ def build(out: Path, inputs: Inputs, allow_missing_emotion_model: bool = False) 
     copied.update(py_copied)
     ort_copied, ort_version = ort_files(inputs.node_modules)
     copied.update(ort_copied)
-    wheel_name, wheel_bytes, runtime_version = build_runtime_wheel(inputs.pyproject, inputs.py_src)
+    wheel_name, wheel_bytes, runtime_version = build_runtime_wheel(inputs.pyproject, inputs.py_src, cached_bytecode)
     generated[f"wheels/{wheel_name}"] = wheel_bytes
     generated[".nojekyll"] = b""  # GitHub Pages: serve files as they are, no Jekyll pass
 

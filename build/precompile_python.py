@@ -25,6 +25,7 @@ Needs node; standard-library Python otherwise.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -227,6 +228,23 @@ for (const file of JSON.parse(files)) {
 process.stdout.write(JSON.stringify({ stdlib, numpy }));
 '''
 
+# Runs inside Pyodide: /io/sources.json maps a module's site-packages path to its source; /io/bytecode.json receives
+# the path of each one's cached bytecode (__pycache__/<name>.cpython-312.opt-2.pyc) and the pyc, base64.
+CACHE_PY = r'''
+import base64, importlib.util, json, marshal, sys
+
+sources = json.load(open("/io/sources.json"))
+out = {}
+for path, source in sources.items():
+    data = source.encode()
+    code = compile(data, f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages/{path}", "exec",
+                   dont_inherit=True, optimize=2)
+    flags = (0b01).to_bytes(4, "little")  # hash-based, source not checked (PEP 552)
+    pyc = importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(data) + marshal.dumps(code)
+    out[importlib.util.cache_from_source(path, optimization=2)] = base64.b64encode(pyc).decode()
+json.dump(out, open("/io/bytecode.json", "w"))
+'''
+
 NODE_JS = r'''
 const [pyodideDir, ioDir, code, ...argv] = process.argv.slice(1);
 const { loadPyodide } = await import(`${pyodideDir}/pyodide.mjs`);
@@ -237,6 +255,22 @@ py.runPython('import sys');
 py.globals.get('sys').argv = py.toPy(argv);
 py.runPython(code);
 '''
+
+
+def cached_bytecode(sources: dict[str, bytes]) -> dict[str, bytes]:
+    """Pyodide's bytecode for pure-Python modules, compiled as the page runs them (optimize=2), at the paths where
+    Python's import looks for a module's cache ({"pkg/mod.py": source} -> {"pkg/__pycache__/mod.cpython-312.opt-2.pyc":
+    pyc}): unchecked hash-based pycs, so the page neither compiles the sources nor reads them to validate the cache.
+    For the emotion_runtime wheel (build_site.build_runtime_wheel), whose sources change with py_src/."""
+    if shutil.which("node") is None or not (PYODIDE / "pyodide.mjs").is_file():
+        raise SystemExit("compiling the runtime to bytecode needs node and node_modules/pyodide (npm ci).")
+    with tempfile.TemporaryDirectory() as tmp:
+        io_dir = Path(tmp)
+        (io_dir / "sources.json").write_text(json.dumps({p: s.decode() for p, s in sources.items()}))
+        subprocess.run(["node", "--input-type=module", "-e", NODE_JS, str(PYODIDE), str(io_dir), CACHE_PY],
+                       check=True, capture_output=True)
+        compiled = json.loads((io_dir / "bytecode.json").read_text())
+    return {path: base64.b64decode(pyc) for path, pyc in compiled.items()}
 
 
 def sha256_file(path: Path) -> str:

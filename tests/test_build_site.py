@@ -181,6 +181,10 @@ def test_runtime_wheel_holds_py_src_and_installs(site, tmp_path):
         for src in (ROOT / "py_src" / "emotion_runtime").rglob("*.py"):
             rel = src.relative_to(ROOT / "py_src").as_posix()
             assert zf.read(rel) == src.read_bytes(), rel
+            # Pyodide's bytecode beside it, where its import looks (PYTHONOPTIMIZE=2), as an unchecked hash pyc
+            # (the page checks it is used: test_runtime_boot)
+            pyc = zf.read(f"{Path(rel).parent.as_posix()}/__pycache__/{src.stem}.cpython-312.opt-2.pyc")
+            assert int.from_bytes(pyc[4:8], "little") == 0b01, rel
         record = zf.read(f"emotion_runtime-{project['version']}.dist-info/RECORD").decode().splitlines()
         assert {line.split(",")[0] for line in record} == names
         for line in record:

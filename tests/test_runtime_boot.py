@@ -115,6 +115,7 @@ def test_default_chain_in_headless_chromium(site_server, browser_context, cpytho
     assert result["numpyModules"][:4] == [True, False, False, True]
     assert "numpy.linalg (det) is not available here" in result["numpyModules"][4]
     assert result["pythonFlags"] == {"optimize": 2, "docstrings": [False, False]}
+    assert result["runtimeCompiledInPage"] == [], "emotion_runtime compiled in the page, not loaded from its pycs"
     assert result["ort"]["crossOriginIsolated"] is True, "serve.py's COOP/COEP should isolate the page"
     _assert_matches_cpython(result, cpython_reference, atol=1e-3)
     # The standard library arrives as its gzipped copy (build_site.precompressed), not as the zip itself.
