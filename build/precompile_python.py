@@ -20,6 +20,9 @@ by the runtime: a small Python module (LINALG_PLACEHOLDER) takes their place, th
 runtime that starts calling numpy.linalg fails the build), and a call says what is missing. tests/test_python_trim.py
 checks that every module py_src imports is still there.
 
+The emotion_runtime wheel gets the same treatment at every site build instead (its sources change with py_src/):
+build_site.build_runtime_wheel puts cached_bytecode's pycs in the wheel's __pycache__ folders beside the sources.
+
 Usage (repository root, after `npm ci`): python build/precompile_python.py
 Needs node; standard-library Python otherwise.
 """
@@ -58,9 +61,9 @@ def __getattr__(name):
                          "module to keep the download small")
 '''
 
-# Runs inside Pyodide. /io/in holds the archives, /io/out receives them compiled; argv: [stdlib zip, wheel].
-COMPILE_PY = r'''
-import base64, hashlib, importlib.util, json, marshal, sys, zipfile
+# Runs inside Pyodide, ahead of COMPILE_PY and CACHE_PY: a module's source as the bytecode the page loads.
+PYC_PY = r'''
+import importlib.util, marshal
 
 def pyc(source, path):
     # optimize=2 is `python -OO`: no docstrings, no asserts (about an eighth of the bytes); the page runs Python with
@@ -68,6 +71,11 @@ def pyc(source, path):
     code = compile(source, path, "exec", dont_inherit=True, optimize=2)
     flags = (0b01).to_bytes(4, "little")  # hash-based, source not checked (PEP 552)
     return importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code)
+'''
+
+# Runs inside Pyodide. /io/in holds the archives, /io/out receives them compiled; argv: [stdlib zip, wheel].
+COMPILE_PY = PYC_PY + r'''
+import base64, hashlib, json, sys, zipfile
 
 def record_hash(data):
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -230,18 +238,14 @@ process.stdout.write(JSON.stringify({ stdlib, numpy }));
 
 # Runs inside Pyodide: /io/sources.json maps a module's site-packages path to its source; /io/bytecode.json receives
 # the path of each one's cached bytecode (__pycache__/<name>.cpython-312.opt-2.pyc) and the pyc, base64.
-CACHE_PY = r'''
-import base64, importlib.util, json, marshal, sys
+CACHE_PY = PYC_PY + r'''
+import base64, json, sys
 
-sources = json.load(open("/io/sources.json"))
+site_packages = f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages/"
 out = {}
-for path, source in sources.items():
-    data = source.encode()
-    code = compile(data, f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages/{path}", "exec",
-                   dont_inherit=True, optimize=2)
-    flags = (0b01).to_bytes(4, "little")  # hash-based, source not checked (PEP 552)
-    pyc = importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(data) + marshal.dumps(code)
-    out[importlib.util.cache_from_source(path, optimization=2)] = base64.b64encode(pyc).decode()
+for path, source in json.load(open("/io/sources.json")).items():
+    data = pyc(source.encode(), site_packages + path)
+    out[importlib.util.cache_from_source(path, optimization=2)] = base64.b64encode(data).decode()
 json.dump(out, open("/io/bytecode.json", "w"))
 '''
 
@@ -289,7 +293,8 @@ def inputs() -> dict[str, Path]:
 
 
 def runtime_js_constant(name: str) -> str:
-    """The text of a constant of web/js/runtime.js (a list or a template string), so the census runs its values."""
+    """The text of a constant of web/js/runtime.js (a list, object or template string), so the census runs its
+    values."""
     source = (ROOT / "web" / "js" / "runtime.js").read_text()
     found = re.search(rf"const {name} = (\[[^\]]*\]|`[^`]*`|{{[^}}]*}});", source)
     if not found:
