@@ -145,12 +145,8 @@ def build_harness(tarballs: dict[str, Path], folder: Path) -> list[str]:
     return lines
 
 
-def wait_for(page, expression: str, timeout_s: float) -> None:
-    page.wait_for_function(expression, timeout=timeout_s * 1000)
-
-
 def bench_one(playwright, server, url: str, lib: str, video: Path, args) -> dict:
-    from fixtures.e2e import launch_app_browser
+    from fixtures.e2e import launch_app_browser, wait_for
 
     browser = launch_app_browser(playwright, fake_video=video, executable=args.executable)
     try:
@@ -159,7 +155,7 @@ def bench_one(playwright, server, url: str, lib: str, video: Path, args) -> dict
         sent0 = server.bytes_sent
         page.goto(f"{url}?lib={lib}")
         wait_for(page, "() => window.__peer && (window.__peer.firstLabelMs !== null || window.__peer.error !== null)",
-                 args.timeout)
+                 int(args.timeout * 1000))
         state = page.evaluate("() => window.__peer")
         if state["error"]:
             return {"lib": lib, "error": state["error"]}
@@ -183,7 +179,7 @@ def bench_one(playwright, server, url: str, lib: str, video: Path, args) -> dict
         page.goto("about:blank")
         page.goto(f"{url}?lib={lib}")  # a second visit: the HTTP cache warm
         wait_for(page, "() => window.__peer && (window.__peer.readyMs !== null || window.__peer.error !== null)",
-                 args.timeout)
+                 int(args.timeout * 1000))
         out["warm_ready_ms"] = page.evaluate("() => window.__peer.readyMs")
         return out
     finally:
