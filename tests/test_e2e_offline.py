@@ -1,6 +1,7 @@
 """End to end in headless Chromium: the service worker (web/sw.js).
 
 - after one online visit, the page reloads and analyses a photo with its server gone (offline use);
+- the page shell is stored once the engine has loaded, not while it starts;
 - served like GitHub Pages (no COOP/COEP headers), the app reloads itself once through the worker and ends up
   cross-origin isolated (WASM threads), without a reload loop.
 Run: pytest -m browser tests/test_e2e_offline.py
@@ -8,18 +9,21 @@ Run: pytest -m browser tests/test_e2e_offline.py
 
 from __future__ import annotations
 
+import shutil
 import urllib.error
 import urllib.request
 
 import pytest
 
 from fixtures.e2e import (
+    SHELL_STORED,
     app_server,  # noqa: F401 - fixture
     group_photo,  # noqa: F401 - fixture
     launch_app_browser,
     open_app,
     run_group_photo,
     serve_dir,
+    wait_shell_stored,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -38,6 +42,7 @@ def test_reload_works_offline_after_first_visit(playwright_driver, app_server, g
         s = open_app(page, url, "?ep=wasm")
         assert s["state"] == "ready", s["error"]
         assert page.evaluate("() => navigator.serviceWorker.controller !== null"), "the worker should control the page"
+        wait_shell_stored(page)
         stop_server(server)
         server = None
         with pytest.raises(urllib.error.URLError):
@@ -50,6 +55,35 @@ def test_reload_works_offline_after_first_visit(playwright_driver, app_server, g
         browser.close()
         if server is not None:
             stop_server(server)
+
+
+def test_the_shell_is_stored_once_the_engine_has_loaded(playwright_driver, app_server, tmp_path):  # noqa: F811
+    """On a first visit the service worker stores the page shell when the engine says it has loaded, not at its own
+    activation, where it took CPU from the start: a page whose engine cannot load (a damaged model) leaves it
+    unstored, and the same page with the model mended gets it stored once ready."""
+    site = tmp_path / "site"
+    shutil.copytree(app_server.dir, site)
+    model = site / "models/face_detector.onnx.gz"
+    original = model.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF
+    model.write_bytes(bytes(damaged))
+    server, url = serve_dir(site)
+    browser = launch_app_browser(playwright_driver)
+    try:
+        page = browser.new_page()
+        s = open_app(page, url, "?ep=wasm")
+        assert s["state"] == "error" and "models/face_detector.onnx" in s["error"]["message"], s["error"]
+        assert page.evaluate("() => navigator.serviceWorker.controller !== null"), "the worker should control the page"
+        page.wait_for_timeout(1000)  # (the old worker had stored it within ~0.3 s of taking control)
+        assert page.evaluate(SHELL_STORED) is False
+        model.write_bytes(original)
+        s = open_app(page, url, "?ep=wasm")
+        assert s["state"] == "ready", s["error"]
+        wait_shell_stored(page)
+    finally:
+        browser.close()
+        stop_server(server)
 
 
 def test_github_pages_mode_reloads_once_into_isolation(playwright_driver, app_server, group_photo):  # noqa: F811

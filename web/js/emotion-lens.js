@@ -16,7 +16,7 @@ import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
 import { recordSpans, timed } from './load-timing.js';
 import { createPace } from './pace.js';
-import { serviceWorkerControl } from './sw-control.js';
+import { serviceWorkerControl, serviceWorkerLoaded } from './sw-control.js';
 
 export { ERROR_CODES, LensError, fitSize };
 
@@ -561,6 +561,7 @@ export class EmotionLens extends EventTarget {
       this.#info = info;
       this.#setState('ready');
       this.#emit(EVENTS.READY, this.info);
+      serviceWorkerLoaded();
       return this.info;
     })();
     this.#loading.catch(() => {

@@ -1,5 +1,6 @@
-// Waiting for the site's service worker (registered by js/sw-register.js) to control the page, so that the big
-// downloads that follow pass through it and are kept for offline use.
+// The engine's side of the site's service worker (registered by js/sw-register.js): waiting for it to control the
+// page, so that the big downloads that follow pass through it and are kept for offline use, and telling it when the
+// engine has loaded, so that it stores the rest of the page for offline use then and not during the start (sw.js).
 
 /**
  * Wait (at most `timeoutMs`) until the service worker controls this page. Resolves at once where there is no
@@ -26,4 +27,9 @@ export async function serviceWorkerControl(timeoutMs = 4000) {
       if (!reloading()) resolve(true); // sw-register.js's listener ran first (registered before this one)
     }, { once: true });
   });
+}
+
+/** Tell the service worker controlling the page, if any, that the engine has loaded (sw.js then stores the shell). */
+export function serviceWorkerLoaded() {
+  globalThis.navigator?.serviceWorker?.controller?.postMessage({ type: 'emotion-lens:loaded' });
 }
