@@ -2,8 +2,9 @@
 //
 // 1. Offline use after the first load. Every same-origin GET goes to the network first (so a new deploy is
 //    picked up at once) and the answer is stored; when the network fails, the stored copy answers. The small
-//    page shell (everything in manifest.json outside vendor/, models/ and wheels/) is stored once the page's engine
-//    has loaded, the runtime and models as the page fetches them, so a visitor keeps exactly what their browser used.
+//    page shell (everything in manifest.json outside vendor/, models/ and wheels/) is stored when the page's engine
+//    asks, before it is ready; the runtime and models as the page fetches them, so a visitor keeps exactly what their
+//    browser used.
 //    The page still checks every model and the runtime wheel against manifest.json's sha256 before use.
 //    The shell includes the web app manifest (manifest.webmanifest) and its icons (icons/), so the installed
 //    app opens offline with its name and icon.
@@ -23,7 +24,7 @@ const CACHE = 'emotion-lens-v1';
 const SHELL_EXCLUDED = /^(vendor|models|wheels|__test__)\//;
 const VERIFIED = /^vendor\//; // answered from the cache once verified (see 1. above)
 const SHA256_HEADER = 'X-Emotion-Lens-Sha256'; // on stored runtime files: the sha256 they were verified with
-const LOADED_MESSAGE = 'emotion-lens:loaded'; // from js/sw-control.js
+const STORE_SHELL_MESSAGE = 'emotion-lens:store-shell'; // from js/sw-control.js
 const SCOPE_PATH = new URL('./', self.location.href).pathname;
 const MANIFEST_URL = new URL('manifest.json', self.location.href).href;
 const ISOLATION_HEADERS = {
@@ -45,10 +46,13 @@ self.addEventListener('activate', (event) => {
   })());
 });
 
-// The shell is stored once the page's engine has loaded (js/sw-control.js says so), not while it starts: on a first
-// visit, storing it at activation took CPU from the start (0.5-core proxy, paired: ready ~0.7 s later).
+// The shell is stored when the page's engine asks (js/sw-control.js: once its own files have arrived, so this worker
+// is not busy with it while the engine's modules and downloads pass through), not at activation: on a first visit
+// that delayed the start (0.5-core proxy, paired: ready ~0.7 s later). The reply tells the engine it is done, so the
+// page is ready for offline use when it says ready, and makes no request after that.
 self.addEventListener('message', (event) => {
-  if (event.data?.type === LOADED_MESSAGE) event.waitUntil(storeShell());
+  if (event.data?.type !== STORE_SHELL_MESSAGE) return;
+  event.waitUntil(storeShell().finally(() => event.ports[0]?.postMessage('stored')));
 });
 
 self.addEventListener('fetch', (event) => {
@@ -89,7 +93,7 @@ function storeShell() {
       const stored = await Promise.all(shell.map((path) => cache.match(path)));
       await cache.addAll(shell.filter((_, i) => !stored[i]));
     } catch {
-      // Offline or a partial deploy: the next loaded page asks again.
+      // Offline or a partial deploy: the next page asks again.
     } finally {
       storingShell = null;
     }

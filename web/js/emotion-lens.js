@@ -16,7 +16,7 @@ import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
 import { recordSpans, timed } from './load-timing.js';
 import { createPace } from './pace.js';
-import { serviceWorkerControl, serviceWorkerLoaded } from './sw-control.js';
+import { serviceWorkerControl, serviceWorkerStoreShell } from './sw-control.js';
 
 export { ERROR_CODES, LensError, fitSize };
 
@@ -380,6 +380,7 @@ export class EmotionLens extends EventTarget {
   #calls = new Map(); // id -> {resolve, reject}
   #nextId = 1;
   #info = null; // LensInfo
+  #shellStored = null; // the site's service worker storing the page shell, asked once (sw-control.js)
   #backend = { thread: null, reason: null };
   #result = null;
   #inFlight = false; // one frame in the pipeline at a time
@@ -486,6 +487,8 @@ export class EmotionLens extends EventTarget {
     const call = this.#calls.get(message.id);
     if (!call) return;
     if (message.status === 'progress') {
+      // The engine's files have arrived: the site's service worker may store the page shell now (sw-control.js).
+      if (message.data?.step === 'verify') this.#shellStored ??= serviceWorkerStoreShell();
       this.#emit(EVENTS.PROGRESS, message.data);
       return;
     }
@@ -558,10 +561,11 @@ export class EmotionLens extends EventTarget {
         warmup: c.warmup, detector: { ...this.#detector }, resample: c.resample.video,
       }));
       recordSpans(spans);
+      // Ready for offline use when ready, and no request after it (the shell's store began with the 'verify' step).
+      await (this.#shellStored ??= serviceWorkerStoreShell());
       this.#info = info;
       this.#setState('ready');
       this.#emit(EVENTS.READY, this.info);
-      serviceWorkerLoaded();
       return this.info;
     })();
     this.#loading.catch(() => {

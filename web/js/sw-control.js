@@ -1,6 +1,6 @@
 // The engine's side of the site's service worker (registered by js/sw-register.js): waiting for it to control the
-// page, so that the big downloads that follow pass through it and are kept for offline use, and telling it when the
-// engine has loaded, so that it stores the rest of the page for offline use then and not during the start (sw.js).
+// page, so that the big downloads that follow pass through it and are kept for offline use, and asking it to store the
+// rest of the page (what loaded before it took control) once the engine's own files have arrived (sw.js).
 
 /**
  * Wait (at most `timeoutMs`) until the service worker controls this page. Resolves at once where there is no
@@ -29,7 +29,22 @@ export async function serviceWorkerControl(timeoutMs = 4000) {
   });
 }
 
-/** Tell the service worker controlling the page, if any, that the engine has loaded (sw.js then stores the shell). */
-export function serviceWorkerLoaded() {
-  globalThis.navigator?.serviceWorker?.controller?.postMessage({ type: 'emotion-lens:loaded' });
+/**
+ * Ask the service worker controlling the page, if any, to store the page shell for offline use (sw.js), and wait
+ * (at most `timeoutMs`) until it has.
+ * @param {number} [timeoutMs]
+ * @returns {Promise<boolean>} whether a worker said it is done
+ */
+export function serviceWorkerStoreShell(timeoutMs = 3000) {
+  const worker = globalThis.navigator?.serviceWorker?.controller;
+  if (!worker || typeof MessageChannel !== 'function') return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    channel.port1.onmessage = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    worker.postMessage({ type: 'emotion-lens:store-shell' }, [channel.port2]);
+  });
 }
