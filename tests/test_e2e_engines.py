@@ -42,9 +42,25 @@ def stop_server(server) -> None:
     server.server_close()
 
 
+# Where a page that never settles stands (a rare Firefox hang in the full suite left nothing to go on).
+STUCK_STATE = """() => ({
+  url: location.href, state: window.__emotionApp?.state ?? null, reloading: Boolean(window.emotionLensReloading),
+  controlled: Boolean(navigator.serviceWorker?.controller), isolated: window.crossOriginIsolated,
+  phases: performance.getEntriesByType('measure').filter((m) => m.name.startsWith('lens:'))
+    .map((m) => `${m.name.slice(5)} ${Math.round(m.startTime)}+${Math.round(m.duration)}`),
+})"""
+
+
 def open_in(browser: engines.EngineBrowser, url: str) -> dict:
     browser.goto(url)
-    return browser.wait_for(SETTLED_STATUS, LOAD_TIMEOUT_MS / 1000)
+    try:
+        return browser.wait_for(SETTLED_STATUS, LOAD_TIMEOUT_MS / 1000)
+    except TimeoutError as err:
+        try:
+            where = browser.call(STUCK_STATE, timeout_s=10)
+        except Exception as why:  # noqa: BLE001 - the page itself may be what is stuck
+            where = f"(not readable: {why})"
+        raise TimeoutError(f"{err}; the page: {where}") from err
 
 
 def upload_in(browser: engines.EngineBrowser, photo: Path) -> dict:
