@@ -488,7 +488,7 @@ export class EmotionLens extends EventTarget {
     if (!call) return;
     if (message.status === 'progress') {
       // The engine's files have arrived: the site's service worker may store the page shell now (sw-control.js).
-      if (message.data?.step === 'verify') this.#shellStored ??= serviceWorkerStoreShell();
+      if (message.data?.step === 'verify') this.#storeShell();
       this.#emit(EVENTS.PROGRESS, message.data);
       return;
     }
@@ -496,6 +496,12 @@ export class EmotionLens extends EventTarget {
     if (message.status === 'error') call.reject(new LensError(message.error.code, message.error.message, message.error));
     else call.resolve(message.data);
   };
+
+  /** The site's service worker storing the page shell (js/sw-control.js), asked once. */
+  #storeShell() {
+    this.#shellStored ??= serviceWorkerStoreShell(new URL('sw.js', this.#config.baseUrl).href);
+    return this.#shellStored;
+  }
 
   #call(type, data, transfer) {
     if (!this.#channel) {
@@ -562,7 +568,7 @@ export class EmotionLens extends EventTarget {
       }));
       recordSpans(spans);
       // Ready for offline use when ready, and no request after it (the shell's store began with the 'verify' step).
-      await (this.#shellStored ??= serviceWorkerStoreShell());
+      await this.#storeShell();
       this.#info = info;
       this.#setState('ready');
       this.#emit(EVENTS.READY, this.info);

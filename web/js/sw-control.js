@@ -30,19 +30,25 @@ export async function serviceWorkerControl(timeoutMs = 4000) {
 }
 
 /**
- * Ask the service worker controlling the page, if any, to store the page shell for offline use (sw.js), and wait
- * (at most `timeoutMs`) until it has.
+ * Ask the site's service worker (`workerUrl`), when it controls the page, to store the page shell for offline use
+ * (sw.js), and wait (at most `timeoutMs`) until it has. Another worker (an embedding app's own) is not asked: it
+ * would never answer.
+ * @param {string} workerUrl  the site's sw.js
  * @param {number} [timeoutMs]
- * @returns {Promise<boolean>} whether a worker said it is done
+ * @returns {Promise<boolean>} whether the site's worker said it is done
  */
-export function serviceWorkerStoreShell(timeoutMs = 3000) {
+export function serviceWorkerStoreShell(workerUrl, timeoutMs = 3000) {
   const worker = globalThis.navigator?.serviceWorker?.controller;
-  if (!worker || typeof MessageChannel !== 'function') return Promise.resolve(false);
+  if (worker?.scriptURL !== workerUrl || typeof MessageChannel !== 'function') return Promise.resolve(false);
   return new Promise((resolve) => {
     const channel = new MessageChannel();
-    const timer = setTimeout(() => resolve(false), timeoutMs);
+    const timer = setTimeout(() => {
+      channel.port1.close();
+      resolve(false);
+    }, timeoutMs);
     channel.port1.onmessage = () => {
       clearTimeout(timer);
+      channel.port1.close();
       resolve(true);
     };
     worker.postMessage({ type: 'emotion-lens:store-shell' }, [channel.port2]);
