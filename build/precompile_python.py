@@ -261,18 +261,30 @@ py.runPython(code);
 '''
 
 
+def require_pyodide_in_node() -> None:
+    """Stop with what to install when node or node_modules/pyodide is missing."""
+    if not (PYODIDE / "pyodide.mjs").is_file():
+        raise SystemExit(f"{PYODIDE} is missing: run `npm ci` first.")
+    if shutil.which("node") is None:
+        raise SystemExit("node is needed (it runs Pyodide's own CPython to compile).")
+
+
+def run_in_pyodide(io_dir: Path, code: str, *argv: str, quiet: bool = False) -> None:
+    """Run Python `code` in Pyodide's own CPython under node (NODE_JS), `io_dir` mounted at /io, `argv` as sys.argv."""
+    require_pyodide_in_node()
+    subprocess.run(["node", "--input-type=module", "-e", NODE_JS, str(PYODIDE), str(io_dir), code, *argv],
+                   check=True, capture_output=quiet)
+
+
 def cached_bytecode(sources: dict[str, bytes]) -> dict[str, bytes]:
     """Pyodide's bytecode for pure-Python modules, compiled as the page runs them (optimize=2), at the paths where
     Python's import looks for a module's cache ({"pkg/mod.py": source} -> {"pkg/__pycache__/mod.cpython-312.opt-2.pyc":
     pyc}): unchecked hash-based pycs, so the page neither compiles the sources nor reads them to validate the cache.
     For the emotion_runtime wheel (build_site.build_runtime_wheel), whose sources change with py_src/."""
-    if shutil.which("node") is None or not (PYODIDE / "pyodide.mjs").is_file():
-        raise SystemExit("compiling the runtime to bytecode needs node and node_modules/pyodide (npm ci).")
     with tempfile.TemporaryDirectory() as tmp:
         io_dir = Path(tmp)
         (io_dir / "sources.json").write_text(json.dumps({p: s.decode() for p, s in sources.items()}))
-        subprocess.run(["node", "--input-type=module", "-e", NODE_JS, str(PYODIDE), str(io_dir), CACHE_PY],
-                       check=True, capture_output=True)
+        run_in_pyodide(io_dir, CACHE_PY, quiet=True)
         compiled = json.loads((io_dir / "bytecode.json").read_text())
     return {path: base64.b64decode(pyc) for path, pyc in compiled.items()}
 
@@ -341,10 +353,7 @@ def used_modules(numpy_wheel: Path) -> dict:
 
 
 def main() -> int:
-    if not (PYODIDE / "pyodide.mjs").is_file():
-        raise SystemExit(f"{PYODIDE} is missing: run `npm ci` first.")
-    if shutil.which("node") is None:
-        raise SystemExit("node is needed (it runs Pyodide's own CPython to compile).")
+    require_pyodide_in_node()
     sources = inputs()
     official = numpy_entry()["sha256"]
     wheel_name = numpy_entry()["file_name"]
@@ -358,8 +367,7 @@ def main() -> int:
             shutil.copyfile(src, io_dir / "in" / name)
         used = used_modules(sources[wheel_name])
         (io_dir / "used.json").write_text(json.dumps(used))
-        subprocess.run(["node", "--input-type=module", "-e", NODE_JS, str(PYODIDE), str(io_dir), COMPILE_PY,
-                        *sources], check=True)
+        run_in_pyodide(io_dir, COMPILE_PY, *sources)
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         for name in sources:
             shutil.copyfile(io_dir / "out" / name, OUT_DIR / name)
