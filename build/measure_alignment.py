@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "py_src"))
 
 from emotion_runtime import FramePipeline, eye_roll, postprocess  # noqa: E402
 from emotion_runtime.preprocess import normalise  # noqa: E402
+from model_export.onnx_edit import emotion_feeds  # noqa: E402
 
 FRAME_W, FRAME_H = 640, 480
 # Same place the tests look (tests/dataset_paths.py): $EMOTION_DATASETS, else /work/shared/datasets.
@@ -109,10 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     opts.intra_op_num_threads = 1
     det = ort.InferenceSession(str(args.detector), opts, providers=["CPUExecutionProvider"])
     emo = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-    emo_in = emo.get_inputs()[0].name
 
     def classify(batch: np.ndarray) -> np.ndarray:
-        return np.concatenate([emo.run(None, {emo_in: batch[i:i + 256]})[0] for i in range(0, len(batch), 256)])
+        return np.concatenate([emo.run(None, emotion_feeds(emo, batch[i:i + 256]))[0] for i in range(0, len(batch), 256)])
 
     print(f"model {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}; detector {args.detector.name}")
     print(f"{len(images)} FER+ test faces (seed {args.seed}), upscaled to {args.face_px} px, pasted into "

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "build"))
 
 from measure_alignment import FRAME_H, FRAME_W, ferplus_test_subset, make_frame  # noqa: E402
+from model_export.onnx_edit import emotion_feeds  # noqa: E402
 
 FERPLUS_ZIP = Path(os.environ.get("EMOTION_DATASETS", "/work/shared/datasets")) / "ferplus.zip"
 PATHS = ("numpy", "browser")
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = [tuple(int(v) for v in s.split(":")) for s in args.settings.split(",")]
 
     emo = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    plain = emo.run(None, {emo.get_inputs()[0].name: normalise(images)[:, None]})[0].argmax(axis=1) == truth
+    plain = emo.run(None, emotion_feeds(emo, normalise(images)[:, None]))[0].argmax(axis=1) == truth
     print(f"model {model_id}; {len(images)} FER+ test faces (seed {args.seed}) pasted into {FRAME_W}x{FRAME_H} "
           f"grey-noise frames; the training crop (plain 48x48 images): accuracy {plain.mean():.2%}")
     print(f"{args.browser}, camera frames as {args.frame_format} VideoFrames")

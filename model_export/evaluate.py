@@ -22,20 +22,23 @@ from typing import Sequence
 import numpy as np
 
 from .data import DatasetError, FaceDataset, iter_kinds, load_dataset
-from .scoring import flip_views, onnx_logits, score_protocols, zoom_list
+from .scoring import flip_views, onnx_logits, score_protocols, takes_views, zoom_list
 
 PROTOCOL_NAMES = {
     "all_images": "(a) all images whose vote argmax is an emotion",
     "reference": "(b) FERPlus reference protocol",
 }
 NO_VOTES_NAME = "(a) all images of the split, dataset labels"
-VIEWS = {"single": "single view", "flip_tta": "flip TTA"}
+VIEWS = {"single": "single view", "flip_tta": "flip TTA", "one_view": "face alone"}
 
 
 def evaluate_onnx(model: Path, images: np.ndarray, labels: np.ndarray, votes: np.ndarray | None,
                   classes: Sequence[str]) -> dict[str, dict[str, dict]]:
-    """`score_protocols` for one exported model (onnxruntime CPU)."""
-    return score_protocols(onnx_logits(model, images), onnx_logits(model, flip_views(images)), labels, votes, classes)
+    """`score_protocols` for one exported model (onnxruntime CPU); with its one-view figures where the graph takes a
+    views input."""
+    one_view = onnx_logits(model, images, views=1) if takes_views(model) else None
+    return score_protocols(onnx_logits(model, images), onnx_logits(model, flip_views(images)), labels, votes, classes,
+                           one_view)
 
 
 def read_sidecar(model: Path) -> dict:
@@ -65,13 +68,15 @@ def format_report(model: Path, sidecar: dict, ds: FaceDataset, split: str, resul
         zooms = sidecar.get("tta_zooms_in_graph", [1.0])
         lines.append("the graph averages each face with its mirror image already"
                      + (f" (at zooms {zoom_list(zooms)})" if zooms != [1.0] else "")
-                     + ": its flip TTA rows repeat the single-view rows")
+                     + ": its flip TTA rows repeat the single-view rows"
+                     + ("; 'face alone' is the graph on the face only (views = 1, the page's mode on a slow device)"
+                        if sidecar.get("views") else ""))
     if "reference" not in results:
         lines.append("only protocol (a) applies: the FERPlus reference protocol needs FER+ vote counts, which this dataset lacks")
     width = max(len(n) for n in names.values())
     lines += ["", f"{'protocol':<{width}}  {'images':>6}  {'view':<11}  {'accuracy':>8}  {'macro-F1':>8}"]
     for key, name in names.items():
-        for view, label in VIEWS.items():
+        for view, label in [(v, name) for v, name in VIEWS.items() if v in results[key]]:
             r = results[key][view]
             lines.append(f"{name if view == 'single' else '':<{width}}  {r['n'] if view == 'single' else '':>6}  {label:<11}  "
                          f"{r['accuracy']:>8.2%}  {r['macro_f1']:>8.4f}")

@@ -19,6 +19,7 @@ from torch import nn
 from emotion_runtime import preprocess
 
 from .models import MirrorAveraged, count_parameters
+from .onnx_edit import VIEWS_INPUT, add_views_input, emotion_feeds
 from .report import summarise
 from .scoring import flip_views, onnx_logits, score_protocols, zoom_list
 from .train import ArraySplit, predict_logits, to_input
@@ -163,7 +164,8 @@ def batch1_parity(reference: Path, batch1: Path, images: np.ndarray) -> dict:
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(batch1), providers=["CPUExecutionProvider"])
-    one = np.concatenate([sess.run(["logits"], {"input": to_input(images[i : i + 1]).numpy()})[0] for i in range(len(images))])
+    one = np.concatenate([sess.run(["logits"], emotion_feeds(sess, to_input(images[i : i + 1]).numpy()))[0]
+                          for i in range(len(images))])
     return logit_agreement(onnx_logits(reference, images), one)
 
 
@@ -181,6 +183,24 @@ def to_fp16(src: Path, dst: Path) -> None:
 def logit_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
     return {"max_abs_diff": float(np.abs(reference - other).max()),
             "argmax_agreement": float((reference.argmax(1) == other.argmax(1)).mean()), "n": int(len(reference))}
+
+
+def with_views_input(path: Path, images: np.ndarray, expected: np.ndarray) -> int:
+    """Give the view-averaging graph at `path` its `views` input (onnx_edit.add_views_input), checking that all views
+    still give `expected`, the logits of `images` before the edit. Returns the graph's view count (1: unchanged)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    views = add_views_input(model)
+    if views > 1:
+        onnx.save(model, str(path))
+        require_parity(logit_agreement(expected, onnx_logits(path, images)), "the graph with a views input differs")
+    return views
+
+
+def views_record(views: int) -> dict:
+    """The sidecar's `views` entry: the graph's views input and how many views all of them are (absent for one)."""
+    return {"views": {"input": VIEWS_INPUT, "count": views}} if views > 1 else {}
 
 
 def require_parity(check: dict, what: str) -> None:
@@ -219,7 +239,8 @@ def protocol_lines(protocols: dict, flip_in_graph: bool = False, zooms: Sequence
     def flip(r: dict) -> str:
         if not flip_in_graph:
             return f"flip TTA {r['flip_tta']:.2%}"
-        return "face and mirror averaged in the graph" + (f" at zooms {zoom_list(zooms)}" if list(zooms) != [1.0] else "")
+        return ("face and mirror averaged in the graph" + (f" at zooms {zoom_list(zooms)}" if list(zooms) != [1.0] else "")
+                + (f"; the face alone (`views` = 1, the page's mode on a slow device) {r['one_view']:.2%}" if "one_view" in r else ""))
 
     lines = [f"- **{split} accuracy {a['accuracy']:.2%}** on all {a['images']:,} {split} images "
              + ("whose vote argmax is an emotion (protocol a: the dataset's majority labels)" if fer_plus else
@@ -349,6 +370,11 @@ def model_card(sidecar: dict, metrics: dict, variants: dict, commands: Sequence[
         lines.append("- The graph averages the logits of each face and of its mirror image" + zoomed + ": test-time augmentation "
                      f"built in, so every backend of the page gets it, for {2 * len(zooms)} passes of the network per face. Training "
                      "flips faces at random, so both views are the same face to the network. `--no-flip-tta` exports the single view.")
+        if sidecar.get("views"):
+            lines.append(f"- Its int64 input `{sidecar['views']['input']}` (shape [1]) says how many of the "
+                         f"{sidecar['views']['count']} views to run: 1 runs the network on the face alone (the page does so "
+                         "on a device too slow for its frames, at the accuracy above), "
+                         f"{sidecar['views']['count']} or more on all of them (the same logits as without the input).")
     if weights["dtype"] != "fp32":
         lines.append(stored_weights_line(weights))
     reference = f"`{sidecar['file']}`" if weights["dtype"] == "fp32" else "the fp32 graph"  # what the WebGL copy matches
@@ -393,8 +419,10 @@ def model_title(dataset: str, num_classes: int, parameters: int) -> str:
 
 
 def protocol_summary(protocols: dict, test_key: str) -> dict:
-    """The sidecar's `accuracy_protocols`: per protocol, accuracy (single and flip view), macro-F1 and images."""
+    """The sidecar's `accuracy_protocols`: per protocol, accuracy (single and flip view, and one view where the graph
+    takes a views input), macro-F1 and images."""
     return {"split": test_key, **{name: {"accuracy": r["single"]["accuracy"], "flip_tta": r["flip_tta"]["accuracy"],
+                                         **({"one_view": r["one_view"]["accuracy"]} if "one_view" in r else {}),
                                          "macro_f1": r["single"]["macro_f1"], "images": r["single"]["n"]}
                                   for name, r in protocols.items()}}
 
@@ -417,6 +445,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     log(f"ships {weights['dtype']} weights ({final.stat().st_size / 1e6:.2f} MB, fp32 {fp32.stat().st_size / 1e6:.2f} MB)"
         + (f": argmax agreement with fp32 {weights['vs_fp32']['argmax_agreement']:.2%} on {check_key}"
            if weights["dtype"] != "fp32" else ""))
+    views = with_views_input(final, eval_splits[check_key].images[:256], check_logits[:256])
     # The shipped file's logits on every split, computed once: accuracy and protocols read them.
     logits = {k: check_logits if k == check_key else onnx_logits(final, v.images)
               for k, v in eval_splits.items()}
@@ -428,7 +457,8 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
     test = eval_splits[test_key]
     # A mirror-averaged graph scores a face and its mirror alike: its flip view is the single view, not a second pass.
     mirrored = logits[test_key] if flip_in_graph else onnx_logits(final, flip_views(test.images))
-    protocols = score_protocols(logits[test_key], mirrored, test.labels, test.votes, classes)
+    one_view = onnx_logits(final, test.images, views=1) if views > 1 else None
+    protocols = score_protocols(logits[test_key], mirrored, test.labels, test.votes, classes, one_view)
     accuracy_protocols = protocol_summary(protocols, test_key)
     log(f"ONNX ({weights['dtype']} weights) {test_key} accuracy by protocol: {json.dumps(accuracy_protocols)}")
 
@@ -476,6 +506,7 @@ def export_model(model: nn.Module, splits: dict[str, ArraySplit], classes: Seque
         "weights": weights,
         "flip_tta_in_graph": flip_in_graph,
         "tta_zooms_in_graph": list(model.zooms) if flip_in_graph else [1.0],
+        **views_record(views),
         "variants": variants,
     }
     (out_dir / "model.json").write_text(json.dumps(sidecar, indent=1))

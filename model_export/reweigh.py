@@ -1,13 +1,14 @@
-"""Re-ship an exported emotion model with its weights stored as export_model now stores them (export.ship_weights:
-int8 where that costs no accuracy on the check split, else fp16 where it changes no prediction, else fp32).
+"""Re-ship an exported emotion model as export_model now ships it: its weights stored by export.ship_weights' rule
+(int8 where that costs no accuracy on the check split, else fp16 where it changes no prediction, else fp32), and a
+view-averaging graph given its `views` input (export.with_views_input: a slow device runs the face alone).
 
     python -m model_export.reweigh web/models/emotion/lite0s5-48.ferplus --dataset ferplus --data ../shared/datasets/ferplus.zip
 
 For models exported under an older rule: their training runs are not needed. The rule starts from the fp32 graph:
 the folder's `model.onnx` where it holds fp32 weights, or, where it stores them as fp16, the same graph with the WebGL
-copy's fp32 weights put back (each checked to round to exactly the stored fp16 value). Every figure of the sidecar
-and the card is then measured again on the new file, with the dataset splits the run used (card/metrics.json). The
-WebGL copy stays as it is.
+copy's fp32 weights put back (each checked to round to exactly the stored fp16 value); int8 weights, the rule's first
+choice, stay as stored. Every figure of the sidecar and the card is then measured again on the new file, with the
+dataset splits the run used (card/metrics.json). The WebGL copy stays as it is.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import load_dataset
-from .export import check_split, model_card, protocol_summary, sha256_file, ship_weights
+from .export import (check_split, model_card, protocol_summary, sha256_file, ship_weights, views_record,
+                     with_views_input)
 from .report import summarise
 from .run import make_splits
 from .scoring import flip_views, onnx_logits, score_protocols
@@ -63,8 +65,8 @@ def fp32_graph(folder: Path, sidecar: dict, dst: Path) -> None:
 
 
 def reweigh(folder: Path, dataset: str, data: str, log=print) -> dict:
-    """Rewrite `folder` (a shipped model: model.onnx, model.json, card/) under the current weight rule; returns the
-    sidecar. Exits, changing nothing, where the rule keeps the weights as they are stored."""
+    """Rewrite `folder` (a shipped model: model.onnx, model.json, card/) under the current export rules; returns the
+    sidecar. Exits, changing nothing, where they keep the file as it is."""
     sidecar = json.loads((folder / "model.json").read_text())
     metrics = json.loads((folder / "card" / "metrics.json").read_text())
     run, classes = metrics["run"], sidecar["labels"]
@@ -77,23 +79,30 @@ def reweigh(folder: Path, dataset: str, data: str, log=print) -> dict:
     before = sidecar.get("weights", {}).get("dtype", "fp32")
     with tempfile.TemporaryDirectory() as tmp:
         fp32, new = Path(tmp) / "model.fp32.onnx", Path(tmp) / "model.onnx"
-        fp32_graph(folder, sidecar, fp32)
-        weights, check_logits = ship_weights(fp32, new, check_key, eval_splits[check_key], log)
-        log(f"{weights['dtype']} weights against fp32 on {check_key}: {weights.get('vs_fp32')}")
-        if weights["dtype"] == before:
-            raise SystemExit(f"{folder}: the rule keeps its {before} weights; nothing changed")
-        logits = {k: check_logits if k == check_key else onnx_logits(new, v.images) for k, v in eval_splits.items()}
+        if before == "int8":  # the rule's first choice; its fp32 source is not shipped
+            shutil.copyfile(folder / "model.onnx", new)
+            weights = sidecar["weights"]
+        else:
+            fp32_graph(folder, sidecar, fp32)
+            weights, _ = ship_weights(fp32, new, check_key, eval_splits[check_key], log)
+            log(f"{weights['dtype']} weights against fp32 on {check_key}: {weights.get('vs_fp32')}")
+        probe = eval_splits[check_key].images[:256]
+        views = with_views_input(new, probe, onnx_logits(new, probe))
+        if weights["dtype"] == before and views == 1:
+            raise SystemExit(f"{folder}: the rules keep its {before} weights and its graph; nothing changed")
+        logits = {k: onnx_logits(new, v.images) for k, v in eval_splits.items()}
         test = eval_splits[test_key]
         # As export_model scores it: a mirror-averaged graph's flip view is its single view.
         mirrored = logits[test_key] if flip_in_graph else onnx_logits(new, flip_views(test.images))
+        one_view = onnx_logits(new, test.images, views=1) if views > 1 else None
         shutil.copyfile(new, folder / "model.onnx")
     shipped = folder / "model.onnx"
     results = {k: summarise(logits[k], v.labels, classes) for k, v in eval_splits.items()}
-    protocols = score_protocols(logits[test_key], mirrored, test.labels, test.votes, classes)
+    protocols = score_protocols(logits[test_key], mirrored, test.labels, test.votes, classes, one_view)
     sidecar.update(
         bytes=shipped.stat().st_size, sha256=sha256_file(shipped), weights=weights,
         accuracy={k: r["accuracy"] for k, r in results.items()},
-        accuracy_protocols=protocol_summary(protocols, test_key))
+        accuracy_protocols=protocol_summary(protocols, test_key), **views_record(views))
     metrics["onnx"] = {"results": results, "protocols": protocols, "sidecar": sidecar}
     (folder / "model.json").write_text(json.dumps(sidecar, indent=1) + "\n")
     (folder / "card" / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))

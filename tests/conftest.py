@@ -74,10 +74,11 @@ def emotion_model():
     from types import SimpleNamespace
 
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the emotion model")
+    from model_export.onnx_edit import emotion_feeds
     found = shipped_emotion_model()
     if found is None:
         pytest.skip("no shipped emotion model under web/models/")
     model, sidecar = found
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     labels = json.loads(sidecar.read_text())["labels"]
-    return SimpleNamespace(run=lambda x: sess.run(None, {sess.get_inputs()[0].name: x})[0], labels=labels)
+    return SimpleNamespace(run=lambda x: sess.run(None, emotion_feeds(sess, x))[0], labels=labels)

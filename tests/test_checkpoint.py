@@ -165,6 +165,7 @@ def test_committed_start_weights_are_the_shipped_models(name: str, model_id: str
     import numpy as np
 
     from model_export.models import MirrorAveraged, build_model
+    from model_export.onnx_edit import emotion_feeds
 
     root = Path(__file__).resolve().parents[1]
     run = json.loads((root / "checkpoints" / name / "run.json").read_text())
@@ -178,7 +179,7 @@ def test_committed_start_weights_are_the_shipped_models(name: str, model_id: str
     with torch.no_grad():
         torch_logits = model.eval()(torch.from_numpy(x)).numpy()
     session = ort.InferenceSession(str(root / "web" / "models" / "emotion" / model_id / "model.onnx"))
-    onnx_logits = session.run(None, {session.get_inputs()[0].name: x})[0]
+    onnx_logits = session.run(None, emotion_feeds(session, x))[0]
     int8 = sidecar.get("weights", {}).get("dtype") == "int8"
     atol = 0.3 if int8 else 0.05
     np.testing.assert_allclose(torch_logits, onnx_logits, atol=atol)

@@ -9,9 +9,13 @@ Run: pytest -m browser tests/test_e2e_backends.py
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
+from fixtures import videos
 from fixtures.e2e import (
+    PACED_FRAMES,
     app_server,  # noqa: F401 - fixture
     group_photo,  # noqa: F401 - fixture
     launch_app_browser,
@@ -176,6 +180,12 @@ def test_webgpu_flag(playwright_driver, app_server, group_photo):  # noqa: F811
         s = run_group_photo(page, group_photo)
         assert s["epFullRange"] == "webgpu"
         RESULTS["webgpu"] = s["lastResults"]
+        # The emotion model on WebGPU, with camera frames over budget: the face alone (its int64 views input) there too.
+        png = base64.b64encode(videos.still_png(videos.HAPPY).read_bytes()).decode()
+        got = page.evaluate(PACED_FRAMES, {"adapt": {"budgetMs": 1}, "frames": 40, "png": png, "eps": ["webgpu"],
+                                           "allowSoftwareGpu": True})
+        assert got["ep"]["emotion"] == "webgpu" and got["pace"]["views"] == 1 and got["last"]["views"] == 1, got
+        assert got["last"]["labels"] == got["photo"]["labels"] == ["happiness"] and got["photo"]["views"] == 2, got
     finally:
         browser.close()
 

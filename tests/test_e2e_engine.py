@@ -20,6 +20,7 @@ from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
     group_photo,  # noqa: F401 - fixture
     happy_video,  # noqa: F401 - fixture
+    PACED_FRAMES,
     launch_app_browser,
     open_app,
     run_group_photo,
@@ -189,28 +190,10 @@ def test_the_main_thread_start_survives_cpu_contention(playwright_driver, app_se
             hog.join(timeout=5)
 
 
-# In the page: camera-like frames (VideoFrames of the happy clip's picture) through an engine with the given adapt
-# option; its stats.pace and how many frames the detector ran on.
-PACED = """async ({ adapt, frames, png }) => {
-  const { createEmotionLens } = await import('../js/emotion-lens.js');
-  const lens = createEmotionLens({ executionProviders: ['wasm'], adapt });
-  await lens.load();
-  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
-  const picture = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
-  let ran = 0;
-  for (let i = 0; i < frames; i++) {
-    const r = await lens.detect(new VideoFrame(picture, { timestamp: i * 33_000 }));
-    if (r.detectorRan) ran += 1;
-  }
-  const { pace } = lens.stats;
-  lens.dispose();
-  return { pace, ran };
-}"""
-
-
 @pytest.mark.parametrize("budget_ms, slowed", [(1, True), (1000, False)])
 def test_camera_frames_over_budget_stretch_the_detector_cadence(playwright_driver, app_server, budget_ms, slowed):  # noqa: F811
-    """config.adapt: frames costing more than the budget make the engine run the detector less often, and say so."""
+    """config.adapt: frames costing more than the budget make the engine run the emotion model on the face alone and
+    the detector less often, and say so; a photo still gets every view."""
     import base64
 
     png = base64.b64encode(videos.still_png(videos.HAPPY).read_bytes()).decode()
@@ -218,15 +201,20 @@ def test_camera_frames_over_budget_stretch_the_detector_cadence(playwright_drive
     try:
         page = browser.new_page()
         page.goto(app_server.url + "example/")
-        got = page.evaluate(PACED, {"adapt": {"budgetMs": budget_ms}, "frames": 90, "png": png})
+        got = page.evaluate(PACED_FRAMES, {"adapt": {"budgetMs": budget_ms}, "frames": 90, "png": png})
     finally:
         browser.close()
     pace = got["pace"]
     assert pace["slowed"] is slowed and pace["budgetMs"] == budget_ms and pace["configured"] == 3, pace
+    assert got["modelViews"] == {"count": 2, "adjustable": True}, got  # the default FER+ model: face and mirror
     if slowed:
         assert pace["detectEvery"] == 30 and got["ran"] <= 90 // 3 - 5, got  # the longest cadence, fewer detector runs
+        assert pace["views"] == 1 and got["last"]["views"] == 1, got  # the face alone
     else:
         assert pace["detectEvery"] == 3 and got["ran"] >= 90 // 3, got
+        assert pace["views"] == 2 and got["last"]["views"] == 2, got
+    assert got["last"]["labels"] == got["photo"]["labels"] == ["happiness"], got
+    assert got["photo"]["views"] == 2, got
 
 
 # In the page: the fake webcam watched by an engine with the given adapt option; its stats.pace and how many frames it

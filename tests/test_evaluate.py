@@ -139,6 +139,9 @@ def test_export_records_both_protocols_in_sidecar_and_card(tmp_path: Path) -> No
         assert claims[name]["flip_tta"] == pytest.approx(measured[name]["flip_tta"]["accuracy"])
         # The exported graph averages each face with its mirror (the default): mirroring the input changes nothing.
         assert measured[name]["flip_tta"]["accuracy"] == measured[name]["single"]["accuracy"]
+        # ... and takes how many views to run: the card states the face alone's figure (the page's slowed mode).
+        assert claims[name]["one_view"] == pytest.approx(measured[name]["one_view"]["accuracy"])
+    assert sidecar["views"] == {"input": "views", "count": 2}
     assert claims["reference"]["images"] == (ferplus_reference_labels(votes) >= 0).sum() < 300
     card = (shipped / "card" / "model_card.md").read_text()
     assert sidecar["flip_tta_in_graph"] and all(line in card for line in protocol_lines(claims, flip_in_graph=True))

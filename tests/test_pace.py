@@ -1,6 +1,7 @@
-"""The camera's adaptation to the device (web/js/pace.js), run in node on made-up frame costs: the shortest detector
-cadence whose mean frame cost fits the budget, no shorter than configured, back down when frames get cheap, fixed when
-adaptation is off; and the slower camera frame rate (slowFps) while the cadence is stretched. (The engine's use of it runs in Chromium: tests/test_e2e_engine.py.)"""
+"""The camera's adaptation to the device (web/js/pace.js), run in node on made-up frame costs: the most work whose
+mean frame cost fits the budget (all the emotion model's views, then the face alone, then the shortest detector cadence
+that fits, no shorter than configured), back up when frames get cheap, fixed when adaptation is off; and the slower
+camera frame rate (slowFps) while slowed. (The engine's use of it runs in Chromium: tests/test_e2e_engine.py.)"""
 
 from __future__ import annotations
 
@@ -13,16 +14,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Feeds phases of [frames, detector-frame ms, other-frame ms] at the cadence in force; the state after each phase.
+# Feeds phases of [frames, detector-frame ms, other-frame ms, ms of one view of the faces in the emotion model (0 if
+# absent)] at the work in force (a frame costs its kind's ms plus views x the view's ms); the state after each phase.
+# options.model: the emotion model's views ({count, adjustable}), given as the engine does once loaded.
 RUN = """
 import { createPace } from '%s';
 const [options, phases] = JSON.parse(process.argv[1]);
 const pace = createPace(options);
+if (options.model) pace.useModel(options.model);
 const out = [];
-for (const [frames, detectorMs, otherMs] of phases) {
+for (const [frames, detectorMs, otherMs, viewMs = 0] of phases) {
   for (let i = 0; i < frames; i++) {
     const ran = i %% pace.detectEvery === 0;
-    pace.record(ran ? detectorMs : otherMs, ran);
+    const classifyMs = pace.views * viewMs;
+    pace.record({ ms: (ran ? detectorMs : otherMs) + classifyMs, detectorRan: ran, classifyMs, views: pace.views });
   }
   out.push({ ...pace.state(), rest: pace.restMs(options.elapsedMs ?? 0) });
 }
@@ -70,3 +75,30 @@ def test_without_adaptation_the_cadence_stays():
     (state,) = run({"detectEvery": 3, "enabled": False, "budgetMs": 33, "slowFps": 16}, [[400, 120, 20]])
     assert state["detectEvery"] == 3 and not state["slowed"] and state["enabled"] is False
     assert state["rest"] == 0
+
+
+TWO_VIEWS = {"detectEvery": 3, "enabled": True, "budgetMs": 33, "slowFps": 16, "model": {"count": 2, "adjustable": True}}
+
+
+def test_the_face_alone_comes_before_a_longer_cadence_and_all_views_come_back():
+    # Cadence 3: (40 + 2 x 10) / 3 = 20 ms a frame without the emotion model; its two views 2 x 12 ms -> 44 > 33; the
+    # face alone: 20 + 12 = 32 fits, at the configured cadence. Then cheap frames: both views again.
+    slow, fast = run(TWO_VIEWS, [[400, 40, 10, 12], [400, 15, 5, 4]])
+    assert (slow["views"], slow["detectEvery"], slow["slowed"]) == (1, 3, True), slow
+    assert slow["frameMs"] == pytest.approx(32, abs=0.5) and slow["intervalMs"] == 63  # slowed (1000 / 16 ms): the rate is held too
+    assert (fast["views"], fast["detectEvery"], fast["slowed"]) == (2, 3, False), fast
+
+
+def test_when_the_face_alone_is_not_enough_the_cadence_stretches_with_it():
+    # Alone at cadence 3: (120 + 2 x 20) / 3 + 6 = 59 ms; at 8: (120 + 7 x 20) / 8 + 6 = 38.5; at 12: 35.2; at 20:
+    # 31 -> cadence 20, one view.
+    (state,) = run(TWO_VIEWS, [[600, 120, 20, 6]])
+    assert (state["views"], state["detectEvery"], state["slowed"]) == (1, 20, True), state
+
+
+def test_a_model_that_cannot_run_the_face_alone_keeps_its_views():
+    # The WebGL copy (no views input): only the cadence can give; at 30: (40 + 29 x 10) / 30 + 24 = 35 > 33 -> the
+    # longest cadence, both views.
+    options = {**TWO_VIEWS, "model": {"count": 2, "adjustable": False}}
+    (state,) = run(options, [[600, 40, 10, 12]])
+    assert (state["views"], state["detectEvery"], state["slowed"]) == (2, 30, True), state

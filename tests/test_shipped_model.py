@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dataset_paths import FER2013_ZIP, FERPLUS_ZIP
+from model_export.onnx_edit import emotion_feeds
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "web" / "models" / "emotion"
@@ -43,9 +44,16 @@ def test_sidecar_matches_file_and_contract(model_dir: Path, sidecar: dict, sessi
     assert sidecar["id"] == model_dir.name and sidecar["file"] == "model.onnx"
     model = model_dir / "model.onnx"
     assert hashlib.sha256(model.read_bytes()).hexdigest() == sidecar["sha256"]
+    # Each weight once (onnxruntime warns about a repeated one, and the page reports its warnings as console errors).
+    names = [t.name for t in pytest.importorskip("onnx").load(str(model)).graph.initializer]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     assert model.stat().st_size == sidecar["bytes"] <= MAX_BYTES
-    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    (inp, *views), (out,) = session.get_inputs(), session.get_outputs()
     assert (inp.name, inp.shape[1:], out.name) == ("input", [1, 48, 48], "logits")
+    # A graph that averages views takes how many to run (the page runs one on a slow device); another takes none.
+    expected = [("views", "tensor(int64)", [1])] if sidecar.get("flip_tta_in_graph") else []
+    assert [(v.name, v.type, v.shape) for v in views] == expected
+    assert sidecar.get("views", {}).get("input") == (expected[0][0] if expected else None)
     assert out.shape[1] == len(sidecar["labels"])
     from emotion_runtime import preprocess
 
@@ -86,9 +94,29 @@ def test_card_claims_meet_the_accuracy_floors(sidecar: dict) -> None:
 def test_batch_is_dynamic_and_rows_independent(session) -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (3, 1, 48, 48)).astype(np.float32)
-    batch = session.run(["logits"], {"input": x})[0]
-    single = np.concatenate([session.run(["logits"], {"input": x[i : i + 1]})[0] for i in range(3)])
-    np.testing.assert_allclose(batch, single, atol=1e-4)
+    for views in (None, 1):
+        batch = session.run(["logits"], emotion_feeds(session, x, views))[0]
+        single = np.concatenate([session.run(["logits"], emotion_feeds(session, x[i : i + 1], views))[0] for i in range(3)])
+        np.testing.assert_allclose(batch, single, atol=1e-4)
+
+
+def test_views_input_runs_the_face_alone_or_every_view(sidecar: dict, session) -> None:
+    """`views` = 1 is the network on the face as given; the count or more is every view (face and mirror, at each
+    zoom), which scores a face and its mirror image alike."""
+    if not sidecar.get("views"):
+        pytest.skip("this graph averages no views")
+    count = sidecar["views"]["count"]
+    assert count == 2 * len(sidecar.get("tta_zooms_in_graph", [1.0]))
+    x = np.random.default_rng(2).uniform(-1, 1, (4, 1, 48, 48)).astype(np.float32)
+    mirror = np.ascontiguousarray(x[..., ::-1])
+    logits = lambda images, views: session.run(["logits"], emotion_feeds(session, images, views))[0]  # noqa: E731
+    every = logits(x, count)
+    assert np.array_equal(every, logits(x, None)) and np.array_equal(every, logits(x, count + 5))
+    np.testing.assert_allclose(every, logits(mirror, count), atol=1e-5)
+    alone = logits(x, 1)
+    assert np.abs(alone - every).max() > 1e-3 and np.abs(alone - logits(mirror, 1)).max() > 1e-3
+    if count == 2:  # no zooms: all views = the mean of the face alone and its mirror alone
+        np.testing.assert_allclose(every, (alone + logits(mirror, 1)) / 2, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +160,8 @@ def test_accuracy_by_protocol_with_and_without_flip(sidecar: dict, evaluation: d
     assert claims["split"] == sidecar["test_split"] and claim["images"] == measured["single"]["n"]
     assert measured["single"]["accuracy"] >= claim["accuracy"] - TOLERANCE
     assert measured["flip_tta"]["accuracy"] >= claim["flip_tta"] - TOLERANCE
+    if sidecar.get("views"):  # the face alone: what the page runs on a slow device
+        assert measured["one_view"]["accuracy"] >= claim["one_view"] - TOLERANCE
 
 
 def test_webgl_variant_is_the_same_network_at_batch_one(model_dir: Path, sidecar: dict, session) -> None:
@@ -149,7 +179,7 @@ def test_webgl_variant_is_the_same_network_at_batch_one(model_dir: Path, sidecar
     assert all(len(n.input) < 4 or not n.input[3] for n in graph.node if n.op_type == "Resize")
     one = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).uniform(-1, 1, (8, 1, 48, 48)).astype(np.float32)
-    ref = session.run(["logits"], {"input": x})[0]
+    ref = session.run(["logits"], emotion_feeds(session, x))[0]
     got = np.concatenate([one.run(["logits"], {"input": x[i : i + 1]})[0] for i in range(len(x))])
     # The WebGL copy keeps fp32 weights: against fp16 stored weights the logits differ by their rounding.
     stored = sidecar.get("weights", {}).get("dtype", "fp32")

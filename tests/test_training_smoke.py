@@ -15,6 +15,7 @@ from emotion_runtime.preprocess import NORM_MEAN, NORM_STD  # noqa: E402
 from model_export.augment import AugmentConfig, augment  # noqa: E402
 from model_export.data import load_dataset  # noqa: E402
 from model_export.export import batch1_parity, export_onnx, parity, simplify_onnx, to_webgl  # noqa: E402
+from model_export.onnx_edit import add_views_input  # noqa: E402
 from model_export.scoring import onnx_logits  # noqa: E402
 from model_export.models import STUDENT, MirrorAveraged, build_model  # noqa: E402
 from model_export.run import main as run_main  # noqa: E402
@@ -128,6 +129,15 @@ def test_mirror_averaged_export_is_the_mean_of_all_views_on_every_variant(tmp_pa
     assert np.abs(onnx_logits(tmp_path / "m.onnx", np.ascontiguousarray(faces[:, :, ::-1])) - logits).max() < 1e-4
     assert batch1_parity(tmp_path / "m.onnx", tmp_path / "webgl.onnx", faces)["max_abs_diff"] < 1e-5
     assert np.abs(predict_logits(model, faces) - expected).max() > 1e-3  # the views differ: the test can tell
+    # With a views input (what the export ships): all views are the same logits, bit for bit; one is the network on
+    # the face as given (no mirror, no zoom).
+    import onnx
+
+    edited = onnx.load(str(tmp_path / "m.onnx"))
+    assert add_views_input(edited) == 2 * len(zooms)
+    onnx.save(edited, str(tmp_path / "views.onnx"))
+    assert np.array_equal(onnx_logits(tmp_path / "views.onnx", faces), logits)
+    assert np.abs(onnx_logits(tmp_path / "views.onnx", faces, views=1) - predict_logits(model, faces)).max() < 1e-4
 
 
 @needs_ferplus

@@ -393,7 +393,8 @@ function showResult(result, { mirror, live }) {
     status.update({ pace });
     ui.setReadouts({
       fps: status.get('fps'), fpsCap: live && pace.slowed ? pace.slowFps : null, timings,
-      detector: { ...detectorRuns, slowed: live && pace.slowed },
+      detector: { ...detectorRuns, slowed: live && pace.detectEvery > pace.configured },
+      faceAlone: result.views < lens.model.views.count,
     });
     detectorRuns.frames = detectorRuns.ran = 0;
   }

@@ -68,6 +68,31 @@ function withoutWebgl(eps) {
   return rest.length ? rest : ['wasm'];
 }
 
+/** An emotion model's input that says how many of the views its graph averages to run (model_export/onnx_edit.py
+ *  add_views_input): 1 runs the face alone; any number from the graph's count up runs all of them. */
+export const VIEWS_INPUT = 'views';
+const ALL_VIEWS = 2n ** 63n - 1n; // the graph's Slice clamps it to its count
+
+/**
+ * The feed of an emotion model's views input.
+ * @param {number|null} views  how many views of each face to run; null: all of them
+ * @returns {{data: BigInt64Array, dims: number[]}}
+ */
+export function viewsFeed(views) {
+  return { data: BigInt64Array.of(views === null ? ALL_VIEWS : BigInt(views)), dims: [1] };
+}
+
+/**
+ * How many views of each face an opened emotion model averages, and whether its session can run the face alone (the
+ * WebGL copy, and models exported before the input, cannot).
+ * @param {{session: {inputNames: string[]}, sidecar: object}} emotion  loadEmotionModel's result
+ * @returns {{count: number, adjustable: boolean}}
+ */
+export function viewsOf({ session, sidecar }) {
+  const count = sidecar.views?.count ?? (sidecar.flip_tta_in_graph ? 2 * (sidecar.tta_zooms_in_graph?.length ?? 1) : 1);
+  return { count, adjustable: count > 1 && session.inputNames.includes(VIEWS_INPUT) };
+}
+
 /**
  * The emotion session of a catalog entry, and its sidecar. WebGL takes only fixed input shapes: it gets the batch-1
  * copy (fetched and verified only if WebGL is tried). A model shipped without one (int8 weights, which WebGL's Conv
@@ -79,7 +104,7 @@ async function emotionSession(entry, { eps, allowSoftwareGpu }, onProgress) {
     // Warm-up shape given explicitly: the WebGL backend cannot report model input metadata.
     openSession(entry.model, {
       preferred: entry.webgl ? eps : withoutWebgl(eps), name: 'emotion model', warmupDims: [1, 1, 48, 48],
-      allowSoftwareGpu,
+      warmupFeeds: { [VIEWS_INPUT]: viewsFeed(null) }, allowSoftwareGpu,
     }, { webgl: entry.webgl ? { path: entry.webgl, batch: 1 } : null, onProgress }),
   ]);
   const sidecar = JSON.parse(new TextDecoder().decode(metaBytes));

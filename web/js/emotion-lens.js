@@ -173,6 +173,8 @@ export const DEFAULTS = deepFreeze({
  * @property {number} height
  * @property {'video'|'image'} kind
  * @property {'short_range'|'full_range'} detector  the face detector that processed the frame
+ * @property {number} views  views of each face the emotion model ran: all it averages, or 1 (the face alone) on a
+ *   camera frame of a device too slow for the configured work (stats.pace)
  * @property {{grab: number, capture: number, detect: number, pre: number, preDetector: number, classify: number,
  *   post: number, total: number, roundTrip: number}} timings  ms: grab (this thread: taking the frame), capture
  *   (reading its pixels: the detector's square and the face crops, or the whole frame with resample 'numpy'),
@@ -191,6 +193,9 @@ export const DEFAULTS = deepFreeze({
  * @property {string[]} emoji
  * @property {string[]} colours
  * @property {string|null} sha256  of the model's ONNX file, as its sidecar records it
+ * @property {{count: number, adjustable: boolean}} views  how many views of each face the model's graph averages
+ *   (2: the face and its mirror; more with zooms), and whether it can run the face alone, which the engine does on a
+ *   device too slow for its frames (stats.pace.views; the model card gives that mode's accuracy)
  */
 
 /**
@@ -559,6 +564,7 @@ export class EmotionLens extends EventTarget {
       }));
       recordSpans(spans);
       this.#info = info;
+      this.#pace.useModel(info.model.views);
       this.#setState('ready');
       this.#emit(EVENTS.READY, this.info);
       return this.info;
@@ -611,16 +617,20 @@ export class EmotionLens extends EventTarget {
       const maxSide = job.options.maxSide ?? this.#config.maxSide[kind];
       const detector = job.options.detector ?? this.#detector[kind];
       const resample = this.#config.resample[kind];
-      const detectEvery = kind === 'video' ? this.#pace.detectEvery : 1;
-      const { info, ...result } = await this.#call('detect', { frame, maxSide, kind, detector, resample, detectEvery },
-        [frame]);
+      // A camera frame gets the work the device affords (js/pace.js); a photo all of it.
+      const [detectEvery, views] = kind === 'video' ? [this.#pace.detectEvery, this.#pace.views] : [1, null];
+      const { info, ...result } = await this.#call('detect',
+        { frame, maxSide, kind, detector, resample, detectEvery, views }, [frame]);
       if (info) {
         this.#info = info;
         this.#emit(EVENTS.INFO, this.info);
       }
       result.timings.grab = grab;
       result.timings.roundTrip = performance.now() - t0;
-      if (kind === 'video') this.#pace.record(result.timings.roundTrip, result.detectorRan);
+      if (kind === 'video') {
+        this.#pace.record({ ms: result.timings.roundTrip, detectorRan: result.detectorRan,
+          classifyMs: result.timings.classify, views: result.views });
+      }
       this.#frames += 1;
       this.#result = result;
       this.#emit(EVENTS.RESULT, result);
@@ -751,6 +761,7 @@ export class EmotionLens extends EventTarget {
       throw new LensError(ERROR_CODES.MODEL, `This site has no emotion model "${modelId}".`);
     }
     this.#info = await this.#call('setModel', { modelId });
+    this.#pace.useModel(this.#info.model.views);
     this.#emit(EVENTS.MODEL, this.info);
     return this.info;
   }

@@ -6,7 +6,7 @@
 //                                          options: createSession's plain-data options
 //        {id, op: 'start', handle}          create the session -> {ep, batch, attempts, createMs, warmupMs, inputNames,
 //                                          outputNames}
-//        {id, op: 'run', handle, feeds}      feeds: {name: {data: Float32Array, dims}}
+//        {id, op: 'run', handle, feeds}      feeds: {name: {data: Float32Array | BigInt64Array (int64), dims}}
 //        {id, op: 'release', handle}
 //   out: {id, progress: {loaded, total}} while a 'prepare' downloads, then
 //        {id, result, spans} or {id, error: {code, message}}; spans: this thread's load-timing measures

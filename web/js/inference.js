@@ -138,13 +138,14 @@ let creating = Promise.resolve();
  * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean,
  *          variants?: Record<string, {load: () => Promise<ArrayBuffer|Uint8Array>, batch?: number}>,
  *          onAttempt?: (a: {ep: string, ok: boolean, reason?: string, ms: number}) => void,
- *          timeLimitMs?: number}} [options]
+ *          timeLimitMs?: number, warmupFeeds?: Record<string, {data: Float32Array|BigInt64Array, dims: number[]}>}} [options]
  *   variants: per EP, another file of the same network, loaded only when that EP is tried (WebGL takes
  *   only fixed shapes, so it gets a batch-1 copy); `batch` is the batch size that file is fixed to.
  *   preferred: EPs in order (default ['webgpu', 'webgl', 'wasm']); warmupDims: shape of the warm-up input
  *   (pass it: WebGL cannot report input shapes; default: from the model's metadata, symbolic dims set to 1);
  *   name: used in error messages; allowSoftwareGpu: also use SwiftShader-like GPUs (tests of the chain);
- *   timeLimitMs: how long one EP may take to create and warm up the session (default EP_TIME_LIMIT_MS).
+ *   timeLimitMs: how long one EP may take to create and warm up the session (default EP_TIME_LIMIT_MS);
+ *   warmupFeeds: what the warm-up gives the model's other inputs, those of them it has (the WebGL copy may lack one).
  * @returns {Promise<{session: object, ep: string, batch: number|null, attempts: Array<{ep: string, ok: boolean,
  *          reason?: string, ms: number}>, createMs: number, warmupMs: number}>}  batch: fixed batch size, or
  *          null when the session takes any batch
@@ -162,7 +163,7 @@ export function createSession(modelBytes, options = {}) {
  * @param {Parameters<typeof createSession>[1]} [options]
  */
 async function createSessionNow(modelBytes, { preferred = EXECUTION_PROVIDERS, warmupDims, name = 'model',
-  allowSoftwareGpu = false, variants = {}, onAttempt, timeLimitMs } = {}) {
+  allowSoftwareGpu = false, variants = {}, onAttempt, timeLimitMs, warmupFeeds = {} } = {}) {
   const bytes = modelBytes instanceof Uint8Array ? modelBytes : new Uint8Array(modelBytes);
   const attempts = [];
   const record = (attempt) => { attempts.push(attempt); onAttempt?.(attempt); };
@@ -176,7 +177,7 @@ async function createSessionNow(modelBytes, { preferred = EXECUTION_PROVIDERS, w
     // A backend that hangs (Safari's WebGPU has run away) must not keep the page loading: past its time limit the
     // next EP is tried, and a session that still arrives later is released.
     const limitMs = timeLimitMs ?? EP_TIME_LIMIT_MS[ep];
-    const attempt = startOnEp(ep, bytes, variants[ep], { name, warmupDims });
+    const attempt = startOnEp(ep, bytes, variants[ep], { name, warmupDims, warmupFeeds });
     let timer;
     const timeout = new Promise((resolve) => { timer = setTimeout(resolve, limitMs, null); });
     const outcome = await Promise.race([attempt, timeout]).finally(() => clearTimeout(timer));
@@ -201,7 +202,7 @@ async function createSessionNow(modelBytes, { preferred = EXECUTION_PROVIDERS, w
  * One EP's try: its session, created and warmed up on zeros. Resolves {session, createMs, warmupMs, warmedUp} or
  * {reason} (why this EP cannot run the model); never rejects.
  */
-async function startOnEp(ep, bytes, variant, { name, warmupDims }) {
+async function startOnEp(ep, bytes, variant, { name, warmupDims, warmupFeeds }) {
   const t0 = performance.now();
   let session;
   try {
@@ -222,8 +223,9 @@ async function startOnEp(ep, bytes, variant, { name, warmupDims }) {
   try {
     if (dims) {
       const size = dims.reduce((a, b) => a * b, 1);
-      const outputs = await timed(`warm-up ${name} (${ep})`,
-        () => run(session, session.inputNames[0], new Float32Array(size), dims));
+      const feeds = { [session.inputNames[0]]: { data: new Float32Array(size), dims } };
+      for (const other of session.inputNames.slice(1)) if (warmupFeeds[other]) feeds[other] = warmupFeeds[other];
+      const outputs = await timed(`warm-up ${name} (${ep})`, () => runFeeds(session, feeds));
       if (!allFinite(outputs)) throw new Error('warm-up output has NaN or infinite values');
     }
   } catch (err) {
@@ -338,7 +340,8 @@ function preparedOnce(create, forget) {
  * thread. For a model not needed at once (the full-range face detector, for photos): its file is on the device
  * before the engine is ready (nothing is fetched after that), its session's start and memory wait for its first use.
  * @param {string} path  site path of the ONNX file, as listed in manifest.json
- * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean}} options
+ * @param {{preferred?: readonly string[], warmupDims?: number[]|null, name?: string, allowSoftwareGpu?: boolean,
+ *          warmupFeeds?: Record<string, {data: Float32Array|BigInt64Array, dims: number[]}>}} options
  *   createSession's options (plain data: they cross to the worker)
  * @param {{webgl?: {path: string, batch: number}|null, onProgress?: (p: {path: string, loaded: number,
  *          total: number}) => void}} [more]  webgl: a fixed-shape copy of the network for the WebGL EP
@@ -419,9 +422,9 @@ function ownBuffers(feeds) {
 }
 
 /**
- * Run a session on named float32 inputs.
+ * Run a session on named inputs: float32, or int64 where the data is a BigInt64Array (an emotion model's `views`).
  * @param {object} session  from createSession or openSession
- * @param {Record<string, {data: Float32Array, dims: number[]}>} feeds
+ * @param {Record<string, {data: Float32Array|BigInt64Array, dims: number[]}>} feeds
  * @returns {Promise<Record<string, {data: Float32Array, dims: number[]}>>}  outputs, on the CPU
  */
 export async function runFeeds(session, feeds) {
@@ -430,7 +433,7 @@ export async function runFeeds(session, feeds) {
   if (!ort) throw new Error('runFeeds: this session was not created by createSession');
   const tensors = {};
   for (const [name, { data, dims }] of Object.entries(feeds)) {
-    tensors[name] = new ort.Tensor('float32', data, dims);
+    tensors[name] = new ort.Tensor(data instanceof BigInt64Array ? 'int64' : 'float32', data, dims);
   }
   const results = await session.run(tensors);
   /** @type {Record<string, {data: Float32Array, dims: number[]}>} */

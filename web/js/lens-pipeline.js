@@ -7,11 +7,11 @@
 //   out: {status: 'progress', id, data: LoadProgress} ... then {status: 'done', id, data} or
 //        {status: 'error', id, error: {code, message, step?}}
 // A frame arrives as a VideoFrame or ImageBitmap (transferred, no copy on the sender's side) and is closed here.
-import { loadEmotionModel, loadEverything } from './app-boot.js';
+import { VIEWS_INPUT, loadEmotionModel, loadEverything, viewsFeed, viewsOf } from './app-boot.js';
 import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
 import {
-  closeInferenceRoom, inferenceThread, isPrepared, releaseSession, run, runtimeIsolation,
+  closeInferenceRoom, inferenceThread, isPrepared, releaseSession, run, runFeeds, runtimeIsolation,
 } from './inference.js';
 import { takeSpans, timed } from './load-timing.js';
 import { lumaCrops, planesSquare, readPlanes } from './frame-planes.js';
@@ -161,7 +161,8 @@ class Pipeline {
     this.smoothing = JSON.parse(bridge.smoothing_json());
     const look = JSON.parse(bridge.labels_json());
     const { id, title, dataset } = emotion.entry;
-    this.model = { id, title, dataset: dataset ?? null, sha256: emotion.sidecar.sha256 ?? null, ...look };
+    this.model = { id, title, dataset: dataset ?? null, sha256: emotion.sidecar.sha256 ?? null, ...look,
+      views: viewsOf(emotion) };
   }
 
   async setModel({ modelId }, progress) {
@@ -202,9 +203,9 @@ class Pipeline {
   /**
    * One frame (VideoFrame | ImageBitmap, closed here), read at most `maxSide` px on its long side, through the face
    * detector `detector` (short_range | full_range) at least every `detectEvery` frames (see process), resampled by
-   * `resample` (browser | numpy, see process).
+   * `resample` (browser | numpy, see process), each face through `views` views of the emotion model (null: all).
    */
-  async detect({ frame, maxSide, kind, detector, resample, detectEvery = 1 }) {
+  async detect({ frame, maxSide, kind, detector, resample, detectEvery = 1, views = null }) {
     try {
       this.requireLoaded();
       if (!this.loaded.detectors[detector]) {
@@ -214,7 +215,7 @@ class Pipeline {
       const w = frame.displayWidth ?? frame.width;
       const h = frame.displayHeight ?? frame.height;
       const { width, height } = fitSize(w, h, maxSide);
-      const result = await this.process(frame, w, h, width, height, resample, detectEvery);
+      const result = await this.process(frame, w, h, width, height, resample, detectEvery, views);
       result.kind = kind;
       result.detector = detector;
       if (this.infoChanged) result.info = this.describe(); // the engine's info, with the session just started
@@ -236,8 +237,9 @@ class Pipeline {
    *   this does to accuracy);
    * - 'numpy': the frame's pixels (read at width x height) go to Python, which letterboxes and crops them
    *   (emotion_runtime.preprocess, the same numbers as CPython and the tests).
+   * The emotion model runs `views` views of each face where it can (null: all it averages; see classify).
    */
-  async process(source, srcWidth, srcHeight, width, height, resample, detectEvery) {
+  async process(source, srcWidth, srcHeight, width, height, resample, detectEvery, views = null) {
     const bridge = this.bridge;
     const byBrowser = resample === 'browser';
     const t0 = now();
@@ -289,7 +291,8 @@ class Pipeline {
       crops = takeFloat32(bridge.emotion_input());
     }
     const t4 = now();
-    const logits = n > 0 ? await this.classify(crops) : null;
+    const ran = this.viewsRun(views);
+    const logits = n > 0 ? await this.classify(crops, ran) : null;
     const t5 = now();
     const faces = JSON.parse(bridge.update_json(logits));
     const t6 = now();
@@ -299,6 +302,7 @@ class Pipeline {
       detectorRan,
       width,
       height,
+      views: ran,
       timings: {
         capture: stage.read + drawMs,
         detect: stage.detect,
@@ -426,20 +430,28 @@ class Pipeline {
     return ctx.getImageData(0, 0, g, rows).data;
   }
 
+  /** How many views of each face the emotion model runs when `views` are asked for (null: all of them). */
+  viewsRun(views) {
+    const { count, adjustable } = this.model.views;
+    return adjustable && views !== null ? Math.min(views, count) : count;
+  }
+
   /**
-   * Emotion logits for N crops ({data, dims: [N, 1, 48, 48]}), as one Float32Array of N x C. A session fixed
-   * to batch 1 (the WebGL copy of the model) runs once per face.
+   * Emotion logits for N crops ({data, dims: [N, 1, 48, 48]}) on `views` views of each face, as one Float32Array of
+   * N x C. A session fixed to batch 1 (the WebGL copy of the model) runs once per face.
    */
-  async classify(crops) {
+  async classify(crops, views) {
     const em = this.loaded.emotion.session;
     const [input, output] = [em.inputNames[0], em.outputNames[0]];
+    const feeds = (data, dims) => ({ [input]: { data, dims },
+      ...(em.inputNames.includes(VIEWS_INPUT) ? { [VIEWS_INPUT]: viewsFeed(views) } : {}) });
     const n = crops.dims[0];
-    if (this.loaded.emotion.batch !== 1 || n === 1) return (await run(em, input, crops.data, crops.dims))[output].data;
+    if (this.loaded.emotion.batch !== 1 || n === 1) return (await runFeeds(em, feeds(crops.data, crops.dims)))[output].data;
     const per = crops.data.length / n;
     let logits = null; // n x C, C known after the first run
     for (let i = 0; i < n; i++) {
       const one = crops.data.slice(i * per, (i + 1) * per); // a copy: a backend may keep the buffer
-      const row = (await run(em, input, one, [1, ...crops.dims.slice(1)]))[output].data;
+      const row = (await runFeeds(em, feeds(one, [1, ...crops.dims.slice(1)])))[output].data;
       logits ??= new Float32Array(n * row.length);
       logits.set(row, i * row.length);
     }

@@ -201,13 +201,13 @@ export function runtimeText({ crossOriginIsolated, wasmThreads }) {
 /**
  * Update the readouts given.
  * @param {{ep?: string, runtime?: string, fps?: number|null, fpsCap?: number|null, timings?: object,
- *          detector?: {frames: number, ran: number, ms: number|null, slowed?: boolean}}} readouts
+ *          detector?: {frames: number, ran: number, ms: number|null, slowed?: boolean}, faceAlone?: boolean}} readouts
  *   fpsCap: the frame rate the engine holds the camera to on this device (stats.pace.slowFps), if any; timings: the
  *   last frame's (FrameResult.timings); detector: since the last readout, the frames shown, those the face detector
  *   ran on, its last run's ms (it skips frames: config.detectEvery), and whether the engine stretched its cadence for
- *   this device (stats.pace)
+ *   this device (stats.pace); faceAlone: the emotion model ran on each face without its mirror, for this device
  */
-export function setReadouts({ ep, runtime, fps, fpsCap, timings, detector }) {
+export function setReadouts({ ep, runtime, fps, fpsCap, timings, detector, faceAlone = false }) {
   if (ep !== undefined) setText(els.ro.ep, ep || '–');
   if (runtime !== undefined) setText(els.ro.runtime, runtime || '–');
   if (fps !== undefined) {
@@ -219,7 +219,7 @@ export function setReadouts({ ep, runtime, fps, fpsCap, timings, detector }) {
   }
   if (timings) {
     setText(els.ro.pre, fmtMs(timings.pre));
-    setText(els.ro.classify, fmtMs(timings.classify));
+    setText(els.ro.classify, fmtMs(timings.classify) + (faceAlone ? ' (face alone, for this device)' : ''));
     setText(els.ro.post, fmtMs(timings.post));
   }
 }
