@@ -24,7 +24,6 @@ from fixtures import engines
 from fixtures.e2e import (
     LOAD_TIMEOUT_MS,
     SETTLED_STATUS,
-    SHELL_STORED,
     app_server,  # noqa: F401 - fixture
     group_photo,  # noqa: F401 - fixture
     launch_app_browser,
@@ -173,7 +172,6 @@ def test_camera_runs(engine):
 
 def test_reload_works_offline(engine, group_photo):  # noqa: F811
     browser, held = engine["browser"], engine["held"]
-    browser.wait_for(SHELL_STORED, 30)  # the service worker stores the page shell once the engine has loaded
     stop_server(held["server"])
     held["server"] = None
     s = open_in(browser, engine["url"])

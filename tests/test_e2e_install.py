@@ -18,7 +18,7 @@ from fixtures.e2e import (
     app_server,  # noqa: F401 - fixture
     launch_app_browser,
     open_app,
-    wait_shell_stored,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -91,7 +91,7 @@ def test_chromium_finds_no_installability_error(app):
 
 def test_service_worker_keeps_manifest_and_icons_offline(app):
     page, browser = app["page"], app["browser"]
-    wait_shell_stored(page)  # stored once the engine has loaded
+    wait_for(page, "() => navigator.serviceWorker.controller !== null", 30_000)
     files = [MANIFEST] + [icon["src"] for icon in served_manifest(app["url"])["icons"]]
     cached = page.evaluate("""async (files) => {
         const cache = await caches.open('emotion-lens-v1');

@@ -1,7 +1,6 @@
 """End to end in headless Chromium: the service worker (web/sw.js).
 
 - after one online visit, the page reloads and analyses a photo with its server gone (offline use);
-- the page shell is stored before ready, once the engine's files have arrived, not while they load;
 - served like GitHub Pages (no COOP/COEP headers), the app reloads itself once through the worker and ends up
   cross-origin isolated (WASM threads), without a reload loop.
 Run: pytest -m browser tests/test_e2e_offline.py
@@ -9,21 +8,18 @@ Run: pytest -m browser tests/test_e2e_offline.py
 
 from __future__ import annotations
 
-import shutil
 import urllib.error
 import urllib.request
 
 import pytest
 
 from fixtures.e2e import (
-    SHELL_STORED,
     app_server,  # noqa: F401 - fixture
     group_photo,  # noqa: F401 - fixture
     launch_app_browser,
     open_app,
     run_group_photo,
     serve_dir,
-    wait_shell_stored,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -42,7 +38,6 @@ def test_reload_works_offline_after_first_visit(playwright_driver, app_server, g
         s = open_app(page, url, "?ep=wasm")
         assert s["state"] == "ready", s["error"]
         assert page.evaluate("() => navigator.serviceWorker.controller !== null"), "the worker should control the page"
-        wait_shell_stored(page)
         stop_server(server)
         server = None
         with pytest.raises(urllib.error.URLError):
@@ -55,34 +50,6 @@ def test_reload_works_offline_after_first_visit(playwright_driver, app_server, g
         browser.close()
         if server is not None:
             stop_server(server)
-
-
-def test_the_shell_is_stored_before_ready_once_the_engine_files_have_arrived(playwright_driver, app_server,  # noqa: F811
-                                                                              tmp_path):
-    """On a first visit the service worker stores the page shell when the engine asks, once its own files have
-    arrived, not at its activation (where it held up the start), and the engine says ready only after it is stored:
-    a page whose model download fails leaves it unstored; the same page with the file back has it stored at ready."""
-    site = tmp_path / "site"
-    shutil.copytree(app_server.dir, site)
-    model = site / "models/face_detector_full_range.onnx.gz"
-    held = tmp_path / model.name
-    model.rename(held)
-    server, url = serve_dir(site)
-    browser = launch_app_browser(playwright_driver)
-    try:
-        page = browser.new_page()
-        s = open_app(page, url, "?ep=wasm")
-        assert s["state"] == "error" and "face_detector_full_range.onnx.gz" in s["error"]["message"], s["error"]
-        assert page.evaluate("() => navigator.serviceWorker.controller !== null"), "the worker should control the page"
-        page.wait_for_timeout(1000)  # (the old worker had stored it within ~0.3 s of taking control)
-        assert page.evaluate(SHELL_STORED) is False
-        held.rename(model)
-        s = open_app(page, url, "?ep=wasm")
-        assert s["state"] == "ready", s["error"]
-        assert page.evaluate(SHELL_STORED) is True
-    finally:
-        browser.close()
-        stop_server(server)
 
 
 def test_github_pages_mode_reloads_once_into_isolation(playwright_driver, app_server, group_photo):  # noqa: F811

@@ -2,9 +2,8 @@
 //
 // 1. Offline use after the first load. Every same-origin GET goes to the network first (so a new deploy is
 //    picked up at once) and the answer is stored; when the network fails, the stored copy answers. The small
-//    page shell (everything in manifest.json outside vendor/, models/ and wheels/) is stored when the page's engine
-//    asks, before it is ready; the runtime and models as the page fetches them, so a visitor keeps exactly what their
-//    browser used.
+//    page shell (everything in manifest.json outside vendor/, models/ and wheels/) is stored at install, the
+//    runtime and models as the page fetches them, so a visitor keeps exactly what their browser used.
 //    The page still checks every model and the runtime wheel against manifest.json's sha256 before use.
 //    The shell includes the web app manifest (manifest.webmanifest) and its icons (icons/), so the installed
 //    app opens offline with its name and icon.
@@ -24,7 +23,6 @@ const CACHE = 'emotion-lens-v1';
 const SHELL_EXCLUDED = /^(vendor|models|wheels|__test__)\//;
 const VERIFIED = /^vendor\//; // answered from the cache once verified (see 1. above)
 const SHA256_HEADER = 'X-Emotion-Lens-Sha256'; // on stored runtime files: the sha256 they were verified with
-const STORE_SHELL_MESSAGE = 'emotion-lens:store-shell'; // from js/sw-control.js
 const SCOPE_PATH = new URL('./', self.location.href).pathname;
 const MANIFEST_URL = new URL('manifest.json', self.location.href).href;
 const ISOLATION_HEADERS = {
@@ -37,22 +35,16 @@ self.addEventListener('install', (event) => {
   event.waitUntil(self.skipWaiting());
 });
 
+// Control is taken first and the shell stored after: the page waits for control before its big downloads (so they
+// are kept), and storing the shell first made that wait several hundred ms longer on a first visit.
 self.addEventListener('activate', (event) => {
   event.waitUntil((async () => {
     await self.clients.claim();
     for (const name of await caches.keys()) {
       if (name !== CACHE && name.startsWith('emotion-lens-')) await caches.delete(name);
     }
+    await precacheShell();
   })());
-});
-
-// The shell is stored when the page's engine asks (js/sw-control.js: once its own files have arrived, so this worker
-// is not busy with it while the engine's modules and downloads pass through), not at activation: on a first visit
-// that delayed the start (0.5-core proxy, paired: ready ~0.7 s later). The reply tells the engine it is done, so the
-// page is ready for offline use when it says ready, and makes no request after that.
-self.addEventListener('message', (event) => {
-  if (event.data?.type !== STORE_SHELL_MESSAGE) return;
-  event.waitUntil(storeShell().finally(() => event.ports[0]?.postMessage('stored')));
 });
 
 self.addEventListener('fetch', (event) => {
@@ -73,32 +65,20 @@ async function currentManifest(cache) {
   return siteManifest;
 }
 
-let storingShell = null;
-
-/**
- * The page shell, so a reload works offline even though the first visit loaded it before this worker took control.
- * Only what is not stored yet: the files fetched through this worker are stored (and kept fresh) as they pass.
- */
-function storeShell() {
-  storingShell ??= (async () => {
-    try {
-      const cache = await caches.open(CACHE);
-      const response = await fetch('manifest.json', { cache: 'no-cache' });
-      if (!response.ok) return;
-      const manifest = await response.clone().json();
-      siteManifest = manifest;
-      await cache.put('manifest.json', response);
-      const shell = ['./', ...Object.keys(manifest.files || {})
-        .filter((path) => !SHELL_EXCLUDED.test(path) && path !== 'sw.js')];
-      const stored = await Promise.all(shell.map((path) => cache.match(path)));
-      await cache.addAll(shell.filter((_, i) => !stored[i]));
-    } catch {
-      // Offline or a partial deploy: the next page asks again.
-    } finally {
-      storingShell = null;
-    }
-  })();
-  return storingShell;
+/** The page shell, so a reload works offline even if it was first loaded before this worker took control. */
+async function precacheShell() {
+  try {
+    const cache = await caches.open(CACHE);
+    const response = await fetch('manifest.json', { cache: 'no-cache' });
+    if (!response.ok) return;
+    const manifest = await response.clone().json();
+    siteManifest = manifest;
+    const shell = Object.keys(manifest.files || {}).filter((path) => !SHELL_EXCLUDED.test(path) && path !== 'sw.js');
+    await cache.put('manifest.json', response);
+    await cache.addAll(['./', ...shell]);
+  } catch {
+    // Offline or a partial deploy: the runtime cache below still fills as the page loads.
+  }
 }
 
 async function networkFirst(request, event) {

@@ -16,7 +16,7 @@ import { ERROR_CODES, LensError, asLensError } from './errors.js';
 import { fitSize } from './frame-size.js';
 import { recordSpans, timed } from './load-timing.js';
 import { createPace } from './pace.js';
-import { serviceWorkerControl, serviceWorkerStoreShell } from './sw-control.js';
+import { serviceWorkerControl } from './sw-control.js';
 
 export { ERROR_CODES, LensError, fitSize };
 
@@ -385,7 +385,6 @@ export class EmotionLens extends EventTarget {
   #calls = new Map(); // id -> {resolve, reject}
   #nextId = 1;
   #info = null; // LensInfo
-  #shellStored = null; // the site's service worker storing the page shell, asked once (sw-control.js)
   #backend = { thread: null, reason: null };
   #result = null;
   #inFlight = false; // one frame in the pipeline at a time
@@ -492,8 +491,6 @@ export class EmotionLens extends EventTarget {
     const call = this.#calls.get(message.id);
     if (!call) return;
     if (message.status === 'progress') {
-      // The engine's files have arrived: the site's service worker may store the page shell now (sw-control.js).
-      if (message.data?.step === 'verify') this.#storeShell();
       this.#emit(EVENTS.PROGRESS, message.data);
       return;
     }
@@ -501,12 +498,6 @@ export class EmotionLens extends EventTarget {
     if (message.status === 'error') call.reject(new LensError(message.error.code, message.error.message, message.error));
     else call.resolve(message.data);
   };
-
-  /** The site's service worker storing the page shell (js/sw-control.js), asked once. */
-  #storeShell() {
-    this.#shellStored ??= serviceWorkerStoreShell(new URL('sw.js', this.#config.baseUrl).href);
-    return this.#shellStored;
-  }
 
   #call(type, data, transfer) {
     if (!this.#channel) {
@@ -572,8 +563,6 @@ export class EmotionLens extends EventTarget {
         warmup: c.warmup, detector: { ...this.#detector }, resample: c.resample.video,
       }));
       recordSpans(spans);
-      // Ready for offline use when ready, and no request after it (the shell's store began with the 'verify' step).
-      await this.#storeShell();
       this.#info = info;
       this.#pace.useModel(info.model.views);
       this.#setState('ready');

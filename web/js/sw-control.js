@@ -1,6 +1,5 @@
-// The engine's side of the site's service worker (registered by js/sw-register.js): waiting for it to control the
-// page, so that the big downloads that follow pass through it and are kept for offline use, and asking it to store the
-// rest of the page (what loaded before it took control) once the engine's own files have arrived (sw.js).
+// Waiting for the site's service worker (registered by js/sw-register.js) to control the page, so that the big
+// downloads that follow pass through it and are kept for offline use.
 
 /**
  * Wait (at most `timeoutMs`) until the service worker controls this page. Resolves at once where there is no
@@ -26,31 +25,5 @@ export async function serviceWorkerControl(timeoutMs = 4000) {
       clearTimeout(timer);
       if (!reloading()) resolve(true); // sw-register.js's listener ran first (registered before this one)
     }, { once: true });
-  });
-}
-
-/**
- * Ask the site's service worker (`workerUrl`), when it controls the page, to store the page shell for offline use
- * (sw.js), and wait (at most `timeoutMs`) until it has. Another worker (an embedding app's own) is not asked: it
- * would never answer.
- * @param {string} workerUrl  the site's sw.js
- * @param {number} [timeoutMs]
- * @returns {Promise<boolean>} whether the site's worker said it is done
- */
-export function serviceWorkerStoreShell(workerUrl, timeoutMs = 3000) {
-  const worker = globalThis.navigator?.serviceWorker?.controller;
-  if (worker?.scriptURL !== workerUrl || typeof MessageChannel !== 'function') return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    const timer = setTimeout(() => {
-      channel.port1.close();
-      resolve(false);
-    }, timeoutMs);
-    channel.port1.onmessage = () => {
-      clearTimeout(timer);
-      channel.port1.close();
-      resolve(true);
-    };
-    worker.postMessage({ type: 'emotion-lens:store-shell' }, [channel.port2]);
   });
 }
