@@ -537,15 +537,15 @@ def gzip_host_bytes(site: Path, paths: list[str]) -> int:
     return sum(len(gzipped(f)) if host_gzips(f) else f.stat().st_size for f in files if f.is_file())
 
 
-def native_ms_per_face(site: Path, manifest: dict) -> float | None:
-    """Native onnxruntime's median ms for one face through the site's default emotion model (1 thread): the figure
-    that says how fast this machine is, printed beside every absolute time."""
+def native_ms_per_face(site: Path, manifest: dict, views: int | None = None) -> float | None:
+    """Native onnxruntime's median ms for one face through the site's default emotion model (1 thread; all its views,
+    or the first `views`): the figure that says how fast this machine is, printed beside every absolute time."""
     try:
         from model_export.bench import bench
     except ImportError:
         return None
     default = next(m for m in manifest["models"]["emotion"] if m["id"] == manifest["models"]["emotion_default"])
-    return bench(site / default["model"], runs=300, threads=1)["median_ms"]
+    return bench(site / default["model"], runs=300, threads=1, views=views)["median_ms"]
 
 
 def machine_line() -> str:

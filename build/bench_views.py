@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "build"))
 
-from bench_browser import chromium_under_quota, machine_line  # noqa: E402
+from bench_browser import chromium_under_quota, machine_line, native_ms_per_face  # noqa: E402
 
 # In the page: `frames` VideoFrames of the picture through an engine with the given options, after `warmup` untimed.
 TIMED = """async ({ png, options, warmup, frames }) => {
@@ -46,35 +46,6 @@ TIMED = """async ({ png, options, warmup, frames }) => {
 
 MODES = {"all views": {"detectEvery": 30, "adapt": {"enabled": False}},
          "face alone": {"detectEvery": 30, "adapt": {"budgetMs": 1}}}
-
-
-def native_ms(site: Path) -> dict[str, float]:
-    """Native onnxruntime's median ms for one face through the default emotion model, per mode (1 thread)."""
-    import json
-
-    import numpy as np
-    import onnxruntime as ort
-
-    from model_export.onnx_edit import emotion_feeds
-
-    manifest = json.loads((site / "manifest.json").read_text())
-    default = next(m for m in manifest["models"]["emotion"] if m["id"] == manifest["models"]["emotion_default"])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(site / default["model"]), opts, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 1, 48, 48)).astype(np.float32)
-    out = {}
-    for mode, views in (("all views", None), ("face alone", 1)):
-        feeds = emotion_feeds(sess, x, views)
-        for _ in range(20):
-            sess.run(None, feeds)
-        times = []
-        for _ in range(300):
-            t = time.perf_counter()
-            sess.run(None, feeds)
-            times.append((time.perf_counter() - t) * 1000)
-        out[mode] = statistics.median(times)
-    return out
 
 
 def main() -> int:
@@ -120,7 +91,9 @@ def main() -> int:
     finally:
         server.shutdown()
         server.server_close()
-    native = native_ms(args.site)
+    manifest = json.loads((args.site / "manifest.json").read_text())
+    native = {mode: native_ms_per_face(args.site, manifest, views)
+              for mode, views in (("all views", None), ("face alone", 1))}
     cpu = f"under phone-cpu --cores {args.cpu_cores}" if args.cpu_cores else "full CPU"
     print(f"\n{machine_line()}\n{cpu}; native onnxruntime ms a face: "
           + ", ".join(f"{m} {ms:.2f}" for m, ms in native.items()))

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = sorted((ROOT / "web/models/emotion").glob("*/model.onnx")) + [ROOT / "web/models/face_detector.onnx"]
 
 
-def bench(path: Path, runs: int, threads: int) -> dict:
+def bench(path: Path, runs: int, threads: int, views: int | None = None) -> dict:
+    """Median and p90 ms of one batch-1 run of the model at `path` (an emotion model on all of its views, or on the
+    first `views` where it takes a views input), its size and session creation time."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -28,7 +30,7 @@ def bench(path: Path, runs: int, threads: int) -> dict:
     inp = sess.get_inputs()[0]
     shape = [1 if not isinstance(d, int) else d for d in inp.shape]
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-    feeds = emotion_feeds(sess, x)  # an emotion model runs on all of its views
+    feeds = emotion_feeds(sess, x, views)
     for _ in range(10):
         sess.run(None, feeds)
     times = []

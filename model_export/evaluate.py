@@ -76,7 +76,9 @@ def format_report(model: Path, sidecar: dict, ds: FaceDataset, split: str, resul
     width = max(len(n) for n in names.values())
     lines += ["", f"{'protocol':<{width}}  {'images':>6}  {'view':<11}  {'accuracy':>8}  {'macro-F1':>8}"]
     for key, name in names.items():
-        for view, label in [(v, name) for v, name in VIEWS.items() if v in results[key]]:
+        for view, label in VIEWS.items():
+            if view not in results[key]:  # "one_view": only a graph with a views input
+                continue
             r = results[key][view]
             lines.append(f"{name if view == 'single' else '':<{width}}  {r['n'] if view == 'single' else '':>6}  {label:<11}  "
                          f"{r['accuracy']:>8.2%}  {r['macro_f1']:>8.4f}")

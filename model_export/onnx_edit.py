@@ -24,10 +24,15 @@ def resize_sizes_to_scales(model):
         model.graph.initializer.append(scales)
         node.input[2] = scales.name
         del node.input[3]
-    used = {i for n in model.graph.node for i in n.input}
-    for t in [t for t in model.graph.initializer if t.name not in used]:
-        model.graph.initializer.remove(t)
+    drop_unused_initializers(model.graph)
     return model
+
+
+def drop_unused_initializers(graph) -> None:
+    """Remove the initialisers no node reads any more (an edit replaced them)."""
+    used = {i for n in graph.node for i in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
 
 
 def int8_weights(model, min_elements: int = 4096):
@@ -100,8 +105,8 @@ def add_views_input(model):
     same logits as before, bit for bit), so that a slow device can buy speed with the accuracy the model card states
     for one view. A required input, because onnxruntime-web accepts no feed for an input with a default (an
     initializer). The network's first Conv gets the V views stacked on the batch axis: they are reshaped to [V, rest],
-    sliced to [:views] and given back their shape; the final Reshape's V becomes -1 (its N read from the input). Returns V, or 1 (the model unchanged)
-    for a graph that averages no views or already has the input."""
+    sliced to [:views] and given back their shape; the final Reshape's V becomes -1 (its N read from the input).
+    Returns V, or 1 (the model unchanged) for a graph that averages no views or already has the input."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -116,6 +121,7 @@ def add_views_input(model):
     stacked = first_conv.input[0]  # the V views on the batch axis: (V * N, 1, H, W)
     if any(stacked in n.input for n in graph.node if n is not first_conv):
         raise ValueError(f"add_views_input: {stacked} feeds more than the network's first Conv")
+
     def const(name: str, values: list[int]) -> str:
         full = f"views_const_{name}"
         if full not in consts:
@@ -140,9 +146,7 @@ def add_views_input(model):
     ordered[at:at] = nodes  # before the first Conv: the graph stays topologically sorted
     del graph.node[:]
     graph.node.extend(ordered)
-    used = {i for n in graph.node for i in n.input}
-    for t in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(t)
+    drop_unused_initializers(graph)
     graph.input.append(helper.make_tensor_value_info(VIEWS_INPUT, TensorProto.INT64, [1]))
     return views
 

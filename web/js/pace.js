@@ -80,7 +80,7 @@ export function createPace({ detectEvery, enabled, budgetMs, slowFps }) {
      */
     useModel({ count, adjustable }) {
       allViews = count;
-      canRunOne = adjustable && count > 1;
+      canRunOne = adjustable;
       levels = ladder();
       level = 0;
       viewMs = null;
