@@ -190,6 +190,11 @@ def renderer_main_cpu_s(profile_dir: str) -> float | None:
 
 # ---------------------------------------------------------------- one run
 
+# The engine's load measures (web/js/load-timing.js) as [{name, start, ms}], ms from the page's navigation.
+LOAD_PHASES_JS = """() => performance.getEntriesByType('measure').filter((m) => m.name.startsWith('lens:'))
+  .map((m) => ({ name: m.name.slice(5), start: m.startTime, ms: m.duration }))"""
+
+
 def open_ready(page, url: str | None, timeout_s: float) -> dict:
     """Open `url` as a new visit and wait until the page is ready (or failed). Adds `readyMs` (the visit's first
     navigation -> ready, an isolation reload included) and `phases` (the engine's load measures, ms from the last
@@ -206,8 +211,7 @@ def open_ready(page, url: str | None, timeout_s: float) -> dict:
     timing = page.evaluate("""() => ({
       firstOrigin: Number(sessionStorage.getItem('bench:origin')) || performance.timeOrigin,
       origin: performance.timeOrigin,
-      phases: performance.getEntriesByType('measure').filter((m) => m.name.startsWith('lens:'))
-        .map((m) => ({ name: m.name.slice(5), start: m.startTime, ms: m.duration })),
+      phases: (""" + LOAD_PHASES_JS + """)(),
     })""")
     if s["loadMs"] is not None:
         s["readyMs"] = timing["origin"] - timing["firstOrigin"] + s["loadMs"]
@@ -559,20 +563,23 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def phase_table(runs: list[dict], key: str) -> dict[str, tuple[float, float]]:
+    """Each `lens:` phase of the runs' `key` list ([{name, start, ms}]): (median start, median length), taking each
+    name's first occurrence in a run."""
+    per_name: dict[str, list[dict]] = {}
+    for r in runs:
+        seen = set()
+        for p in r[key]:
+            if p["name"] not in seen:
+                seen.add(p["name"])
+                per_name.setdefault(p["name"], []).append(p)
+    return {n: (med([p["start"] for p in ps]), med([p["ms"] for p in ps])) for n, ps in per_name.items()}
+
+
 def print_phases(rs: list[dict]) -> None:
     """Where the load time went: each `lens:` phase's start (ms after its page's navigation) and length, median over
     the runs, cold and warm. Phases overlap: the Python runtime and the models load side by side."""
-    def table(key: str) -> dict[str, tuple[float, float]]:
-        per_name: dict[str, list[dict]] = {}
-        for r in rs:
-            seen = set()
-            for p in r[key]:
-                if p["name"] not in seen:
-                    seen.add(p["name"])
-                    per_name.setdefault(p["name"], []).append(p)
-        return {n: (med([p["start"] for p in ps]), med([p["ms"] for p in ps])) for n, ps in per_name.items()}
-
-    cold, warm = table("cold_phases"), table("warm_phases")
+    cold, warm = phase_table(rs, "cold_phases"), phase_table(rs, "warm_phases")
     names = sorted(set(cold) | set(warm), key=lambda n: cold.get(n, warm.get(n))[0])
     nan = (float("nan"), float("nan"))
     print(f"\n{'load phase (engine measures)':58s} {'cold at':>7s} {'ms':>6s} {'warm at':>7s} {'ms':>6s}")

@@ -10,7 +10,7 @@ in all. Each engine through tests/fixtures/engines.py (Chromium: Playwright).
 
 Usage (repo root, project venv, `make site` and `make browser-deps` done):
     python build/bench_engines.py                   # 3 runs per engine, ~3 min on 2 cores
-    python build/bench_engines.py --engines webkit --runs 5
+    python build/bench_engines.py --engines webkit --runs 5 --phases   # and where each engine's load time went
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "build"))
 
-from bench_browser import med, native_ms_per_face  # noqa: E402
+from bench_browser import LOAD_PHASES_JS, med, native_ms_per_face, phase_table  # noqa: E402
 from fixtures import engines  # noqa: E402
 from fixtures.e2e import SETTLED_STATUS, serve_dir  # noqa: E402
 
@@ -76,6 +76,7 @@ def one_run(engine: str, url: str, frames: int) -> dict:
         if s["state"] != "ready":
             raise RuntimeError(f"not ready: {s['error']}")
         isolated = browser.call("() => window.crossOriginIsolated")
+        phases = browser.call(LOAD_PHASES_JS)
         browser.goto(url + "__bench__/index.html")
         browser.wait_for("() => typeof window.benchVideo === 'function'", 60)
         video = browser.call(f"() => window.benchVideo({frames})", timeout_s=600)
@@ -83,7 +84,7 @@ def one_run(engine: str, url: str, frames: int) -> dict:
         browser.close()
     rows = video["rows"]
     return {
-        "ready_s": s["loadMs"] / 1000, "isolated": isolated, "ep": s["ep"]["detector"],
+        "ready_s": s["loadMs"] / 1000, "isolated": isolated, "phases": phases, "ep": s["ep"]["detector"],
         "threads": s["runtime"]["wasmThreads"], "format": video["format"],
         "faces": med([r["faces"] for r in rows]),
         "capture_detector_ms": med([r["capture"] for r in rows if r["ran"]]),
@@ -92,12 +93,20 @@ def one_run(engine: str, url: str, frames: int) -> dict:
     }
 
 
+def print_phases(runs: list[dict]) -> None:
+    """The cold visit's load phases, median start (ms after the navigation) and length over the runs."""
+    print(f"  {'load phase (engine measures)':56s} {'at':>6s} {'ms':>6s}")
+    for name, (start, ms) in sorted(phase_table(runs, "phases").items(), key=lambda kv: kv[1][0]):
+        print(f"  {name[:56]:56s} {start:6.0f} {ms:6.0f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--site", type=Path, default=ROOT / "dist/site")
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--phases", action="store_true", help="also print each engine's load phases (medians)")
     args = ap.parse_args(argv)
 
     names = args.engines.split(",")
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{med([r['capture_detector_ms'] for r in runs]):.1f} ms on detector frames, "
                       f"{med([r['capture_other_ms'] for r in runs]):.1f} ms on the others; "
                       f"{med([r['frame_ms'] for r in runs]):.1f} ms a frame in all", flush=True)
+                if args.phases:
+                    print_phases(runs)
         finally:
             server.shutdown()
             server.server_close()
